@@ -1,1 +1,33 @@
-pub fn f(){}
+//! fapi-core: the FAPI 2.0 resource-server decision, as pure logic.
+//!
+//! Given the facts of a request, the time, the issuers' key sets and a compiled policy, [`guard::Guard`]
+//! decides to admit the request (with the claims to forward) or refuse it with the right RFC 6750 /
+//! RFC 9449 / RFC 9470 response. No I/O happens here: the Envoy plugin, the authorization server and the
+//! policy studio bring the network, the clock and the randomness.
+//!
+//! Stages, one module each: [`extract`] (where the token is), [`policy`] (which rule, what it requires),
+//! [`token`] (JWS header, signature via [`jwks`], claims), [`binding`] (RFC 8705 certificate thumbprint),
+//! [`dpop`] (RFC 9449 proofs), [`cache`] (verified tokens, revocations), [`decision`] (the answer).
+
+pub mod alg;
+pub mod b64;
+pub mod binding;
+pub mod cache;
+pub mod decision;
+pub mod dpop;
+pub mod extract;
+pub mod guard;
+pub mod jwk;
+pub mod jwks;
+pub mod jws;
+pub mod policy;
+#[cfg(feature = "sign")]
+pub mod sign;
+pub mod token;
+pub mod uri;
+#[cfg(feature = "yaml")]
+pub mod yaml;
+
+pub use decision::{Decision, Denial};
+pub use extract::RequestFacts;
+pub use guard::{Context, Guard};

@@ -1,0 +1,324 @@
+//! DPoP proofs at the resource server (RFC 9449 §4.3 checks, §7 token presentation, §8-9 nonces,
+//! §11.1 replay), with a bounded in-memory replay store and a stateless nonce issuer.
+
+use crate::alg::{Algorithm, AlgorithmName};
+use crate::b64;
+use crate::binding::constant_time_eq;
+use crate::decision::{Denial, DpopDefect};
+use crate::jwk::{JwkError, PublicJwk};
+use crate::jws::CompactJws;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// How proofs are checked on a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopRules {
+    /// Proof algorithms accepted (default ES256, PS256, EdDSA; advertised in the `algs` challenge).
+    #[serde(default = "default_dpop_algorithms")]
+    pub algorithms: Vec<Algorithm>,
+    /// How old a proof's `iat` may be, in seconds (default 60). Also how long its `jti` is remembered.
+    #[serde(default = "default_iat_window")]
+    pub iat_window: u64,
+    /// How far in the future a proof's `iat` may be, in seconds (default 10).
+    #[serde(default = "default_iat_future")]
+    pub iat_future: u64,
+    /// Require a server-provided nonce (RFC 9449 §9): proofs without one get `use_dpop_nonce`.
+    #[serde(default)]
+    pub require_nonce: bool,
+}
+
+fn default_dpop_algorithms() -> Vec<Algorithm> {
+    vec![Algorithm::ES256, Algorithm::PS256, Algorithm::EdDSA]
+}
+fn default_iat_window() -> u64 {
+    60
+}
+fn default_iat_future() -> u64 {
+    10
+}
+
+impl Default for DpopRules {
+    fn default() -> Self {
+        DpopRules {
+            algorithms: default_dpop_algorithms(),
+            iat_window: default_iat_window(),
+            iat_future: default_iat_future(),
+            require_nonce: false,
+        }
+    }
+}
+
+/// The request a proof must match.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofContext<'a> {
+    pub method: &'a str,
+    /// The request URI, already normalized by [`crate::uri`].
+    pub htu: &'a str,
+    /// The access token presented with the proof (its hash must equal `ath`).
+    pub access_token: &'a str,
+}
+
+/// A proof that passed every check except replay (the caller records its `jti` last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidProof {
+    /// RFC 7638 thumbprint of the proof key, for `cnf.jkt`.
+    pub jkt: String,
+    /// SHA-256 over the key thumbprint and `jti`: the replay-store key (RFC 9449 §11.1).
+    pub replay_key: [u8; 32],
+    /// Until when the `jti` must be remembered.
+    pub remember_until: i64,
+}
+
+/// Longest DPoP header accepted (an RSA-4096 JWK plus signature is about 2.5 KiB).
+pub const MAX_PROOF_LEN: usize = 8 * 1024;
+
+/// Checks the proof in the DPoP header values of a request, RFC 9449 §4.3 steps 1-12.
+pub fn check_proof(
+    headers: &[&str],
+    ctx: &ProofContext<'_>,
+    rules: &DpopRules,
+    nonces: Option<&NonceIssuer>,
+    now: i64,
+) -> Result<ValidProof, Denial> {
+    use DpopDefect::*;
+    let fail = |d: DpopDefect| Denial::DpopProof(d);
+    // 1. Exactly one DPoP header.
+    let proof = match headers {
+        [] => return Err(fail(Missing)),
+        [one] => *one,
+        _ => return Err(fail(MultipleHeaders)),
+    };
+    if proof.len() > MAX_PROOF_LEN {
+        return Err(fail(Malformed));
+    }
+    // 2. A well-formed JWT.
+    let jws = CompactJws::parse(proof).map_err(|_| fail(Malformed))?;
+    // 3-4. typ
+    match jws.header_str("typ") {
+        Ok(Some("dpop+jwt")) => {}
+        Ok(None) => return Err(fail(MissingClaim("typ"))),
+        _ => return Err(fail(Typ)),
+    }
+    // 5. An asymmetric algorithm from the allowed list.
+    let alg = match jws.header_str("alg") {
+        Ok(Some(name)) => match AlgorithmName::parse(name) {
+            AlgorithmName::Supported(a) if rules.algorithms.contains(&a) => a,
+            _ => return Err(fail(Algorithm)),
+        },
+        Ok(None) => return Err(fail(MissingClaim("alg"))),
+        Err(()) => return Err(fail(Algorithm)),
+    };
+    // 7. The jwk header: a public key, never a private one.
+    let jwk = match jws.header.get("jwk") {
+        None => return Err(fail(MissingClaim("jwk"))),
+        Some(v) => PublicJwk::from_value(v).map_err(|e| match e {
+            JwkError::PrivateMaterial => fail(PrivateJwk),
+            _ => fail(Jwk),
+        })?,
+    };
+    if !jwk.suits(alg) {
+        return Err(fail(Jwk));
+    }
+    // 6. The signature, with that key.
+    if !jwk.verify(alg, jws.signing_input.as_bytes(), &jws.signature) {
+        return Err(fail(Signature));
+    }
+    let claims = &jws.payload;
+    let jti = match claims.get("jti") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => s,
+        _ => return Err(fail(MissingClaim("jti"))),
+    };
+    // 8. htm
+    match claims.get("htm") {
+        Some(Value::String(m)) if m == ctx.method => {}
+        Some(Value::String(_)) => return Err(fail(Htm)),
+        _ => return Err(fail(MissingClaim("htm"))),
+    }
+    // 9. htu, compared after normalization, without query and fragment.
+    match claims.get("htu") {
+        Some(Value::String(u)) => match crate::uri::normalize(u) {
+            Some(u) if u == ctx.htu => {}
+            _ => return Err(fail(Htu)),
+        },
+        _ => return Err(fail(MissingClaim("htu"))),
+    }
+    // 11. iat within the window.
+    let iat = match claims.get("iat").and_then(Value::as_number) {
+        Some(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 1e15).map(|f| f as i64)),
+        None => return Err(fail(MissingClaim("iat"))),
+    }
+    .ok_or(fail(MissingClaim("iat")))?;
+    if iat < now.saturating_sub(rules.iat_window as i64) || iat > now.saturating_add(rules.iat_future as i64) {
+        return Err(fail(Iat));
+    }
+    // 12. ath: base64url(SHA-256(access token)).
+    match claims.get("ath") {
+        Some(Value::String(ath)) => {
+            if !constant_time_eq(ath.as_bytes(), b64::sha256_b64(ctx.access_token).as_bytes()) {
+                return Err(fail(Ath));
+            }
+        }
+        _ => return Err(fail(MissingClaim("ath"))),
+    }
+    // 10. Nonce: required by the route, or checked whenever one is present and we issue nonces.
+    match (claims.get("nonce"), nonces) {
+        (None, Some(_)) if rules.require_nonce => return Err(Denial::UseDpopNonce),
+        (Some(Value::String(n)), Some(issuer)) => {
+            if !issuer.is_valid(n, now) {
+                // RFC 9449 §9: an invalid or stale nonce is answered with a fresh one.
+                return Err(Denial::UseDpopNonce);
+            }
+        }
+        (Some(_), Some(_)) => return Err(fail(Nonce)),
+        _ => {}
+    }
+    let mut replay_input = Vec::with_capacity(jwk.thumbprint.len() + 1 + jti.len());
+    replay_input.extend_from_slice(jwk.thumbprint.as_bytes());
+    replay_input.push(b'.');
+    replay_input.extend_from_slice(jti.as_bytes());
+    Ok(ValidProof {
+        replay_key: b64::sha256(&replay_input),
+        remember_until: iat.saturating_add(rules.iat_window as i64).saturating_add(1),
+        jkt: jwk.thumbprint,
+    })
+}
+
+/// The outcome of recording a proof's `jti`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Fresh,
+    Replayed,
+    /// The store is full of live entries; the proof cannot be checked for replay (fail closed).
+    Full,
+}
+
+/// Remembers proof `jti` values for their window (RFC 9449 §11.1).
+///
+/// The Envoy plugin implements it on proxy-wasm shared data (shared by all workers, with
+/// compare-and-swap); [`MemoryReplayStore`] is the bounded in-process one.
+pub trait ReplayStore {
+    fn record(&mut self, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded;
+}
+
+/// A bounded in-memory replay store. Entries leave when their window closes; when full of live
+/// entries, new proofs are refused rather than old ones forgotten (forgetting would open a replay).
+#[derive(Debug)]
+pub struct MemoryReplayStore {
+    capacity: usize,
+    seen: HashMap<[u8; 32], i64>,
+    /// Sweeps run at most once a second, so a full store under load costs one pass per second.
+    last_sweep: i64,
+}
+
+impl MemoryReplayStore {
+    pub fn new(capacity: usize) -> Self {
+        MemoryReplayStore { capacity, seen: HashMap::new(), last_sweep: i64::MIN }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+impl ReplayStore for MemoryReplayStore {
+    fn record(&mut self, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded {
+        if let Some(until) = self.seen.get(key) {
+            if *until > now {
+                return Recorded::Replayed;
+            }
+        }
+        if self.seen.len() >= self.capacity && now > self.last_sweep {
+            self.last_sweep = now;
+            self.seen.retain(|_, until| *until > now);
+        }
+        if self.seen.len() >= self.capacity && !self.seen.contains_key(key) {
+            return Recorded::Full;
+        }
+        self.seen.insert(*key, remember_until);
+        Recorded::Fresh
+    }
+}
+
+/// Stateless server nonces (RFC 9449 §8-9): `base64url(issued_at || HMAC-SHA256(key, issued_at)[..16])`.
+/// Any instance holding the key validates any other's nonces; no storage is needed.
+pub struct NonceIssuer {
+    key: hmac::Key,
+    lifetime: u64,
+}
+
+impl std::fmt::Debug for NonceIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceIssuer").field("lifetime", &self.lifetime).finish_non_exhaustive()
+    }
+}
+
+impl NonceIssuer {
+    /// `secret` should hold at least 32 random bytes; `lifetime` is in seconds.
+    pub fn new(secret: &[u8], lifetime: u64) -> Self {
+        NonceIssuer { key: hmac::Key::new(hmac::HMAC_SHA256, secret), lifetime }
+    }
+
+    pub fn issue(&self, now: i64) -> String {
+        let t = now.to_be_bytes();
+        let tag = hmac::sign(&self.key, &t);
+        let mut raw = Vec::with_capacity(24);
+        raw.extend_from_slice(&t);
+        raw.extend_from_slice(&tag.as_ref()[..16]);
+        b64::encode(raw)
+    }
+
+    pub fn is_valid(&self, nonce: &str, now: i64) -> bool {
+        let Some(raw) = b64::decode(nonce) else { return false };
+        if raw.len() != 24 {
+            return false;
+        }
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&raw[..8]);
+        let tag = hmac::sign(&self.key, &t);
+        if !constant_time_eq(&tag.as_ref()[..16], &raw[8..]) {
+            return false;
+        }
+        let issued = i64::from_be_bytes(t);
+        issued <= now.saturating_add(5) && now.saturating_sub(issued) <= self.lifetime as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_store_remembers_within_window_and_stays_bounded() {
+        let mut store = MemoryReplayStore::new(2);
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        assert_eq!(store.record(&a, 100, 10), Recorded::Fresh);
+        assert_eq!(store.record(&a, 100, 20), Recorded::Replayed);
+        assert_eq!(store.record(&b, 50, 20), Recorded::Fresh);
+        assert_eq!(store.record(&c, 120, 30), Recorded::Full);
+        // After b's window closes it is swept and c fits.
+        assert_eq!(store.record(&c, 120, 60), Recorded::Fresh);
+        assert_eq!(store.len(), 2);
+        // a's window is over: it may be recorded again.
+        assert_eq!(store.record(&b, 200, 130), Recorded::Fresh);
+    }
+
+    #[test]
+    fn nonces_are_stateless_and_expire() {
+        let issuer = NonceIssuer::new(&[7u8; 32], 300);
+        let n = issuer.issue(1_000);
+        assert!(issuer.is_valid(&n, 1_000));
+        assert!(issuer.is_valid(&n, 1_300));
+        assert!(!issuer.is_valid(&n, 1_301));
+        assert!(!issuer.is_valid(&n, 990));
+        let other = NonceIssuer::new(&[8u8; 32], 300);
+        assert!(!other.is_valid(&n, 1_000));
+        assert!(!issuer.is_valid("not-a-nonce", 1_000));
+    }
+}
