@@ -72,11 +72,26 @@ mod tests {
 
     #[test]
     fn none_and_hmac_are_forbidden() {
-        assert_eq!(AlgorithmName::parse("none"), AlgorithmName::Forbidden("none".into()));
-        assert_eq!(AlgorithmName::parse("NoNe"), AlgorithmName::Forbidden("NoNe".into()));
-        assert_eq!(AlgorithmName::parse("HS256"), AlgorithmName::Forbidden("HS256".into()));
-        assert_eq!(AlgorithmName::parse("ES384"), AlgorithmName::Unknown("ES384".into()));
-        assert_eq!(AlgorithmName::parse("ES256"), AlgorithmName::Supported(Algorithm::ES256));
+        assert_eq!(
+            AlgorithmName::parse("none"),
+            AlgorithmName::Forbidden("none".into())
+        );
+        assert_eq!(
+            AlgorithmName::parse("NoNe"),
+            AlgorithmName::Forbidden("NoNe".into())
+        );
+        assert_eq!(
+            AlgorithmName::parse("HS256"),
+            AlgorithmName::Forbidden("HS256".into())
+        );
+        assert_eq!(
+            AlgorithmName::parse("ES384"),
+            AlgorithmName::Unknown("ES384".into())
+        );
+        assert_eq!(
+            AlgorithmName::parse("ES256"),
+            AlgorithmName::Supported(Algorithm::ES256)
+        );
         assert!(!Algorithm::RS256.is_fapi());
     }
 }

@@ -136,7 +136,11 @@ mod tests {
         assert_eq!(b64.len(), 43);
         assert_eq!(CertThumbprint::parse_digest(&b64), from_hex);
         assert_eq!(CertThumbprint::parse_digest(&HEX.to_uppercase()), from_hex);
-        let colons: Vec<String> = HEX.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        let colons: Vec<String> = HEX
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
         assert_eq!(CertThumbprint::parse_digest(&colons.join(":")), from_hex);
         assert_eq!(CertThumbprint::parse_digest("zz"), None);
         assert_eq!(CertThumbprint::parse_digest(&HEX[1..]), None);
@@ -156,20 +160,53 @@ mod tests {
     fn binding_rules() {
         let cert = CertThumbprint::from_der(b"client");
         let other = CertThumbprint::from_der(b"other");
-        let mtls = Confirmation { x5t_s256: Some(cert.to_b64url()), jkt: None };
-        let dpop = Confirmation { x5t_s256: None, jkt: Some("abc".into()) };
+        let mtls = Confirmation {
+            x5t_s256: Some(cert.to_b64url()),
+            jkt: None,
+        };
+        let dpop = Confirmation {
+            x5t_s256: None,
+            jkt: Some("abc".into()),
+        };
         let none = Confirmation::default();
         use SenderConstraint::*;
-        assert_eq!(check_binding(&mtls, Scheme::Bearer, Some(&cert), Mtls), Ok(BindingKind::Mtls));
-        assert_eq!(check_binding(&mtls, Scheme::Bearer, Some(&other), Mtls), Err(Denial::CertificateThumbprintMismatch));
-        assert_eq!(check_binding(&mtls, Scheme::Bearer, None, Either), Err(Denial::CertificateMissing));
-        assert_eq!(check_binding(&mtls, Scheme::Bearer, Some(&cert), Dpop), Err(Denial::BindingNotAllowed));
-        assert_eq!(check_binding(&dpop, Scheme::Bearer, None, Either), Err(Denial::DpopBoundTokenAsBearer));
-        assert_eq!(check_binding(&dpop, Scheme::DPoP, None, Either), Ok(BindingKind::Dpop));
-        assert_eq!(check_binding(&none, Scheme::Bearer, None, Either), Err(Denial::BearerTokenNotAllowed));
-        assert_eq!(check_binding(&none, Scheme::Bearer, None, BearerAllowed), Ok(BindingKind::Bearer));
+        assert_eq!(
+            check_binding(&mtls, Scheme::Bearer, Some(&cert), Mtls),
+            Ok(BindingKind::Mtls)
+        );
+        assert_eq!(
+            check_binding(&mtls, Scheme::Bearer, Some(&other), Mtls),
+            Err(Denial::CertificateThumbprintMismatch)
+        );
+        assert_eq!(
+            check_binding(&mtls, Scheme::Bearer, None, Either),
+            Err(Denial::CertificateMissing)
+        );
+        assert_eq!(
+            check_binding(&mtls, Scheme::Bearer, Some(&cert), Dpop),
+            Err(Denial::BindingNotAllowed)
+        );
+        assert_eq!(
+            check_binding(&dpop, Scheme::Bearer, None, Either),
+            Err(Denial::DpopBoundTokenAsBearer)
+        );
+        assert_eq!(
+            check_binding(&dpop, Scheme::DPoP, None, Either),
+            Ok(BindingKind::Dpop)
+        );
+        assert_eq!(
+            check_binding(&none, Scheme::Bearer, None, Either),
+            Err(Denial::BearerTokenNotAllowed)
+        );
+        assert_eq!(
+            check_binding(&none, Scheme::Bearer, None, BearerAllowed),
+            Ok(BindingKind::Bearer)
+        );
         // A bound token on a bearer-allowed route is still checked.
-        assert_eq!(check_binding(&mtls, Scheme::Bearer, Some(&other), BearerAllowed), Err(Denial::CertificateThumbprintMismatch));
+        assert_eq!(
+            check_binding(&mtls, Scheme::Bearer, Some(&other), BearerAllowed),
+            Err(Denial::CertificateThumbprintMismatch)
+        );
         assert_eq!(check_dpop_key(&dpop, "abc"), Ok(()));
         assert_eq!(check_dpop_key(&dpop, "abd"), Err(Denial::DpopKeyMismatch));
         assert_eq!(check_dpop_key(&none, "abc"), Err(Denial::DpopKeyMismatch));

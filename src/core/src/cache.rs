@@ -26,7 +26,13 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
-        TokenCache { capacity, entries: HashMap::new(), order: VecDeque::new(), hits: 0, misses: 0 }
+        TokenCache {
+            capacity,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            hits: 0,
+            misses: 0,
+        }
     }
 
     pub fn get(&mut self, key: &[u8; 32]) -> Option<&CachedToken> {
@@ -133,7 +139,12 @@ mod tests {
     use super::*;
 
     fn tok(exp: i64) -> CachedToken {
-        CachedToken { claims: Arc::new(AccessClaims { exp, ..Default::default() }) }
+        CachedToken {
+            claims: Arc::new(AccessClaims {
+                exp,
+                ..Default::default()
+            }),
+        }
     }
 
     #[test]

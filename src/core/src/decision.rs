@@ -104,11 +104,17 @@ pub enum Denial {
     UseDpopNonce,
     // Policy
     NoMatchingRule,
-    InsufficientScope { required: Vec<String> },
+    InsufficientScope {
+        required: Vec<String>,
+    },
     /// RFC 9470: the authentication context is too weak.
-    AcrNotAccepted { acr_values: Vec<String> },
+    AcrNotAccepted {
+        acr_values: Vec<String>,
+    },
     /// RFC 9470: the authentication is too old (or its time is unknown).
-    AuthenticationTooOld { max_age: u64 },
+    AuthenticationTooOld {
+        max_age: u64,
+    },
     ClientNotAllowed,
     ClaimConditionFailed(String),
     // Fail closed
@@ -150,19 +156,45 @@ impl Denial {
     /// HTTP status and OAuth error code. `None` only for [`Denial::MissingToken`].
     pub fn status_and_error(&self) -> (u16, Option<ErrorCode>) {
         use Denial::*;
-        use ErrorCode::{AccessDenied, InsufficientUserAuthentication, InvalidDpopProof, InvalidRequest, InvalidToken, TemporarilyUnavailable};
+        use ErrorCode::{
+            AccessDenied, InsufficientUserAuthentication, InvalidDpopProof, InvalidRequest, InvalidToken,
+            TemporarilyUnavailable,
+        };
         match self {
             MissingToken => (401, None),
-            TokenInQuery | MultipleAuthorizationHeaders | MalformedAuthorization => (400, Some(InvalidRequest)),
-            MalformedToken(_) | AlgorithmNotAllowed(_) | TypNotAllowed | KeyInHeader(_) | UnknownCritical
-            | UnknownIssuer | UnknownKid | AmbiguousKey | SignatureInvalid | MissingClaim(_) | MalformedClaim(_)
-            | Expired | NotYetValid | IssuedInFuture | LifetimeTooLong | AudienceMismatch | Revoked | Inactive
-            | CertificateMissing | CertificateThumbprintMismatch | DpopBoundTokenAsBearer | DpopKeyMismatch
-            | BearerTokenNotAllowed | BindingNotAllowed => (401, Some(InvalidToken)),
+            TokenInQuery | MultipleAuthorizationHeaders | MalformedAuthorization => {
+                (400, Some(InvalidRequest))
+            }
+            MalformedToken(_)
+            | AlgorithmNotAllowed(_)
+            | TypNotAllowed
+            | KeyInHeader(_)
+            | UnknownCritical
+            | UnknownIssuer
+            | UnknownKid
+            | AmbiguousKey
+            | SignatureInvalid
+            | MissingClaim(_)
+            | MalformedClaim(_)
+            | Expired
+            | NotYetValid
+            | IssuedInFuture
+            | LifetimeTooLong
+            | AudienceMismatch
+            | Revoked
+            | Inactive
+            | CertificateMissing
+            | CertificateThumbprintMismatch
+            | DpopBoundTokenAsBearer
+            | DpopKeyMismatch
+            | BearerTokenNotAllowed
+            | BindingNotAllowed => (401, Some(InvalidToken)),
             DpopProof(_) | DpopProofReplayed => (401, Some(InvalidDpopProof)),
             Denial::UseDpopNonce => (401, Some(ErrorCode::UseDpopNonce)),
             Denial::InsufficientScope { .. } => (403, Some(ErrorCode::InsufficientScope)),
-            AcrNotAccepted { .. } | AuthenticationTooOld { .. } => (401, Some(InsufficientUserAuthentication)),
+            AcrNotAccepted { .. } | AuthenticationTooOld { .. } => {
+                (401, Some(InsufficientUserAuthentication))
+            }
             NoMatchingRule | ClientNotAllowed | ClaimConditionFailed(_) => (403, Some(AccessDenied)),
             KeysUnavailable | RevocationStatusUnknown => (503, Some(TemporarilyUnavailable)),
         }
@@ -255,7 +287,9 @@ impl Denial {
             AudienceMismatch => "the token is not meant for this audience".into(),
             Revoked => "the token has been revoked".into(),
             Inactive => "the token is not active".into(),
-            CertificateMissing => "the token is certificate-bound and no client certificate was presented".into(),
+            CertificateMissing => {
+                "the token is certificate-bound and no client certificate was presented".into()
+            }
             CertificateThumbprintMismatch => "the token is bound to another client certificate".into(),
             DpopBoundTokenAsBearer => "a DPoP-bound token must be sent with the DPoP scheme".into(),
             DpopKeyMismatch => "the DPoP proof key does not match the token binding".into(),
@@ -280,11 +314,16 @@ impl Denial {
             DpopProofReplayed => "the DPoP proof has been used before".into(),
             UseDpopNonce => "a DPoP nonce is required".into(),
             NoMatchingRule => "no policy rule allows this request".into(),
-            InsufficientScope { required } => format!("the token lacks scope {}", required.join(" ")),
+            InsufficientScope { required } => {
+                format!("the token lacks scope {}", required.join(" "))
+            }
             AcrNotAccepted { .. } => "a stronger authentication is required".into(),
             AuthenticationTooOld { .. } => "a more recent authentication is required".into(),
             ClientNotAllowed => "this client may not use this resource".into(),
-            ClaimConditionFailed(claim) => format!("the token claim {} does not satisfy the policy", sanitize(claim, 64)),
+            ClaimConditionFailed(claim) => format!(
+                "the token claim {} does not satisfy the policy",
+                sanitize(claim, 64)
+            ),
             KeysUnavailable => "the issuer keys are unavailable".into(),
             RevocationStatusUnknown => "the token revocation status cannot be determined".into(),
         }
@@ -294,9 +333,10 @@ impl Denial {
     /// proof problem always answers with a DPoP challenge.
     fn challenge_scheme(&self, presented: Option<Scheme>) -> Scheme {
         match self {
-            Denial::DpopProof(_) | Denial::DpopProofReplayed | Denial::UseDpopNonce | Denial::DpopBoundTokenAsBearer => {
-                Scheme::DPoP
-            }
+            Denial::DpopProof(_)
+            | Denial::DpopProofReplayed
+            | Denial::UseDpopNonce
+            | Denial::DpopBoundTokenAsBearer => Scheme::DPoP,
             _ => presented.unwrap_or(Scheme::Bearer),
         }
     }
@@ -351,7 +391,12 @@ impl Deny {
 ///
 /// `presented` is the scheme the token came with, `accepted` what the route accepts (used for the
 /// challenges of a request without a token), `dpop_algs` the proof algorithms for the DPoP challenge.
-pub fn render(denial: Denial, presented: Option<Scheme>, accepted: AcceptedSchemes, dpop_algs: &[Algorithm]) -> Deny {
+pub fn render(
+    denial: Denial,
+    presented: Option<Scheme>,
+    accepted: AcceptedSchemes,
+    dpop_algs: &[Algorithm],
+) -> Deny {
     let (status, error) = denial.status_and_error();
     let description = denial.description();
     let algs = dpop_algs.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" ");
@@ -379,7 +424,10 @@ pub fn render(denial: Denial, presented: Option<Scheme>, accepted: AcceptedSchem
                     challenge.push_str(&format!(", scope=\"{}\"", sanitize(&required.join(" "), 200)));
                 }
                 Denial::AcrNotAccepted { acr_values } => {
-                    challenge.push_str(&format!(", acr_values=\"{}\"", sanitize(&acr_values.join(" "), 200)));
+                    challenge.push_str(&format!(
+                        ", acr_values=\"{}\"",
+                        sanitize(&acr_values.join(" "), 200)
+                    ));
                 }
                 Denial::AuthenticationTooOld { max_age } => {
                     challenge.push_str(&format!(", max_age={max_age}"));
@@ -471,19 +519,27 @@ impl Decision {
 mod tests {
     use super::*;
 
-    const BOTH: AcceptedSchemes = AcceptedSchemes { bearer: true, dpop: true };
+    const BOTH: AcceptedSchemes = AcceptedSchemes {
+        bearer: true,
+        dpop: true,
+    };
 
     #[test]
     fn missing_token_challenges_without_error() {
         let d = render(Denial::MissingToken, None, BOTH, &[Algorithm::ES256]);
         assert_eq!(d.status, 401);
-        assert_eq!(d.www_authenticate, vec!["Bearer".to_string(), "DPoP algs=\"ES256\"".to_string()]);
+        assert_eq!(
+            d.www_authenticate,
+            vec!["Bearer".to_string(), "DPoP algs=\"ES256\"".to_string()]
+        );
     }
 
     #[test]
     fn scope_and_step_up_parameters() {
         let d = render(
-            Denial::InsufficientScope { required: vec!["payments".into()] },
+            Denial::InsufficientScope {
+                required: vec!["payments".into()],
+            },
             Some(Scheme::Bearer),
             BOTH,
             &[],
@@ -491,7 +547,12 @@ mod tests {
         assert_eq!(d.status, 403);
         assert!(d.www_authenticate[0].starts_with("Bearer error=\"insufficient_scope\""));
         assert!(d.www_authenticate[0].ends_with("scope=\"payments\""));
-        let d = render(Denial::AuthenticationTooOld { max_age: 300 }, Some(Scheme::DPoP), BOTH, &[Algorithm::ES256]);
+        let d = render(
+            Denial::AuthenticationTooOld { max_age: 300 },
+            Some(Scheme::DPoP),
+            BOTH,
+            &[Algorithm::ES256],
+        );
         assert_eq!(d.error, Some("insufficient_user_authentication"));
         assert!(d.www_authenticate[0].starts_with("DPoP error=\"insufficient_user_authentication\""));
         assert!(d.www_authenticate[0].contains("max_age=300"));
@@ -501,7 +562,12 @@ mod tests {
 
     #[test]
     fn descriptions_cannot_break_the_header() {
-        let d = render(Denial::AlgorithmNotAllowed("x\"y\\z\r\n".into()), Some(Scheme::Bearer), BOTH, &[]);
+        let d = render(
+            Denial::AlgorithmNotAllowed("x\"y\\z\r\n".into()),
+            Some(Scheme::Bearer),
+            BOTH,
+            &[],
+        );
         assert!(d.www_authenticate[0].contains("algorithm xyz is not allowed"));
     }
 }

@@ -147,11 +147,16 @@ pub fn check_proof(
     }
     // 11. iat within the window.
     let iat = match claims.get("iat").and_then(Value::as_number) {
-        Some(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 1e15).map(|f| f as i64)),
+        Some(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 1e15)
+                .map(|f| f as i64)
+        }),
         None => return Err(fail(MissingClaim("iat"))),
     }
     .ok_or(fail(MissingClaim("iat")))?;
-    if iat < now.saturating_sub(rules.iat_window as i64) || iat > now.saturating_add(rules.iat_future as i64) {
+    if iat < now.saturating_sub(rules.iat_window as i64) || iat > now.saturating_add(rules.iat_future as i64)
+    {
         return Err(fail(Iat));
     }
     // 12. ath: base64url(SHA-256(access token)).
@@ -215,7 +220,11 @@ pub struct MemoryReplayStore {
 
 impl MemoryReplayStore {
     pub fn new(capacity: usize) -> Self {
-        MemoryReplayStore { capacity, seen: HashMap::new(), last_sweep: i64::MIN }
+        MemoryReplayStore {
+            capacity,
+            seen: HashMap::new(),
+            last_sweep: i64::MIN,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -255,14 +264,19 @@ pub struct NonceIssuer {
 
 impl std::fmt::Debug for NonceIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NonceIssuer").field("lifetime", &self.lifetime).finish_non_exhaustive()
+        f.debug_struct("NonceIssuer")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
     }
 }
 
 impl NonceIssuer {
     /// `secret` should hold at least 32 random bytes; `lifetime` is in seconds.
     pub fn new(secret: &[u8], lifetime: u64) -> Self {
-        NonceIssuer { key: hmac::Key::new(hmac::HMAC_SHA256, secret), lifetime }
+        NonceIssuer {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            lifetime,
+        }
     }
 
     pub fn issue(&self, now: i64) -> String {
@@ -275,7 +289,9 @@ impl NonceIssuer {
     }
 
     pub fn is_valid(&self, nonce: &str, now: i64) -> bool {
-        let Some(raw) = b64::decode(nonce) else { return false };
+        let Some(raw) = b64::decode(nonce) else {
+            return false;
+        };
         if raw.len() != 24 {
             return false;
         }

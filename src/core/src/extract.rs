@@ -48,7 +48,9 @@ impl RequestFacts {
     }
 
     pub fn query(&self) -> Option<&str> {
-        self.path.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(""))
+        self.path
+            .split_once('?')
+            .map(|(_, q)| q.split('#').next().unwrap_or(""))
     }
 }
 
@@ -56,7 +58,10 @@ impl RequestFacts {
 pub fn credentials(facts: &RequestFacts) -> Result<Option<(Scheme, &str)>, Denial> {
     // RFC 6750 §2.3 allows `access_token` in the query; FAPI 2.0 §5.3.4 forbids accepting it.
     if let Some(query) = facts.query() {
-        if query.split('&').any(|pair| pair.split('=').next() == Some("access_token")) {
+        if query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("access_token"))
+        {
             return Err(Denial::TokenInQuery);
         }
     }
@@ -101,7 +106,14 @@ pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -121,16 +133,43 @@ mod tests {
 
     #[test]
     fn header_only() {
-        assert_eq!(credentials(&facts(&["Bearer abc.def.ghi"], "/x")), Ok(Some((Scheme::Bearer, "abc.def.ghi"))));
-        assert_eq!(credentials(&facts(&["dpop abc"], "/x")), Ok(Some((Scheme::DPoP, "abc"))));
+        assert_eq!(
+            credentials(&facts(&["Bearer abc.def.ghi"], "/x")),
+            Ok(Some((Scheme::Bearer, "abc.def.ghi")))
+        );
+        assert_eq!(
+            credentials(&facts(&["dpop abc"], "/x")),
+            Ok(Some((Scheme::DPoP, "abc")))
+        );
         assert_eq!(credentials(&facts(&[], "/x")), Ok(None));
-        assert_eq!(credentials(&facts(&[], "/x?a=1&access_token=abc")), Err(Denial::TokenInQuery));
-        assert_eq!(credentials(&facts(&["Bearer a"], "/x?access_token=abc")), Err(Denial::TokenInQuery));
-        assert_eq!(credentials(&facts(&["Bearer a", "Bearer b"], "/x")), Err(Denial::MultipleAuthorizationHeaders));
-        assert_eq!(credentials(&facts(&["Bearer"], "/x")), Err(Denial::MalformedAuthorization));
-        assert_eq!(credentials(&facts(&["Bearer a b"], "/x")), Err(Denial::MalformedAuthorization));
-        assert_eq!(credentials(&facts(&["Basic dXNlcg=="], "/x")), Err(Denial::MalformedAuthorization));
-        assert_eq!(credentials(&facts(&["Bearer "], "/x")), Err(Denial::MalformedAuthorization));
+        assert_eq!(
+            credentials(&facts(&[], "/x?a=1&access_token=abc")),
+            Err(Denial::TokenInQuery)
+        );
+        assert_eq!(
+            credentials(&facts(&["Bearer a"], "/x?access_token=abc")),
+            Err(Denial::TokenInQuery)
+        );
+        assert_eq!(
+            credentials(&facts(&["Bearer a", "Bearer b"], "/x")),
+            Err(Denial::MultipleAuthorizationHeaders)
+        );
+        assert_eq!(
+            credentials(&facts(&["Bearer"], "/x")),
+            Err(Denial::MalformedAuthorization)
+        );
+        assert_eq!(
+            credentials(&facts(&["Bearer a b"], "/x")),
+            Err(Denial::MalformedAuthorization)
+        );
+        assert_eq!(
+            credentials(&facts(&["Basic dXNlcg=="], "/x")),
+            Err(Denial::MalformedAuthorization)
+        );
+        assert_eq!(
+            credentials(&facts(&["Bearer "], "/x")),
+            Err(Denial::MalformedAuthorization)
+        );
     }
 
     #[test]

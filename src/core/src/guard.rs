@@ -57,12 +57,18 @@ impl Guard {
     /// (rules with `require_nonce` then refuse every proof).
     pub fn new(policy: Policy, nonce_secret: Option<&[u8]>) -> Self {
         let lifetime = policy.doc.settings.dpop_nonce_lifetime;
-        Guard { policy, nonces: nonce_secret.map(|s| NonceIssuer::new(s, lifetime)) }
+        Guard {
+            policy,
+            nonces: nonce_secret.map(|s| NonceIssuer::new(s, lifetime)),
+        }
     }
 
     /// Decides on one request.
     pub fn decide(&self, facts: &RequestFacts, ctx: &mut Context<'_>) -> Decision {
-        let Some(rule) = self.policy.match_rule(&facts.method, &facts.authority, &facts.path) else {
+        let Some(rule) = self
+            .policy
+            .match_rule(&facts.method, &facts.authority, &facts.path)
+        else {
             return deny(Denial::NoMatchingRule, None, None, None);
         };
         if rule.anonymous {
@@ -84,18 +90,29 @@ impl Guard {
             Err(Denial::UnknownKid) => {
                 let mut d = deny(Denial::UnknownKid, Some(rule), Some(scheme), None);
                 if let Decision::Deny(d) = &mut d {
-                    d.refetch_issuer = parse_unverified(token, |iss| self.policy.issuer(iss).map(|i| &i.rules))
-                        .ok()
-                        .map(|(u, _)| u.iss);
+                    d.refetch_issuer =
+                        parse_unverified(token, |iss| self.policy.issuer(iss).map(|i| &i.rules))
+                            .ok()
+                            .map(|(u, _)| u.iss);
                 }
                 return d;
             }
             Err(e) => return deny(e, Some(rule), Some(scheme), None),
         };
         let client_id = claims.client_id.clone();
-        let outcome = self.check_presented(facts, rule, scheme, token, &claims, ctx).and_then(|presented| {
-            after_verification(&self.policy, rule, claims, &presented, ctx.revocations, ctx.revocation_feed_current, ctx.now)
-        });
+        let outcome = self
+            .check_presented(facts, rule, scheme, token, &claims, ctx)
+            .and_then(|presented| {
+                after_verification(
+                    &self.policy,
+                    rule,
+                    claims,
+                    &presented,
+                    ctx.revocations,
+                    ctx.revocation_feed_current,
+                    ctx.now,
+                )
+            });
         match outcome {
             Ok(allow) => Decision::Allow(allow),
             Err(denial) => {
@@ -131,7 +148,12 @@ impl Guard {
         let claims = AccessClaims::from_payload(payload)?;
         claims.check_static(rules)?;
         let claims = Arc::new(claims);
-        ctx.cache.insert(key, CachedToken { claims: claims.clone() });
+        ctx.cache.insert(
+            key,
+            CachedToken {
+                claims: claims.clone(),
+            },
+        );
         Ok(claims)
     }
 
@@ -146,21 +168,45 @@ impl Guard {
         ctx: &mut Context<'_>,
     ) -> Result<Presented, Denial> {
         let client_cert = facts.client_cert.as_ref().and_then(|c| c.thumbprint());
-        let mut presented = Presented { scheme, client_cert, dpop_jkt: None };
+        let mut presented = Presented {
+            scheme,
+            client_cert,
+            dpop_jkt: None,
+        };
         if scheme == Scheme::Bearer {
             return Ok(presented);
         }
         // Cheap binding errors first: the proof's signature is the expensive part.
-        check_binding(&claims.cnf, scheme, presented.client_cert.as_ref(), rule.require.sender_constraint)?;
+        check_binding(
+            &claims.cnf,
+            scheme,
+            presented.client_cert.as_ref(),
+            rule.require.sender_constraint,
+        )?;
         if claims.cnf.jkt.is_none() {
             return Err(Denial::DpopKeyMismatch);
         }
-        let htu = self.request_uri(facts).ok_or(Denial::DpopProof(DpopDefect::Htu))?;
+        let htu = self
+            .request_uri(facts)
+            .ok_or(Denial::DpopProof(DpopDefect::Htu))?;
         let headers: Vec<&str> = facts.dpop.iter().map(String::as_str).collect();
-        let proof_ctx = ProofContext { method: &facts.method, htu: &htu, access_token: token };
-        let proof = check_proof(&headers, &proof_ctx, &rule.require.dpop, self.nonces.as_ref(), ctx.now)?;
+        let proof_ctx = ProofContext {
+            method: &facts.method,
+            htu: &htu,
+            access_token: token,
+        };
+        let proof = check_proof(
+            &headers,
+            &proof_ctx,
+            &rule.require.dpop,
+            self.nonces.as_ref(),
+            ctx.now,
+        )?;
         check_dpop_key(&claims.cnf, &proof.jkt)?;
-        match ctx.replay.record(&proof.replay_key, proof.remember_until, ctx.now) {
+        match ctx
+            .replay
+            .record(&proof.replay_key, proof.remember_until, ctx.now)
+        {
             Recorded::Fresh => {}
             Recorded::Replayed => return Err(Denial::DpopProofReplayed),
             Recorded::Full => return Err(Denial::RevocationStatusUnknown),
@@ -173,7 +219,9 @@ impl Guard {
     /// scheme and authority, with the path.
     pub fn request_uri(&self, facts: &RequestFacts) -> Option<String> {
         match &self.policy.doc.settings.external_origin {
-            Some(origin) => crate::uri::normalize(&format!("{}{}", origin.trim_end_matches('/'), facts.path_only())),
+            Some(origin) => {
+                crate::uri::normalize(&format!("{}{}", origin.trim_end_matches('/'), facts.path_only()))
+            }
             None => crate::uri::request_uri(&facts.scheme, &facts.authority, facts.path_only()),
         }
     }
@@ -198,14 +246,28 @@ pub fn after_verification(
     if rule.require.revocation == RevocationMode::Feed && !feed_current {
         return Err(Denial::RevocationStatusUnknown);
     }
-    let binding = check_binding(&claims.cnf, presented.scheme, presented.client_cert.as_ref(), rule.require.sender_constraint)?;
+    let binding = check_binding(
+        &claims.cnf,
+        presented.scheme,
+        presented.client_cert.as_ref(),
+        rule.require.sender_constraint,
+    )?;
     if presented.scheme == Scheme::DPoP || binding == BindingKind::Dpop {
-        let jkt = presented.dpop_jkt.as_deref().ok_or(Denial::DpopProof(DpopDefect::Missing))?;
+        let jkt = presented
+            .dpop_jkt
+            .as_deref()
+            .ok_or(Denial::DpopProof(DpopDefect::Missing))?;
         check_dpop_key(&claims.cnf, jkt)?;
     }
     rule.require.check(&claims, now)?;
     let forward = forwarded_headers(policy, &claims, binding);
-    Ok(Allow { rule: rule.name.clone(), claims, binding, forward, cache_hit: false })
+    Ok(Allow {
+        rule: rule.name.clone(),
+        claims,
+        binding,
+        forward,
+        cache_hit: false,
+    })
 }
 
 /// The policy-test entry point: the same stages as [`Guard::decide`] after the signature checks.
@@ -243,8 +305,13 @@ pub fn decide_with_claims(
     let checked = policy
         .issuer(&claims.iss)
         .ok_or(Denial::UnknownIssuer)
-        .and_then(|i| claims.check_static(&i.rules).and_then(|_| claims.check_time(&i.rules, now)));
-    let outcome = checked.and_then(|_| after_verification(policy, rule, Arc::new(claims), &presented, revocations, true, now));
+        .and_then(|i| {
+            claims
+                .check_static(&i.rules)
+                .and_then(|_| claims.check_time(&i.rules, now))
+        });
+    let outcome = checked
+        .and_then(|_| after_verification(policy, rule, Arc::new(claims), &presented, revocations, true, now));
     match outcome {
         Ok(a) => Decision::Allow(a),
         Err(d) => deny(d, Some(rule), Some(scheme), client_id),
@@ -260,7 +327,13 @@ fn deny(denial: Denial, rule: Option<&Rule>, scheme: Option<Scheme>, client_id: 
             },
             r.require.dpop.algorithms.as_slice(),
         ),
-        None => (AcceptedSchemes { bearer: true, dpop: false }, &[][..]),
+        None => (
+            AcceptedSchemes {
+                bearer: true,
+                dpop: false,
+            },
+            &[][..],
+        ),
     };
     let mut d = render(denial, scheme, accepted, algs);
     d.rule = rule.map(|r| r.name.clone());

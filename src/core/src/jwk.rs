@@ -39,7 +39,10 @@ impl std::fmt::Display for JwkError {
                 write!(f, "curve \"{c}\" is not allowed (P-256 and Ed25519 only)")
             }
             JwkError::RsaTooSmall(bits) => {
-                write!(f, "RSA key of {bits} bits is under the {MIN_RSA_BITS}-bit minimum")
+                write!(
+                    f,
+                    "RSA key of {bits} bits is under the {MIN_RSA_BITS}-bit minimum"
+                )
             }
             JwkError::RsaTooLarge(bits) => write!(f, "RSA key of {bits} bits is too large"),
             JwkError::PrivateMaterial => f.write_str("the JWK contains private key material"),
@@ -51,10 +54,17 @@ impl std::fmt::Display for JwkError {
 #[derive(Clone, PartialEq, Eq)]
 pub enum KeyMaterial {
     /// Big-endian modulus (leading zeros stripped) and exponent.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// Uncompressed SEC1 point: 0x04 || x || y.
-    P256 { point: Vec<u8> },
-    Ed25519 { x: [u8; 32] },
+    P256 {
+        point: Vec<u8>,
+    },
+    Ed25519 {
+        x: [u8; 32],
+    },
 }
 
 impl std::fmt::Debug for KeyMaterial {
@@ -190,11 +200,9 @@ pub fn verify_with(key: &KeyMaterial, alg: Algorithm, message: &[u8], signature:
                 .verify(message, signature)
                 .is_ok()
         }
-        (KeyMaterial::Ed25519 { x }, Algorithm::EdDSA) => {
-            UnparsedPublicKey::new(&signature::ED25519, x)
-                .verify(message, signature)
-                .is_ok()
-        }
+        (KeyMaterial::Ed25519 { x }, Algorithm::EdDSA) => UnparsedPublicKey::new(&signature::ED25519, x)
+            .verify(message, signature)
+            .is_ok(),
         _ => false,
     }
 }

@@ -130,7 +130,9 @@ mod tests {
     fn selection_rule() {
         let set = Jwks::from_value(&json!({"keys":[ed(Some("a"),1), ed(Some("b"),2), ed(Some("b"),3)]}));
         let set = set.unwrap_or_default();
-        assert!(matches!(set.select(Some("a"), Algorithm::EdDSA), KeySelection::Found(k) if k.kid.as_deref()==Some("a")));
+        assert!(
+            matches!(set.select(Some("a"), Algorithm::EdDSA), KeySelection::Found(k) if k.kid.as_deref()==Some("a"))
+        );
         assert_eq!(set.select(Some("b"), Algorithm::EdDSA), KeySelection::Ambiguous);
         assert_eq!(set.select(Some("zz"), Algorithm::EdDSA), KeySelection::UnknownKid);
         assert_eq!(set.select(None, Algorithm::EdDSA), KeySelection::Ambiguous);
@@ -138,15 +140,22 @@ mod tests {
         assert_eq!(set.select(Some("a"), Algorithm::ES256), KeySelection::UnknownKid);
 
         let single = Jwks::from_value(&json!({"keys":[ed(None,1)]})).unwrap_or_default();
-        assert!(matches!(single.select(None, Algorithm::EdDSA), KeySelection::Found(_)));
+        assert!(matches!(
+            single.select(None, Algorithm::EdDSA),
+            KeySelection::Found(_)
+        ));
         // A kid in the token does not match a key without one.
-        assert_eq!(single.select(Some("a"), Algorithm::EdDSA), KeySelection::UnknownKid);
+        assert_eq!(
+            single.select(Some("a"), Algorithm::EdDSA),
+            KeySelection::UnknownKid
+        );
     }
 
     #[test]
     fn bad_keys_are_skipped_not_fatal() {
-        let set = Jwks::from_value(&json!({"keys":[ed(Some("ok"),1), {"kty":"oct","k":"AAAA","kid":"hmac"}]}))
-            .unwrap_or_default();
+        let set =
+            Jwks::from_value(&json!({"keys":[ed(Some("ok"),1), {"kty":"oct","k":"AAAA","kid":"hmac"}]}))
+                .unwrap_or_default();
         assert_eq!(set.keys.len(), 1);
         assert_eq!(set.skipped.len(), 1);
         assert_eq!(set.skipped[0].kid.as_deref(), Some("hmac"));
@@ -162,6 +171,9 @@ mod tests {
         pinned["alg"] = json!("EdDSA");
         let set = Jwks::from_value(&json!({"keys":[enc, pinned]})).unwrap_or_default();
         assert_eq!(set.select(Some("e"), Algorithm::EdDSA), KeySelection::UnknownKid);
-        assert!(matches!(set.select(None, Algorithm::EdDSA), KeySelection::Found(_)));
+        assert!(matches!(
+            set.select(None, Algorithm::EdDSA),
+            KeySelection::Found(_)
+        ));
     }
 }

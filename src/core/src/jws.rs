@@ -56,7 +56,12 @@ impl<'a> CompactJws<'a> {
         else {
             return Err(JwsError::NotCompact);
         };
-        if h.is_empty() || p.is_empty() || !b64::is_alphabet(h) || !b64::is_alphabet(p) || !b64::is_alphabet(s) {
+        if h.is_empty()
+            || p.is_empty()
+            || !b64::is_alphabet(h)
+            || !b64::is_alphabet(p)
+            || !b64::is_alphabet(s)
+        {
             return Err(JwsError::BadEncoding);
         }
         if h.len() > MAX_HEADER_LEN * 4 / 3 + 4 {
@@ -107,14 +112,35 @@ mod tests {
             assert_eq!(parsed.header_str("alg"), Ok(Some("ES256")));
             assert_eq!(parsed.signature, vec![0, 0, 0]);
         }
-        assert_eq!(CompactJws::parse(&format!("{h}.{p}")).err(), Some(JwsError::NotCompact));
-        assert_eq!(CompactJws::parse(&format!("{h}.{p}.AA.BB.CC")).err(), Some(JwsError::NotCompact));
-        assert_eq!(CompactJws::parse(&format!("{h}=.{p}.AA")).err(), Some(JwsError::BadEncoding));
-        assert_eq!(CompactJws::parse(&format!(".{p}.AA")).err(), Some(JwsError::BadEncoding));
+        assert_eq!(
+            CompactJws::parse(&format!("{h}.{p}")).err(),
+            Some(JwsError::NotCompact)
+        );
+        assert_eq!(
+            CompactJws::parse(&format!("{h}.{p}.AA.BB.CC")).err(),
+            Some(JwsError::NotCompact)
+        );
+        assert_eq!(
+            CompactJws::parse(&format!("{h}=.{p}.AA")).err(),
+            Some(JwsError::BadEncoding)
+        );
+        assert_eq!(
+            CompactJws::parse(&format!(".{p}.AA")).err(),
+            Some(JwsError::BadEncoding)
+        );
         let arr = b64::encode(b"[1]");
-        assert_eq!(CompactJws::parse(&format!("{h}.{arr}.AA")).err(), Some(JwsError::PayloadNotJsonObject));
-        assert_eq!(CompactJws::parse(&"a".repeat(MAX_JWS_LEN + 1)).err(), Some(JwsError::TooLong));
+        assert_eq!(
+            CompactJws::parse(&format!("{h}.{arr}.AA")).err(),
+            Some(JwsError::PayloadNotJsonObject)
+        );
+        assert_eq!(
+            CompactJws::parse(&"a".repeat(MAX_JWS_LEN + 1)).err(),
+            Some(JwsError::TooLong)
+        );
         // JSON serialization (RFC 7515 §7.2) is not compact.
-        assert_eq!(CompactJws::parse(r#"{"payload":"x","signatures":[]}"#).err(), Some(JwsError::NotCompact));
+        assert_eq!(
+            CompactJws::parse(r#"{"payload":"x","signatures":[]}"#).err(),
+            Some(JwsError::NotCompact)
+        );
     }
 }

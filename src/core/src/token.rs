@@ -50,7 +50,10 @@ fn default_leeway_future() -> u64 {
     10
 }
 fn default_required_claims() -> Vec<String> {
-    ["sub", "client_id", "iat", "jti"].iter().map(|s| s.to_string()).collect()
+    ["sub", "client_id", "iat", "jti"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 impl TokenRules {
@@ -117,7 +120,11 @@ impl AccessClaims {
         let scope = match payload.get("scope") {
             None => Vec::new(),
             // RFC 9068 §2.2.3: a space-delimited string; some issuers send an array.
-            Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            Some(Value::String(s)) => s
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| v.as_str().map(str::to_string))
@@ -264,17 +271,26 @@ pub struct Unverified<'a> {
     pub iss: String,
 }
 
-/// Parses the token and applies every header check that needs no key:
-/// JWS compact form (RFC 7515), `alg` allowed for the issuer (RFC 8725 §3.1), `typ` (RFC 9068 §4,
-/// RFC 8725 §3.11), no embedded key or key URL (RFC 8725 §3.10; FAPI 2.0 §5.4 "should not use jku/x5u"),
-/// no `crit` (RFC 7515 §4.1.11: nothing is understood, so any listed extension is refused).
-pub fn parse_unverified<'a>(token: &'a str, rules_for: impl Fn(&str) -> Option<&'a TokenRules>) -> Result<(Unverified<'a>, &'a TokenRules), Denial> {
-    let jws = CompactJws::parse(token).map_err(|e| Denial::MalformedToken(e.describe()))?;
-    let alg_name = jws.header_str("alg").map_err(|_| Denial::MalformedToken("the JWT alg is not a string"))?;
+/// The header checks that need no key, for any JWS that is not a DPoP proof:
+/// `alg` named and allowed (RFC 8725 §3.1: never `none` or HMAC), no embedded key or key URL
+/// (RFC 8725 §3.10; FAPI 2.0 §5.4 "should not use jku/x5u"), no `crit` (RFC 7515 §4.1.11: this
+/// verifier understands no extension, so any listed one is refused), `typ` (RFC 9068 §4, RFC 8725
+/// §3.11: a DPoP proof or an ID token cannot pass as an access token).
+pub fn check_header(
+    jws: &CompactJws<'_>,
+    allowed: &[Algorithm],
+    require_typ: bool,
+) -> Result<(Algorithm, Option<String>), Denial> {
+    let alg_name = jws
+        .header_str("alg")
+        .map_err(|_| Denial::MalformedToken("the JWT alg is not a string"))?;
     let alg_name = alg_name.ok_or(Denial::MalformedToken("the JWT header has no alg"))?;
     let alg = match AlgorithmName::parse(alg_name) {
-        AlgorithmName::Supported(a) => a,
-        AlgorithmName::Forbidden(n) | AlgorithmName::Unknown(n) => return Err(Denial::AlgorithmNotAllowed(n)),
+        AlgorithmName::Supported(a) if allowed.contains(&a) => a,
+        AlgorithmName::Supported(a) => return Err(Denial::AlgorithmNotAllowed(a.as_str().to_string())),
+        AlgorithmName::Forbidden(n) | AlgorithmName::Unknown(n) => {
+            return Err(Denial::AlgorithmNotAllowed(n))
+        }
     };
     for header in ["jwk", "jku", "x5u", "x5c"] {
         if jws.header.contains_key(header) {
@@ -290,28 +306,47 @@ pub fn parse_unverified<'a>(token: &'a str, rules_for: impl Fn(&str) -> Option<&
         return Err(Denial::UnknownCritical);
     }
     let typ = jws.header_str("typ").map_err(|_| Denial::TypNotAllowed)?;
+    let typ_ok = match typ.map(|t| t.to_ascii_lowercase()) {
+        Some(t) if t == "at+jwt" || t == "application/at+jwt" => true,
+        Some(t) if t == "jwt" => !require_typ,
+        Some(_) => false,
+        None => !require_typ,
+    };
+    if !typ_ok {
+        return Err(Denial::TypNotAllowed);
+    }
     let kid = jws
         .header_str("kid")
         .map_err(|_| Denial::MalformedToken("the JWT kid is not a string"))?
         .map(str::to_string);
+    Ok((alg, kid))
+}
+
+/// Parses an access token and applies every check that needs no key: [`check_header`] with the
+/// rules of the issuer its `iss` names (read unverified, only to pick the issuer).
+pub fn parse_unverified<'a, 'r>(
+    token: &'a str,
+    rules_for: impl Fn(&str) -> Option<&'r TokenRules>,
+) -> Result<(Unverified<'a>, &'r TokenRules), Denial> {
+    let jws = CompactJws::parse(token).map_err(|e| Denial::MalformedToken(e.describe()))?;
+    // Algorithms no issuer may use are refused before the issuer is even looked up.
+    check_header(
+        &jws,
+        &[
+            Algorithm::PS256,
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+            Algorithm::RS256,
+        ],
+        false,
+    )?;
     let iss = match jws.payload.get("iss") {
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(Denial::MalformedClaim("iss")),
         None => return Err(Denial::MissingClaim("iss")),
     };
     let rules = rules_for(&iss).ok_or(Denial::UnknownIssuer)?;
-    if !rules.algorithms.contains(&alg) {
-        return Err(Denial::AlgorithmNotAllowed(alg.as_str().to_string()));
-    }
-    let typ_ok = match typ.map(|t| t.to_ascii_lowercase()) {
-        Some(t) if t == "at+jwt" || t == "application/at+jwt" => true,
-        Some(t) if t == "jwt" => !rules.require_typ,
-        Some(_) => false,
-        None => !rules.require_typ,
-    };
-    if !typ_ok {
-        return Err(Denial::TypNotAllowed);
-    }
+    let (alg, kid) = check_header(&jws, &rules.algorithms, rules.require_typ)?;
     Ok((Unverified { jws, alg, kid, iss }, rules))
 }
 

@@ -110,10 +110,19 @@ mod tests {
     #[test]
     fn normalizes_per_rfc3986() {
         let n = |s| normalize(s).unwrap_or_default();
-        assert_eq!(n("https://server.example.com/token"), "https://server.example.com/token");
-        assert_eq!(n("HTTPS://Server.Example.COM:443/token?x=1#f"), "https://server.example.com/token");
+        assert_eq!(
+            n("https://server.example.com/token"),
+            "https://server.example.com/token"
+        );
+        assert_eq!(
+            n("HTTPS://Server.Example.COM:443/token?x=1#f"),
+            "https://server.example.com/token"
+        );
         assert_eq!(n("https://server.example.com"), "https://server.example.com/");
-        assert_eq!(n("https://a.example:8443/a/./b/../c"), "https://a.example:8443/a/c");
+        assert_eq!(
+            n("https://a.example:8443/a/./b/../c"),
+            "https://a.example:8443/a/c"
+        );
         assert_eq!(n("http://a.example:80/%7euser/%2f"), "http://a.example/~user/%2F");
         assert_eq!(n("https://[::1]:443/x"), "https://[::1]/x");
         assert_eq!(n("https://[::1]/x"), "https://[::1]/x");
@@ -121,6 +130,9 @@ mod tests {
         assert_eq!(normalize("https://user@a/x"), None);
         assert_eq!(normalize("https://a/%zz"), None);
         assert_eq!(normalize("https://a:x/"), None);
-        assert_eq!(request_uri("https", "api.bank.example", "/accounts?x=1"), Some("https://api.bank.example/accounts".into()));
+        assert_eq!(
+            request_uri("https", "api.bank.example", "/accounts?x=1"),
+            Some("https://api.bank.example/accounts".into())
+        );
     }
 }

@@ -27,7 +27,9 @@ pub fn parse_template(template: &str) -> Result<Vec<Segment>, String> {
         if seg.starts_with('{') && seg.ends_with('}') && seg.len() >= 2 {
             let name = &seg[1..seg.len() - 1];
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("template variable {{{name}}} must be a non-empty name of letters, digits and _"));
+                return Err(format!(
+                    "template variable {{{name}}} must be a non-empty name of letters, digits and _"
+                ));
             }
             if names.contains(&name) {
                 return Err(format!("template variable {{{name}}} appears twice"));
@@ -35,7 +37,9 @@ pub fn parse_template(template: &str) -> Result<Vec<Segment>, String> {
             names.push(name);
             segments.push(Segment::Variable(name.to_string()));
         } else if seg.contains('{') || seg.contains('}') {
-            return Err(format!("segment \"{seg}\": a variable must be a whole segment, like /{{id}}/"));
+            return Err(format!(
+                "segment \"{seg}\": a variable must be a whole segment, like /{{id}}/"
+            ));
         } else {
             segments.push(Segment::Literal(seg.to_string()));
         }
@@ -49,10 +53,13 @@ impl PathPattern {
         match self {
             PathPattern::Exact(p) => p == path,
             PathPattern::Prefix(p) => {
-                path.starts_with(p.as_str()) && (path.len() == p.len() || path.as_bytes().get(p.len()) == Some(&b'/'))
+                path.starts_with(p.as_str())
+                    && (path.len() == p.len() || path.as_bytes().get(p.len()) == Some(&b'/'))
             }
             PathPattern::Template(segments) => {
-                let Some(rest) = path.strip_prefix('/') else { return false };
+                let Some(rest) = path.strip_prefix('/') else {
+                    return false;
+                };
                 let mut parts = rest.split('/');
                 for seg in segments {
                     match (seg, parts.next()) {
@@ -139,7 +146,9 @@ impl HostPattern {
     pub fn parse(s: &str) -> Result<Self, String> {
         let lower = s.to_ascii_lowercase();
         let valid = |h: &str| {
-            !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'))
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'))
         };
         if let Some(suffix) = lower.strip_prefix("*.") {
             if valid(suffix) {
@@ -265,7 +274,10 @@ mod tests {
 
     #[test]
     fn path_normalization_defeats_dodges() {
-        assert_eq!(normalize_path("/accounts/1/../2/transfers?x").as_deref(), Some("/accounts/2/transfers"));
+        assert_eq!(
+            normalize_path("/accounts/1/../2/transfers?x").as_deref(),
+            Some("/accounts/2/transfers")
+        );
         assert_eq!(normalize_path("//transfers").as_deref(), Some("/transfers"));
         assert_eq!(normalize_path("/%61ccounts").as_deref(), Some("/accounts"));
         assert_eq!(normalize_path("accounts"), None);

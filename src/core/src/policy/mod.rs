@@ -34,10 +34,18 @@ pub struct Problem {
 
 impl Problem {
     fn error(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem { severity: Severity::Error, path: path.into(), message: message.into() }
+        Problem {
+            severity: Severity::Error,
+            path: path.into(),
+            message: message.into(),
+        }
     }
     fn warning(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem { severity: Severity::Warning, path: path.into(), message: message.into() }
+        Problem {
+            severity: Severity::Warning,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -47,7 +55,12 @@ impl std::fmt::Display for Problem {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{sev}: {}: {}", if self.path.is_empty() { "." } else { &self.path }, self.message)
+        write!(
+            f,
+            "{sev}: {}: {}",
+            if self.path.is_empty() { "." } else { &self.path },
+            self.message
+        )
     }
 }
 
@@ -95,8 +108,13 @@ pub struct Rule {
 
 impl Rule {
     fn matches(&self, method: &str, host: &str, path: &str) -> bool {
-        self.hosts.as_ref().is_none_or(|hs| hs.iter().any(|h| h.matches(host)))
-            && self.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m == method))
+        self.hosts
+            .as_ref()
+            .is_none_or(|hs| hs.iter().any(|h| h.matches(host)))
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|ms| ms.iter().any(|m| m == method))
             && self.path.matches(path)
     }
 }
@@ -110,14 +128,19 @@ pub struct Policy {
     pub rules: Vec<Rule>,
 }
 
-const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
 
 impl Policy {
     /// Reads a policy from JSON (the compiled plugin configuration). Every problem is returned, with
     /// the path of the field at fault.
     pub fn from_json(json: &str) -> Result<(Policy, Vec<Problem>), Vec<Problem>> {
         let value: Value = serde_json::from_str(json).map_err(|e| {
-            vec![Problem::error("", format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()))]
+            vec![Problem::error(
+                "",
+                format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()),
+            )]
         })?;
         Self::from_value(value)
     }
@@ -178,10 +201,14 @@ impl Effective {
         let has = |s: &String| claims.scope.contains(s);
         let missing: Vec<String> = self.scopes_all.iter().filter(|s| !has(s)).cloned().collect();
         if !missing.is_empty() {
-            return Err(Denial::InsufficientScope { required: self.scopes_all.clone() });
+            return Err(Denial::InsufficientScope {
+                required: self.scopes_all.clone(),
+            });
         }
         if !self.scopes_any.is_empty() && !self.scopes_any.iter().any(has) {
-            return Err(Denial::InsufficientScope { required: self.scopes_any.clone() });
+            return Err(Denial::InsufficientScope {
+                required: self.scopes_any.clone(),
+            });
         }
         for cond in &self.claims {
             if !cond.holds(&claims.all) {
@@ -190,7 +217,9 @@ impl Effective {
         }
         if let Some(acr_values) = &self.acr {
             if !claims.acr.as_ref().is_some_and(|a| acr_values.contains(a)) {
-                return Err(Denial::AcrNotAccepted { acr_values: acr_values.clone() });
+                return Err(Denial::AcrNotAccepted {
+                    acr_values: acr_values.clone(),
+                });
             }
         }
         if let Some(max_age) = self.max_auth_age {
@@ -231,20 +260,31 @@ impl ClaimCondition {
     }
 
     fn operator_count(&self) -> usize {
-        [self.equals.is_some(), self.one_of.is_some(), self.contains.is_some(), self.present.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count()
+        [
+            self.equals.is_some(),
+            self.one_of.is_some(),
+            self.contains.is_some(),
+            self.present.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
     }
 }
 
 fn build(doc: PolicyDoc, problems: &mut Vec<Problem>) -> Option<Policy> {
     if doc.version != 1 {
-        problems.push(Problem::error("version", format!("version {} is not supported (use 1)", doc.version)));
+        problems.push(Problem::error(
+            "version",
+            format!("version {} is not supported (use 1)", doc.version),
+        ));
     }
     if let Some(format) = &doc.format {
         if format != COMPILED_FORMAT {
-            problems.push(Problem::error("format", format!("format \"{format}\" is not {COMPILED_FORMAT}")));
+            problems.push(Problem::error(
+                "format",
+                format!("format \"{format}\" is not {COMPILED_FORMAT}"),
+            ));
         }
     }
     check_settings(&doc.settings, problems);
@@ -257,7 +297,8 @@ fn build(doc: PolicyDoc, problems: &mut Vec<Problem>) -> Option<Policy> {
 
 fn check_settings(s: &Settings, problems: &mut Vec<Problem>) {
     if let Some(origin) = &s.external_origin {
-        let ok = crate::uri::normalize(origin).is_some_and(|n| n.trim_end_matches('/') == origin.trim_end_matches('/'));
+        let ok = crate::uri::normalize(origin)
+            .is_some_and(|n| n.trim_end_matches('/') == origin.trim_end_matches('/'));
         if !ok || origin.matches('/').count() > 3 {
             problems.push(Problem::error(
                 "settings.external_origin",
@@ -267,29 +308,46 @@ fn check_settings(s: &Settings, problems: &mut Vec<Problem>) {
     }
     for (claim, header) in &s.forward {
         let valid = !header.is_empty()
-            && header.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && header
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid {
             problems.push(Problem::error(
                 format!("settings.forward.{claim}"),
                 format!("\"{header}\" is not a lowercase HTTP header name"),
             ));
         }
-        if matches!(header.as_str(), "authorization" | "dpop" | "host" | "x-forwarded-client-cert") {
-            problems.push(Problem::error(format!("settings.forward.{claim}"), format!("\"{header}\" cannot carry a claim")));
+        if matches!(
+            header.as_str(),
+            "authorization" | "dpop" | "host" | "x-forwarded-client-cert"
+        ) {
+            problems.push(Problem::error(
+                format!("settings.forward.{claim}"),
+                format!("\"{header}\" cannot carry a claim"),
+            ));
         }
     }
     if s.token_cache_size > 1_000_000 {
         problems.push(Problem::error("settings.token_cache_size", "at most 1000000"));
     }
     if s.replay_store_size == 0 || s.replay_store_size > 10_000_000 {
-        problems.push(Problem::error("settings.replay_store_size", "between 1 and 10000000"));
+        problems.push(Problem::error(
+            "settings.replay_store_size",
+            "between 1 and 10000000",
+        ));
     }
     if let Some(feed) = &s.revocation_feed {
         if feed.interval == 0 || feed.interval > 300 {
-            problems.push(Problem::error("settings.revocation_feed.interval", "between 1 and 300 seconds"));
+            problems.push(Problem::error(
+                "settings.revocation_feed.interval",
+                "between 1 and 300 seconds",
+            ));
         }
         if !feed.path.starts_with('/') {
-            problems.push(Problem::error("settings.revocation_feed.path", "must start with /"));
+            problems.push(Problem::error(
+                "settings.revocation_feed.path",
+                "must start with /",
+            ));
         }
     }
     if let Some(i) = &s.introspection {
@@ -307,20 +365,29 @@ fn build_issuers(doc: &PolicyDoc, problems: &mut Vec<Problem>) -> Vec<Issuer> {
     for (i, spec) in doc.issuers.iter().enumerate() {
         let at = |field: &str| format!("issuers[{i}].{field}");
         if doc.issuers[..i].iter().any(|o| o.issuer == spec.issuer) {
-            problems.push(Problem::error(at("issuer"), format!("issuer {} is listed twice", spec.issuer)));
+            problems.push(Problem::error(
+                at("issuer"),
+                format!("issuer {} is listed twice", spec.issuer),
+            ));
         }
         if !spec.issuer.starts_with("https://") {
             problems.push(Problem::warning(at("issuer"), "FAPI issuers are https URLs"));
         }
         if spec.audiences.is_empty() {
-            problems.push(Problem::error(at("audiences"), "at least one audience is required"));
+            problems.push(Problem::error(
+                at("audiences"),
+                "at least one audience is required",
+            ));
         }
         let mut algorithms = Vec::new();
         match &spec.algorithms {
             None => algorithms = Algorithm::FAPI.to_vec(),
             Some(names) => {
                 if names.is_empty() {
-                    problems.push(Problem::error(at("algorithms"), "no algorithm listed: no token could ever verify"));
+                    problems.push(Problem::error(
+                        at("algorithms"),
+                        "no algorithm listed: no token could ever verify",
+                    ));
                 }
                 for (j, name) in names.iter().enumerate() {
                     let path = format!("issuers[{i}].algorithms[{j}]");
@@ -336,11 +403,15 @@ fn build_issuers(doc: &PolicyDoc, problems: &mut Vec<Problem>) -> Vec<Issuer> {
                         }
                         AlgorithmName::Forbidden(n) => problems.push(Problem::error(
                             path,
-                            format!("{n} is forbidden: FAPI and RFC 8725 allow no 'none' or symmetric algorithms"),
+                            format!(
+                                "{n} is forbidden: FAPI and RFC 8725 allow no 'none' or symmetric algorithms"
+                            ),
                         )),
                         AlgorithmName::Unknown(n) => problems.push(Problem::error(
                             path,
-                            format!("{n} is not supported (PS256, ES256, EdDSA, or RS256 for legacy issuers)"),
+                            format!(
+                                "{n} is not supported (PS256, ES256, EdDSA, or RS256 for legacy issuers)"
+                            ),
                         )),
                     }
                 }
@@ -354,28 +425,44 @@ fn build_issuers(doc: &PolicyDoc, problems: &mut Vec<Problem>) -> Vec<Issuer> {
         }
         if let Some(v) = spec.leeway_future {
             if v > 60 {
-                problems.push(Problem::error(at("leeway_future"), "FAPI 2.0 §5.3.2.1 refuses iat more than 60 s ahead"));
+                problems.push(Problem::error(
+                    at("leeway_future"),
+                    "FAPI 2.0 §5.3.2.1 refuses iat more than 60 s ahead",
+                ));
             }
             rules.leeway_future = v;
         }
         if rules.leeway_past > 300 {
-            problems.push(Problem::warning(at("leeway_past"), "more than 300 s of leeway keeps expired tokens alive"));
+            problems.push(Problem::warning(
+                at("leeway_past"),
+                "more than 300 s of leeway keeps expired tokens alive",
+            ));
         }
         rules.max_lifetime = spec.max_lifetime;
         if spec.max_lifetime == Some(0) {
-            problems.push(Problem::error(at("max_lifetime"), "0 s: no token could ever be accepted"));
+            problems.push(Problem::error(
+                at("max_lifetime"),
+                "0 s: no token could ever be accepted",
+            ));
         }
         if let Some(req) = &spec.required_claims {
             rules.required_claims = req.clone();
         }
         let (inline_keys, remote) = build_jwks(&spec.jwks, &format!("issuers[{i}].jwks"), problems);
-        out.push(Issuer { rules, inline_keys, remote });
+        out.push(Issuer {
+            rules,
+            inline_keys,
+            remote,
+        });
     }
     out
 }
 
 fn build_jwks(src: &JwksSource, at: &str, problems: &mut Vec<Problem>) -> (Option<Jwks>, Option<RemoteJwks>) {
-    let given = [src.keys.is_some(), src.file.is_some(), src.uri.is_some()].iter().filter(|b| **b).count();
+    let given = [src.keys.is_some(), src.file.is_some(), src.uri.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if given != 1 {
         problems.push(Problem::error(at, "give exactly one of keys, file or uri"));
         return (None, None);
@@ -383,7 +470,9 @@ fn build_jwks(src: &JwksSource, at: &str, problems: &mut Vec<Problem>) -> (Optio
     if let Some(file) = &src.file {
         problems.push(Problem::error(
             format!("{at}.file"),
-            format!("{file}: key files are read by fapictl (lint, test, compile); the plugin needs them inlined"),
+            format!(
+                "{file}: key files are read by fapictl (lint, test, compile); the plugin needs them inlined"
+            ),
         ));
         return (None, None);
     }
@@ -396,7 +485,10 @@ fn build_jwks(src: &JwksSource, at: &str, problems: &mut Vec<Problem>) -> (Optio
             }
         };
         for skipped in &set.skipped {
-            problems.push(Problem::error(format!("{at}.keys[{}]", skipped.index), skipped.error.to_string()));
+            problems.push(Problem::error(
+                format!("{at}.keys[{}]", skipped.index),
+                skipped.error.to_string(),
+            ));
         }
         if set.keys.is_empty() {
             problems.push(Problem::error(format!("{at}.keys"), "no usable key"));
@@ -408,18 +500,35 @@ fn build_jwks(src: &JwksSource, at: &str, problems: &mut Vec<Problem>) -> (Optio
         problems.push(Problem::error(format!("{at}.uri"), "must be an http(s) URL"));
     }
     let Some(cluster) = src.cluster.clone() else {
-        problems.push(Problem::error(at, "uri needs the Envoy cluster to fetch it through (cluster)"));
+        problems.push(Problem::error(
+            at,
+            "uri needs the Envoy cluster to fetch it through (cluster)",
+        ));
         return (None, None);
     };
     let refresh = src.refresh.unwrap_or(300);
     let max_stale = src.max_stale.unwrap_or(3600);
     if refresh == 0 {
-        problems.push(Problem::error(format!("{at}.refresh"), "must be at least 1 second"));
+        problems.push(Problem::error(
+            format!("{at}.refresh"),
+            "must be at least 1 second",
+        ));
     }
     if max_stale < refresh {
-        problems.push(Problem::warning(format!("{at}.max_stale"), "shorter than refresh: one failed fetch fails closed"));
+        problems.push(Problem::warning(
+            format!("{at}.max_stale"),
+            "shorter than refresh: one failed fetch fails closed",
+        ));
     }
-    (None, Some(RemoteJwks { uri, cluster, refresh, max_stale }))
+    (
+        None,
+        Some(RemoteJwks {
+            uri,
+            cluster,
+            refresh,
+            max_stale,
+        }),
+    )
 }
 
 fn build_rules(doc: &PolicyDoc, problems: &mut Vec<Problem>) -> Vec<Rule> {
@@ -434,7 +543,10 @@ fn build_rules(doc: &PolicyDoc, problems: &mut Vec<Problem>) -> Vec<Rule> {
             problems.push(Problem::error(at("name"), "a rule needs a name"));
         }
         if doc.rules[..i].iter().any(|o| o.name == spec.name) {
-            problems.push(Problem::error(at("name"), format!("rule name \"{}\" is used twice", spec.name)));
+            problems.push(Problem::error(
+                at("name"),
+                format!("rule name \"{}\" is used twice", spec.name),
+            ));
         }
         let m = &spec.matches;
         let hosts = m.hosts.as_ref().map(|hs| {
@@ -451,7 +563,10 @@ fn build_rules(doc: &PolicyDoc, problems: &mut Vec<Problem>) -> Vec<Rule> {
         });
         if let Some(methods) = &m.methods {
             if methods.is_empty() {
-                problems.push(Problem::error(at("match.methods"), "an empty list matches nothing; leave it out to match any method"));
+                problems.push(Problem::error(
+                    at("match.methods"),
+                    "an empty list matches nothing; leave it out to match any method",
+                ));
             }
             for (j, method) in methods.iter().enumerate() {
                 if !METHODS.contains(&method.as_str()) {
@@ -462,15 +577,24 @@ fn build_rules(doc: &PolicyDoc, problems: &mut Vec<Problem>) -> Vec<Rule> {
                 }
             }
         }
-        let given = [m.path.is_some(), m.prefix.is_some(), m.template.is_some()].iter().filter(|b| **b).count();
+        let given = [m.path.is_some(), m.prefix.is_some(), m.template.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         let path = if given != 1 {
-            problems.push(Problem::error(at("match"), "give exactly one of path, prefix or template"));
+            problems.push(Problem::error(
+                at("match"),
+                "give exactly one of path, prefix or template",
+            ));
             None
         } else if let Some(p) = &m.path {
             match matcher::normalize_path(p) {
                 Some(n) if n == *p => Some(PathPattern::Exact(n)),
                 _ => {
-                    problems.push(Problem::error(at("match.path"), format!("\"{p}\" is not a normalized absolute path")));
+                    problems.push(Problem::error(
+                        at("match.path"),
+                        format!("\"{p}\" is not a normalized absolute path"),
+                    ));
                     None
                 }
             }
@@ -478,7 +602,10 @@ fn build_rules(doc: &PolicyDoc, problems: &mut Vec<Problem>) -> Vec<Rule> {
             match matcher::normalize_path(p) {
                 Some(n) if n == *p => Some(PathPattern::Prefix(n.trim_end_matches('/').to_string())),
                 _ => {
-                    problems.push(Problem::error(at("match.prefix"), format!("\"{p}\" is not a normalized absolute path")));
+                    problems.push(Problem::error(
+                        at("match.prefix"),
+                        format!("\"{p}\" is not a normalized absolute path"),
+                    ));
                     None
                 }
             }
@@ -487,13 +614,19 @@ fn build_rules(doc: &PolicyDoc, problems: &mut Vec<Problem>) -> Vec<Rule> {
             match matcher::parse_template(t) {
                 Ok(segs) => Some(PathPattern::Template(segs)),
                 Err(e) => {
-                    problems.push(Problem::error(at("match.template"), format!("bad path template \"{t}\": {e}")));
+                    problems.push(Problem::error(
+                        at("match.template"),
+                        format!("bad path template \"{t}\": {e}"),
+                    ));
                     None
                 }
             }
         };
         if spec.anonymous && spec.require != Requirements::default() {
-            problems.push(Problem::error(at("require"), "an anonymous rule cannot have requirements"));
+            problems.push(Problem::error(
+                at("require"),
+                "an anonymous rule cannot have requirements",
+            ));
         }
         check_requirements(&spec.require, &format!("rules[{i}].require"), doc, problems);
         let require = effective(&doc.defaults, &spec.require);
@@ -514,7 +647,10 @@ fn build_rules(doc: &PolicyDoc, problems: &mut Vec<Problem>) -> Vec<Rule> {
 fn check_requirements(r: &Requirements, at: &str, doc: &PolicyDoc, problems: &mut Vec<Problem>) {
     if let Some(ScopeRequirement::Detailed(sets)) = &r.scopes {
         if sets.all_of.is_empty() && sets.any_of.is_empty() {
-            problems.push(Problem::warning(format!("{at}.scopes"), "no scope listed: any token passes the scope check"));
+            problems.push(Problem::warning(
+                format!("{at}.scopes"),
+                "no scope listed: any token passes the scope check",
+            ));
         }
     }
     let scope_lists: Vec<&String> = match &r.scopes {
@@ -524,68 +660,115 @@ fn check_requirements(r: &Requirements, at: &str, doc: &PolicyDoc, problems: &mu
     };
     for s in scope_lists {
         if s.is_empty() || s.contains(' ') {
-            problems.push(Problem::error(format!("{at}.scopes"), format!("\"{s}\" is not a single scope token")));
+            problems.push(Problem::error(
+                format!("{at}.scopes"),
+                format!("\"{s}\" is not a single scope token"),
+            ));
         }
     }
     if r.acr.as_ref().is_some_and(Vec::is_empty) {
-        problems.push(Problem::error(format!("{at}.acr"), "an empty acr list can never hold"));
+        problems.push(Problem::error(
+            format!("{at}.acr"),
+            "an empty acr list can never hold",
+        ));
     }
     if r.max_auth_age == Some(0) {
         problems.push(Problem::error(format!("{at}.max_auth_age"), "0 s can never hold"));
     }
     if r.client_ids.as_ref().is_some_and(Vec::is_empty) {
-        problems.push(Problem::error(format!("{at}.client_ids"), "an empty client list can never hold"));
+        problems.push(Problem::error(
+            format!("{at}.client_ids"),
+            "an empty client list can never hold",
+        ));
     }
     for (j, cond) in r.claims.iter().flatten().enumerate() {
         let path = format!("{at}.claims[{j}]");
         match cond.operator_count() {
             1 => {}
-            0 => problems.push(Problem::error(path.clone(), "give one of equals, one_of, contains or present")),
-            _ => problems.push(Problem::error(path.clone(), "give only one of equals, one_of, contains or present")),
+            0 => problems.push(Problem::error(
+                path.clone(),
+                "give one of equals, one_of, contains or present",
+            )),
+            _ => problems.push(Problem::error(
+                path.clone(),
+                "give only one of equals, one_of, contains or present",
+            )),
         }
         if cond.one_of.as_ref().is_some_and(Vec::is_empty) {
-            problems.push(Problem::error(format!("{path}.one_of"), "an empty list can never hold"));
+            problems.push(Problem::error(
+                format!("{path}.one_of"),
+                "an empty list can never hold",
+            ));
         }
         if cond.claim.is_empty() {
             problems.push(Problem::error(format!("{path}.claim"), "name the claim"));
         }
     }
     match r.revocation {
-        Some(RevocationMode::Feed) if doc.settings.revocation_feed.is_none() => problems.push(Problem::error(
-            format!("{at}.revocation"),
-            "revocation: feed needs settings.revocation_feed",
-        )),
-        Some(RevocationMode::Introspection) if doc.settings.introspection.is_none() => problems.push(Problem::error(
-            format!("{at}.revocation"),
-            "revocation: introspection needs settings.introspection",
-        )),
+        Some(RevocationMode::Feed) if doc.settings.revocation_feed.is_none() => {
+            problems.push(Problem::error(
+                format!("{at}.revocation"),
+                "revocation: feed needs settings.revocation_feed",
+            ))
+        }
+        Some(RevocationMode::Introspection) if doc.settings.introspection.is_none() => {
+            problems.push(Problem::error(
+                format!("{at}.revocation"),
+                "revocation: introspection needs settings.introspection",
+            ))
+        }
         _ => {}
     }
     if let Some(d) = &r.dpop {
         if d.algorithms.is_empty() {
-            problems.push(Problem::error(format!("{at}.dpop.algorithms"), "no algorithm: no proof could verify"));
+            problems.push(Problem::error(
+                format!("{at}.dpop.algorithms"),
+                "no algorithm: no proof could verify",
+            ));
         }
         if d.algorithms.contains(&Algorithm::RS256) {
-            problems.push(Problem::warning(format!("{at}.dpop.algorithms"), "RS256 is outside FAPI 2.0 §5.4.1"));
+            problems.push(Problem::warning(
+                format!("{at}.dpop.algorithms"),
+                "RS256 is outside FAPI 2.0 §5.4.1",
+            ));
         }
         if r.sender_constraint == Some(SenderConstraint::Mtls) {
-            problems.push(Problem::warning(format!("{at}.dpop"), "DPoP settings on an mTLS-only rule are never used"));
+            problems.push(Problem::warning(
+                format!("{at}.dpop"),
+                "DPoP settings on an mTLS-only rule are never used",
+            ));
         }
     }
 }
 
 fn effective(defaults: &Requirements, r: &Requirements) -> Effective {
-    let scopes = r.scopes.as_ref().or(defaults.scopes.as_ref()).map(ScopeRequirement::sets).unwrap_or_default();
+    let scopes = r
+        .scopes
+        .as_ref()
+        .or(defaults.scopes.as_ref())
+        .map(ScopeRequirement::sets)
+        .unwrap_or_default();
     Effective {
         scopes_all: scopes.all_of,
         scopes_any: scopes.any_of,
-        sender_constraint: r.sender_constraint.or(defaults.sender_constraint).unwrap_or(SenderConstraint::Either),
+        sender_constraint: r
+            .sender_constraint
+            .or(defaults.sender_constraint)
+            .unwrap_or(SenderConstraint::Either),
         acr: r.acr.clone().or_else(|| defaults.acr.clone()),
         max_auth_age: r.max_auth_age.or(defaults.max_auth_age),
         client_ids: r.client_ids.clone().or_else(|| defaults.client_ids.clone()),
-        claims: r.claims.clone().or_else(|| defaults.claims.clone()).unwrap_or_default(),
+        claims: r
+            .claims
+            .clone()
+            .or_else(|| defaults.claims.clone())
+            .unwrap_or_default(),
         revocation: r.revocation.or(defaults.revocation).unwrap_or_default(),
-        dpop: r.dpop.clone().or_else(|| defaults.dpop.clone()).unwrap_or_default(),
+        dpop: r
+            .dpop
+            .clone()
+            .or_else(|| defaults.dpop.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -605,7 +788,10 @@ fn check_shadowing(rules: &[Rule], problems: &mut Vec<Problem>) {
             if hosts && methods && earlier.path.covers(&later.path) {
                 problems.push(Problem::error(
                     format!("rules[{}].match", rules_index(rules, later)),
-                    format!("rule \"{}\" can never match: rule \"{}\" before it matches every request it would", later.name, earlier.name),
+                    format!(
+                        "rule \"{}\" can never match: rule \"{}\" before it matches every request it would",
+                        later.name, earlier.name
+                    ),
                 ));
                 break;
             }

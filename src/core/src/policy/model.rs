@@ -251,7 +251,10 @@ pub struct ScopeSets {
 impl ScopeRequirement {
     pub fn sets(&self) -> ScopeSets {
         match self {
-            ScopeRequirement::AllOf(all) => ScopeSets { all_of: all.clone(), any_of: Vec::new() },
+            ScopeRequirement::AllOf(all) => ScopeSets {
+                all_of: all.clone(),
+                any_of: Vec::new(),
+            },
             ScopeRequirement::Detailed(s) => s.clone(),
         }
     }

@@ -36,17 +36,26 @@ pub(super) fn check_tests(doc: &super::PolicyDoc, problems: &mut Vec<Problem>) {
     for (i, t) in doc.tests.iter().enumerate() {
         let at = |f: &str| format!("tests[{i}].{f}");
         if doc.tests[..i].iter().any(|o| o.name == t.name) {
-            problems.push(Problem::error(at("name"), format!("test name \"{}\" is used twice", t.name)));
+            problems.push(Problem::error(
+                at("name"),
+                format!("test name \"{}\" is used twice", t.name),
+            ));
         }
         if crate::uri::normalize(&t.request.url).is_none() {
-            problems.push(Problem::error(at("request.url"), "must be an absolute http(s) URL"));
+            problems.push(Problem::error(
+                at("request.url"),
+                "must be an absolute http(s) URL",
+            ));
         }
         if let Some(s) = &t.request.scheme {
             if !s.eq_ignore_ascii_case("bearer") && !s.eq_ignore_ascii_case("dpop") {
                 problems.push(Problem::error(at("request.scheme"), "Bearer or DPoP"));
             }
         }
-        for (field, v) in [("request.client_cert", &t.request.client_cert), ("request.dpop_key", &t.request.dpop_key)] {
+        for (field, v) in [
+            ("request.client_cert", &t.request.client_cert),
+            ("request.dpop_key", &t.request.dpop_key),
+        ] {
             if let Some(v) = v {
                 if !matches!(v.as_str(), "bound" | "other" | "none") {
                     problems.push(Problem::error(at(field), "bound, other or none"));
@@ -62,7 +71,10 @@ pub(super) fn check_tests(doc: &super::PolicyDoc, problems: &mut Vec<Problem>) {
             problems.push(Problem::error(at("expect.status"), "an HTTP status"));
         }
         if t.expect.status == 200 && (t.expect.error.is_some() || t.expect.reason.is_some()) {
-            problems.push(Problem::error(at("expect"), "an allowed request has no error or reason"));
+            problems.push(Problem::error(
+                at("expect"),
+                "an allowed request has no error or reason",
+            ));
         }
     }
 }
@@ -83,7 +95,9 @@ impl Policy {
                 Decision::Allow(_) => false,
             })
             && e.reason.as_ref().is_none_or(|want| decision.reason() == want)
-            && e.rule.as_ref().is_none_or(|want| rule_of(&decision) == Some(want.as_str()));
+            && e.rule
+                .as_ref()
+                .is_none_or(|want| rule_of(&decision) == Some(want.as_str()));
         let mut expected = format!("{}", e.status);
         if let Some(err) = &e.error {
             expected.push_str(&format!(" {err}"));
@@ -94,26 +108,52 @@ impl Policy {
         if let Some(r) = &e.rule {
             expected.push_str(&format!(" rule {r}"));
         }
-        TestOutcome { name: test.name.clone(), passed, got, expected }
+        TestOutcome {
+            name: test.name.clone(),
+            passed,
+            got,
+            expected,
+        }
     }
 
     /// The decision for a test case.
     pub fn decide_test(&self, test: &TestCase) -> Decision {
         let r = &test.request;
         let (scheme, authority, path) = split_url(&r.url);
-        let binding = test.token.as_ref().map(|t| t.binding.clone().unwrap_or_else(|| "mtls".into()));
-        let default_scheme = if binding.as_deref() == Some("dpop") { "DPoP" } else { "Bearer" };
-        let presented_scheme = match r.scheme.as_deref().unwrap_or(default_scheme).to_ascii_lowercase().as_str() {
+        let binding = test
+            .token
+            .as_ref()
+            .map(|t| t.binding.clone().unwrap_or_else(|| "mtls".into()));
+        let default_scheme = if binding.as_deref() == Some("dpop") {
+            "DPoP"
+        } else {
+            "Bearer"
+        };
+        let presented_scheme = match r
+            .scheme
+            .as_deref()
+            .unwrap_or(default_scheme)
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "dpop" => Scheme::DPoP,
             _ => Scheme::Bearer,
         };
-        let cert_default = if binding.as_deref() == Some("mtls") { "bound" } else { "none" };
+        let cert_default = if binding.as_deref() == Some("mtls") {
+            "bound"
+        } else {
+            "none"
+        };
         let client_cert = match r.client_cert.as_deref().unwrap_or(cert_default) {
             "bound" => Some(CertThumbprint::from_der(BOUND_CERT)),
             "other" => Some(CertThumbprint::from_der(OTHER_CERT)),
             _ => None,
         };
-        let dpop_default = if presented_scheme == Scheme::DPoP { "bound" } else { "none" };
+        let dpop_default = if presented_scheme == Scheme::DPoP {
+            "bound"
+        } else {
+            "none"
+        };
         let dpop_jkt = match r.dpop_key.as_deref().unwrap_or(dpop_default) {
             "bound" => Some(BOUND_JKT.to_string()),
             "other" => Some(OTHER_JKT.to_string()),
@@ -126,8 +166,14 @@ impl Policy {
                 revoked.revoke(&c.iss, jti, c.exp);
             }
         }
-        let presented = Presented { scheme: presented_scheme, client_cert, dpop_jkt };
-        guard::decide_with_claims(self, &r.method, scheme, authority, path, claims, presented, &revoked, TEST_NOW)
+        let presented = Presented {
+            scheme: presented_scheme,
+            client_cert,
+            dpop_jkt,
+        };
+        guard::decide_with_claims(
+            self, &r.method, scheme, authority, path, claims, presented, &revoked, TEST_NOW,
+        )
     }
 
     fn test_claims(&self, t: &TestToken) -> Result<AccessClaims, crate::decision::Denial> {
@@ -152,7 +198,10 @@ impl Policy {
         }
         match t.binding.as_deref().unwrap_or("mtls") {
             "mtls" => {
-                claims.insert("cnf".into(), json!({"x5t#S256": CertThumbprint::from_der(BOUND_CERT).to_b64url()}));
+                claims.insert(
+                    "cnf".into(),
+                    json!({"x5t#S256": CertThumbprint::from_der(BOUND_CERT).to_b64url()}),
+                );
             }
             "dpop" => {
                 claims.insert("cnf".into(), json!({"jkt": BOUND_JKT}));
@@ -190,7 +239,12 @@ pub fn describe(d: &Decision) -> String {
     match d {
         Decision::Allow(a) => format!("200 allowed rule {}", a.rule),
         Decision::Deny(deny) => {
-            let mut s = format!("{} {} ({})", deny.status, deny.error.unwrap_or("-"), deny.reason());
+            let mut s = format!(
+                "{} {} ({})",
+                deny.status,
+                deny.error.unwrap_or("-"),
+                deny.reason()
+            );
             if let Some(r) = &deny.rule {
                 s.push_str(&format!(" rule {r}"));
             }
