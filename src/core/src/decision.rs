@@ -377,7 +377,8 @@ pub struct Deny {
     /// The rule that matched, if any.
     pub rule: Option<String>,
     pub client_id: Option<String>,
-    /// Set when an unknown `kid` suggests the issuer rotated keys: the host may refetch this issuer's set.
+    /// Set when an unknown `kid` suggests the issuer rotated keys, or when no keys are loaded: the host
+    /// may fetch this issuer's set and decide again.
     pub refetch_issuer: Option<String>,
 }
 

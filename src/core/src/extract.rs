@@ -91,6 +91,17 @@ pub fn credentials(facts: &RequestFacts) -> Result<Option<(Scheme, &str)>, Denia
     Ok(Some((scheme, token)))
 }
 
+/// The client certificate digest in an `x-forwarded-client-cert` header (Envoy's format:
+/// `By=...;Hash=<hex sha256 of the DER>;Cert="..."`, elements separated by commas; the last element is
+/// the one the nearest proxy added). Only call this when the policy names the front proxy as trusted.
+pub fn xfcc_client_cert(header: &str) -> Option<ClientCert> {
+    let last = header.rsplit(',').next()?;
+    last.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case("hash")).then(|| ClientCert::Digest(v.trim().trim_matches('"').to_string()))
+    })
+}
+
 /// `true` for a UUID in its canonical 8-4-4-4-12 hex form (FAPI x-fapi-interaction-id).
 pub fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
@@ -170,6 +181,13 @@ mod tests {
             credentials(&facts(&["Bearer "], "/x")),
             Err(Denial::MalformedAuthorization)
         );
+    }
+
+    #[test]
+    fn xfcc_hash() {
+        let h = "By=spiffe://a;Hash=aa;Subject=\"CN=x\",By=spiffe://b;Hash=bb;Cert=\"x\"";
+        assert_eq!(xfcc_client_cert(h), Some(ClientCert::Digest("bb".into())));
+        assert_eq!(xfcc_client_cert("Subject=x"), None);
     }
 
     #[test]

@@ -63,6 +63,19 @@ impl Guard {
         }
     }
 
+    /// A refusal on the named rule, rendered as [`Guard::decide`] would (for checks the host finishes
+    /// asynchronously, such as introspection).
+    pub fn refuse(&self, rule: &str, denial: Denial, scheme: Option<Scheme>, client_id: Option<String>) -> Decision {
+        let rule = self.policy.rules.iter().find(|r| r.name == rule);
+        deny(denial, rule, scheme, client_id)
+    }
+
+    /// Replaces the nonce key (the plugin shares one key between its workers through shared data).
+    pub fn set_nonce_secret(&mut self, secret: &[u8]) {
+        let lifetime = self.policy.doc.settings.dpop_nonce_lifetime;
+        self.nonces = Some(NonceIssuer::new(secret, lifetime));
+    }
+
     /// Decides on one request.
     pub fn decide(&self, facts: &RequestFacts, ctx: &mut Context<'_>) -> Decision {
         let Some(rule) = self
@@ -87,8 +100,9 @@ impl Guard {
         };
         let claims = match self.verified_claims(token, ctx) {
             Ok(c) => c,
-            Err(Denial::UnknownKid) => {
-                let mut d = deny(Denial::UnknownKid, Some(rule), Some(scheme), None);
+            Err(e @ (Denial::UnknownKid | Denial::KeysUnavailable)) => {
+                // The host may fetch this issuer's keys (rotation, or none loaded yet) and decide again.
+                let mut d = deny(e, Some(rule), Some(scheme), None);
                 if let Decision::Deny(d) = &mut d {
                     d.refetch_issuer =
                         parse_unverified(token, |iss| self.policy.issuer(iss).map(|i| &i.rules))

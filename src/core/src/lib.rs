@@ -21,6 +21,7 @@ pub mod jwk;
 pub mod jwks;
 pub mod jws;
 pub mod policy;
+pub mod revocation;
 #[cfg(feature = "sign")]
 pub mod sign;
 pub mod token;
