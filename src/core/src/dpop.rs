@@ -178,6 +178,9 @@ pub fn check_proof(
             }
         }
         (Some(_), Some(_)) => return Err(fail(Nonce)),
+        // No nonce key (none configured, or not yet shared between workers): a route that requires
+        // nonces cannot validate one, so it fails closed instead of admitting proofs without any.
+        (_, None) if rules.require_nonce => return Err(fail(Nonce)),
         _ => {}
     }
     let mut replay_input = Vec::with_capacity(jwk.thumbprint.len() + 1 + jti.len());

@@ -98,6 +98,7 @@ impl Guard {
             Ok(None) => return deny(Denial::MissingToken, Some(rule), None, None),
             Err(d) => return deny(d, Some(rule), None, None),
         };
+        let hits_before = ctx.cache.hits;
         let claims = match self.verified_claims(token, ctx) {
             Ok(c) => c,
             Err(e @ (Denial::UnknownKid | Denial::KeysUnavailable)) => {
@@ -128,7 +129,11 @@ impl Guard {
                 )
             });
         match outcome {
-            Ok(allow) => Decision::Allow(allow),
+            Ok(mut allow) => {
+                // The claims came from the verified-token cache: no signature was checked this time.
+                allow.cache_hit = ctx.cache.hits > hits_before;
+                Decision::Allow(allow)
+            }
             Err(denial) => {
                 let mut d = deny(denial, Some(rule), Some(scheme), client_id);
                 if let (Decision::Deny(d), Some(n)) = (&mut d, &self.nonces) {

@@ -2,7 +2,7 @@
 //!
 //! Selection rule (FAPI 2.0 §5.4 asks for one to be defined):
 //! 1. Candidates are the keys that suit the token's `alg` (key type and curve, the key's own `alg` if it
-//!    names one, and `use` absent or "sig").
+//!    names one, `use` absent or "sig", and `key_ops` absent or listing "verify").
 //! 2. With a `kid` in the token header, candidates are narrowed to keys with exactly that `kid`.
 //!    None left: the `kid` is unknown (the caller may refetch the set). More than one left: the set is
 //!    ambiguous and the token is refused; fapi-guard never tries several keys.
@@ -78,7 +78,7 @@ impl Jwks {
         let mut set = Jwks::default();
         for (index, key) in keys.iter().enumerate() {
             match PublicJwk::from_value(key) {
-                Ok(k) => set.keys.push(k),
+                Ok(k) => set.keys.push(k.prepare()),
                 Err(error) => set.skipped.push(SkippedKey {
                     index,
                     kid: key.get("kid").and_then(Value::as_str).map(str::to_string),

@@ -20,6 +20,8 @@ pub mod guard;
 pub mod jwk;
 pub mod jwks;
 pub mod jws;
+#[cfg(feature = "p256-tables")]
+pub mod p256_tables;
 pub mod policy;
 pub mod revocation;
 #[cfg(feature = "sign")]

@@ -23,18 +23,37 @@ pub fn normalize(uri: &str) -> Option<String> {
         return None;
     }
     let authority = authority.to_ascii_lowercase();
-    let host = match authority.rsplit_once(':') {
+    let (host, port) = match authority.rsplit_once(':') {
         // An IPv6 literal without a port ends with ']'.
-        Some((host, port)) if !port.contains(']') => {
-            if port.is_empty() || port == default_port {
-                host.to_string()
-            } else if port.bytes().all(|b| b.is_ascii_digit()) {
-                format!("{host}:{}", port.trim_start_matches('0'))
-            } else {
-                return None;
-            }
+        Some((host, port)) if !port.contains(']') => (host, port),
+        _ => (authority.as_str(), ""),
+    };
+    // RFC 3986 §3.2.2: a host is an IP literal in brackets or a reg-name of unreserved and sub-delim
+    // characters (percent-encoded hosts are refused).
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(literal) => {
+            !literal.is_empty() && literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         }
-        _ => authority,
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b))
+        }
+    };
+    if !host_ok {
+        return None;
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // RFC 3986 §6.2.3: an empty or default port is omitted; leading zeros are not significant.
+    let digits = port.trim_start_matches('0');
+    let digits = if digits.is_empty() && !port.is_empty() { "0" } else { digits };
+    let host = if digits.is_empty() || digits == default_port {
+        host.to_string()
+    } else {
+        format!("{host}:{digits}")
     };
     let path = normalize_percent(path)?;
     let path = remove_dot_segments(&path);
@@ -59,6 +78,9 @@ fn normalize_percent(path: &str) -> Option<String> {
         let b = bytes[i];
         if b == b'%' {
             let hex = path.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                return None;
+            }
             let v = u8::from_str_radix(hex, 16).ok()?;
             if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
                 out.push(v as char);

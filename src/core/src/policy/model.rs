@@ -29,7 +29,7 @@ pub struct PolicyDoc {
 }
 
 /// Plugin-wide settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// The origin clients use (`https://api.bank.example`), for DPoP `htu` when Envoy sits behind a
@@ -59,6 +59,24 @@ pub struct Settings {
     pub revocation_feed: Option<RevocationFeed>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introspection: Option<Introspection>,
+}
+
+/// The same defaults as a `settings:` section with no fields (a derived `Default` would give zero
+/// sizes and no forwarded claims when the section is left out).
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            external_origin: None,
+            client_certificate: CertificateSource::default(),
+            forward: default_forward(),
+            strip_credentials: false,
+            token_cache_size: default_token_cache(),
+            replay_store_size: default_replay_store(),
+            dpop_nonce_lifetime: default_nonce_lifetime(),
+            revocation_feed: None,
+            introspection: None,
+        }
+    }
 }
 
 fn default_forward() -> BTreeMap<String, String> {
