@@ -1,1 +1,210 @@
-fn main() {}
+//! fapictl: the command line of fapi-guard. Lints, tests and compiles scope policies, inspects and
+//! verifies access tokens, and makes test keys and certificates. All decisions come from `fapi-core`.
+
+mod certs;
+mod keys;
+mod policy;
+mod token;
+mod util;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use fapi_core::alg::Algorithm;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "fapictl",
+    version,
+    about = "fapi-guard policies, tokens, keys and test certificates"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lint, test and compile scope policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Inspect and verify access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Generate signing keys (JWK).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Generate a test PKI for mTLS.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check policies; print `FILE:LINE:COLUMN: error|warning: MESSAGE` per problem. Exit 1 on any error.
+    Lint {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Lint, then run each policy's tests. The last line is `N passed, M failed` (a policy with errors
+    /// counts as one failure). Exit 1 if any test fails, a policy has errors, or a policy has no tests.
+    Test {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Lint, then write the plugin configuration (JSON, key files inlined, tests removed).
+    /// Nothing is written when the policy has errors.
+    Compile {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Output file, or `-` for standard output.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Decode a token (header, claims, binding, times) and verify it when keys are given. The token is
+    /// never printed back. Exit 1 when verification fails.
+    Inspect {
+        /// The token, or `-` to read it from standard input (a `Bearer `/`DPoP ` prefix is ignored).
+        #[arg(value_name = "TOKEN|-")]
+        token: String,
+        /// Verify the header and signature with this key set (JWKS or a single public JWK).
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<PathBuf>,
+        /// Verify with a policy: its issuer rules, its inline or file keys (or --jwks), and the claims.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// The time to check against, in Unix seconds (default: the system clock).
+        #[arg(long, value_name = "UNIX", allow_negative_numbers = true)]
+        now: Option<i64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a signing key: DIR/<kid>.jwk.json (private, mode 0600) and DIR/<kid>.jwks.json (public).
+    New {
+        /// Signature algorithm (FAPI 2.0 §5.4.1).
+        #[arg(long, value_enum, ignore_case = true)]
+        alg: KeyAlg,
+        /// Key id (default: the RFC 7638 thumbprint).
+        #[arg(long)]
+        kid: Option<String>,
+        /// Directory to write to, or `-` to print both documents to standard output: this PRINTS THE
+        /// PRIVATE KEY.
+        #[arg(long, value_name = "DIR|-")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlg {
+    #[value(name = "ES256")]
+    Es256,
+    #[value(name = "PS256")]
+    Ps256,
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+impl From<KeyAlg> for Algorithm {
+    fn from(a: KeyAlg) -> Self {
+        match a {
+            KeyAlg::Es256 => Algorithm::ES256,
+            KeyAlg::Ps256 => Algorithm::PS256,
+            KeyAlg::EdDsa => Algorithm::EdDSA,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Generate a test CA, a server certificate and client certificates (ECDSA P-256), and print each
+    /// client certificate's RFC 8705 x5t#S256 and the hex SHA-256 digest Envoy reports. FOR TESTS ONLY.
+    New {
+        /// Directory to write to (ca.pem, ca.key.pem, server.pem, server.key.pem, NAME.pem, NAME.key.pem).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, value_name = "NAME", default_value = "fapi-guard test CA")]
+        ca_name: String,
+        /// DNS name of the server (repeatable; default localhost and 127.0.0.1 when no name is given).
+        #[arg(long, value_name = "NAME")]
+        server_dns: Vec<String>,
+        /// IP address of the server (repeatable).
+        #[arg(long, value_name = "IP")]
+        server_ip: Vec<String>,
+        /// A client certificate signed by the CA (repeatable).
+        #[arg(long = "client", value_name = "NAME")]
+        clients: Vec<String>,
+        /// A self-signed client certificate (repeatable; RFC 8705 §2.2).
+        #[arg(long = "self-signed-client", value_name = "NAME")]
+        self_signed_clients: Vec<String>,
+        /// Validity of server and client certificates in days (the CA gets twice as long).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("fapictl: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `Ok(false)`: the command ran and found a failure (lint errors, failed tests, invalid token).
+fn run(command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Policy(PolicyCommand::Lint { files }) => policy::lint(&files),
+        Command::Policy(PolicyCommand::Test { files }) => policy::test(&files),
+        Command::Policy(PolicyCommand::Compile { file, output }) => policy::compile(&file, &output),
+        Command::Token(TokenCommand::Inspect {
+            token,
+            jwks,
+            policy,
+            now,
+        }) => token::inspect(token::InspectArgs {
+            token,
+            jwks,
+            policy,
+            now,
+        }),
+        Command::Keys(KeysCommand::New { alg, kid, out, force }) => {
+            keys::new(alg.into(), kid, &out, force).map(|()| true)
+        }
+        Command::Certs(CertsCommand::New {
+            out,
+            ca_name,
+            server_dns,
+            server_ip,
+            clients,
+            self_signed_clients,
+            days,
+            force,
+        }) => certs::new(certs::CertsArgs {
+            out,
+            ca_name,
+            server_dns,
+            server_ip,
+            clients,
+            self_signed_clients,
+            days,
+            force,
+        })
+        .map(|()| true),
+    }
+}

@@ -80,6 +80,9 @@ pub enum Denial {
     UnknownIssuer,
     UnknownKid,
     AmbiguousKey,
+    /// The issuer's key set has no key that may verify this algorithm (wrong type, `alg`, `use` or
+    /// `key_ops`), though it may know the `kid`: not a rotation, so no refetch.
+    KeyUnusable,
     SignatureInvalid,
     MissingClaim(&'static str),
     MalformedClaim(&'static str),
@@ -122,6 +125,8 @@ pub enum Denial {
     KeysUnavailable,
     /// A revocation or introspection source needed by the route cannot answer.
     RevocationStatusUnknown,
+    /// The DPoP replay store is full of live entries: the proof cannot be checked for replay.
+    ReplayStoreFull,
 }
 
 /// An OAuth error code, as it appears in `error=` and in the JSON body.
@@ -173,6 +178,7 @@ impl Denial {
             | UnknownIssuer
             | UnknownKid
             | AmbiguousKey
+            | KeyUnusable
             | SignatureInvalid
             | MissingClaim(_)
             | MalformedClaim(_)
@@ -196,7 +202,9 @@ impl Denial {
                 (401, Some(InsufficientUserAuthentication))
             }
             NoMatchingRule | ClientNotAllowed | ClaimConditionFailed(_) => (403, Some(AccessDenied)),
-            KeysUnavailable | RevocationStatusUnknown => (503, Some(TemporarilyUnavailable)),
+            KeysUnavailable | RevocationStatusUnknown | ReplayStoreFull => {
+                (503, Some(TemporarilyUnavailable))
+            }
         }
     }
 
@@ -216,6 +224,7 @@ impl Denial {
             UnknownIssuer => "unknown_issuer",
             UnknownKid => "unknown_kid",
             AmbiguousKey => "ambiguous_key",
+            KeyUnusable => "key_unusable",
             SignatureInvalid => "signature_invalid",
             MissingClaim(_) => "claim_missing",
             MalformedClaim(_) => "claim_malformed",
@@ -258,6 +267,7 @@ impl Denial {
             ClaimConditionFailed(_) => "claim_condition_failed",
             KeysUnavailable => "jwks_unavailable",
             RevocationStatusUnknown => "revocation_status_unknown",
+            ReplayStoreFull => "dpop_replay_store_full",
         }
     }
 
@@ -277,6 +287,7 @@ impl Denial {
             UnknownIssuer => "the token issuer is not trusted".into(),
             UnknownKid => "the token was signed with an unknown key".into(),
             AmbiguousKey => "the issuer key set has no single key for this token".into(),
+            KeyUnusable => "the issuer has no key that may verify this token".into(),
             SignatureInvalid => "the token signature is invalid".into(),
             MissingClaim(c) => format!("the token has no {c} claim"),
             MalformedClaim(c) => format!("the token claim {c} is malformed"),
@@ -326,17 +337,19 @@ impl Denial {
             ),
             KeysUnavailable => "the issuer keys are unavailable".into(),
             RevocationStatusUnknown => "the token revocation status cannot be determined".into(),
+            ReplayStoreFull => "DPoP proofs cannot be checked for replay right now".into(),
         }
     }
 
     /// The challenge scheme for this denial: the scheme the token came with, except that a DPoP
-    /// proof problem always answers with a DPoP challenge.
-    fn challenge_scheme(&self, presented: Option<Scheme>) -> Scheme {
+    /// proof problem, or a route that accepts only DPoP, answers with a DPoP challenge.
+    fn challenge_scheme(&self, presented: Option<Scheme>, accepted: AcceptedSchemes) -> Scheme {
         match self {
             Denial::DpopProof(_)
             | Denial::DpopProofReplayed
             | Denial::UseDpopNonce
             | Denial::DpopBoundTokenAsBearer => Scheme::DPoP,
+            _ if accepted.dpop && !accepted.bearer => Scheme::DPoP,
             _ => presented.unwrap_or(Scheme::Bearer),
         }
     }
@@ -413,7 +426,7 @@ pub fn render(
             }
         }
         Some(code) => {
-            let scheme = denial.challenge_scheme(presented);
+            let scheme = denial.challenge_scheme(presented, accepted);
             let mut challenge = format!(
                 "{} error=\"{}\", error_description=\"{}\"",
                 scheme.as_str(),
@@ -441,10 +454,11 @@ pub fn render(
             www_authenticate.push(challenge);
         }
     }
-    let body = serde_json::json!({
-        "error": error.map(ErrorCode::as_str).unwrap_or("invalid_request"),
-        "error_description": description,
-    })
+    // RFC 6750 §3.1: a request without credentials gets no error code, in the body either.
+    let body = match error {
+        Some(code) => serde_json::json!({ "error": code.as_str(), "error_description": description }),
+        None => serde_json::json!({ "error_description": description }),
+    }
     .to_string();
     Deny {
         denial,
@@ -559,6 +573,39 @@ mod tests {
         assert!(d.www_authenticate[0].contains("max_age=300"));
         let body: serde_json::Value = serde_json::from_str(&d.body).unwrap_or_default();
         assert_eq!(body["error"], "insufficient_user_authentication");
+    }
+
+    #[test]
+    fn missing_token_body_has_no_error_code() {
+        let d = render(Denial::MissingToken, None, BOTH, &[]);
+        let body: serde_json::Value = serde_json::from_str(&d.body).unwrap_or_default();
+        assert!(
+            body.get("error").is_none(),
+            "RFC 6750 §3.1: no error code without credentials"
+        );
+        assert_eq!(body["error_description"], "no access token");
+    }
+
+    #[test]
+    fn dpop_only_routes_challenge_with_dpop() {
+        let dpop_only = AcceptedSchemes {
+            bearer: false,
+            dpop: true,
+        };
+        let d = render(
+            Denial::BindingNotAllowed,
+            Some(Scheme::Bearer),
+            dpop_only,
+            &[Algorithm::ES256],
+        );
+        assert!(
+            d.www_authenticate[0].starts_with("DPoP error=\"invalid_token\""),
+            "{:?}",
+            d.www_authenticate
+        );
+        assert!(d.www_authenticate[0].ends_with("algs=\"ES256\""));
+        let d = render(Denial::Expired, Some(Scheme::Bearer), BOTH, &[Algorithm::ES256]);
+        assert!(d.www_authenticate[0].starts_with("Bearer error=\"invalid_token\""));
     }
 
     #[test]

@@ -97,8 +97,9 @@ pub fn check_proof(
     // 2. A well-formed JWT.
     let jws = CompactJws::parse(proof).map_err(|_| fail(Malformed))?;
     // 3-4. typ
+    // Media types compare case-insensitively (RFC 7515 §4.1.9, RFC 2045).
     match jws.header_str("typ") {
-        Ok(Some("dpop+jwt")) => {}
+        Ok(Some(t)) if t.eq_ignore_ascii_case("dpop+jwt") => {}
         Ok(None) => return Err(fail(MissingClaim("typ"))),
         _ => return Err(fail(Typ)),
     }
@@ -109,7 +110,7 @@ pub fn check_proof(
             _ => return Err(fail(Algorithm)),
         },
         Ok(None) => return Err(fail(MissingClaim("alg"))),
-        Err(()) => return Err(fail(Algorithm)),
+        Err(_) => return Err(fail(Algorithm)),
     };
     // 7. The jwk header: a public key, never a private one.
     let jwk = match jws.header.get("jwk") {
@@ -171,12 +172,11 @@ pub fn check_proof(
     // 10. Nonce: required by the route, or checked whenever one is present and we issue nonces.
     match (claims.get("nonce"), nonces) {
         (None, Some(_)) if rules.require_nonce => return Err(Denial::UseDpopNonce),
-        (Some(Value::String(n)), Some(issuer)) => {
-            if !issuer.is_valid(n, now) {
-                // RFC 9449 §9: an invalid or stale nonce is answered with a fresh one.
-                return Err(Denial::UseDpopNonce);
-            }
+        // RFC 9449 §9: an invalid or stale nonce is answered with a fresh one.
+        (Some(Value::String(n)), Some(issuer)) if !issuer.is_valid(n, now) => {
+            return Err(Denial::UseDpopNonce)
         }
+        (Some(Value::String(_)), Some(_)) => {}
         (Some(_), Some(_)) => return Err(fail(Nonce)),
         // No nonce key (none configured, or not yet shared between workers): a route that requires
         // nonces cannot validate one, so it fails closed instead of admitting proofs without any.

@@ -65,7 +65,13 @@ impl Guard {
 
     /// A refusal on the named rule, rendered as [`Guard::decide`] would (for checks the host finishes
     /// asynchronously, such as introspection).
-    pub fn refuse(&self, rule: &str, denial: Denial, scheme: Option<Scheme>, client_id: Option<String>) -> Decision {
+    pub fn refuse(
+        &self,
+        rule: &str,
+        denial: Denial,
+        scheme: Option<Scheme>,
+        client_id: Option<String>,
+    ) -> Decision {
         let rule = self.policy.rules.iter().find(|r| r.name == rule);
         deny(denial, rule, scheme, client_id)
     }
@@ -228,7 +234,7 @@ impl Guard {
         {
             Recorded::Fresh => {}
             Recorded::Replayed => return Err(Denial::DpopProofReplayed),
-            Recorded::Full => return Err(Denial::RevocationStatusUnknown),
+            Recorded::Full => return Err(Denial::ReplayStoreFull),
         }
         presented.dpop_jkt = Some(proof.jkt);
         Ok(presented)
@@ -324,10 +330,11 @@ pub fn decide_with_claims(
     let checked = policy
         .issuer(&claims.iss)
         .ok_or(Denial::UnknownIssuer)
+        // Same order as a live decision: time first (checked before the signature there), then the rest.
         .and_then(|i| {
             claims
-                .check_static(&i.rules)
-                .and_then(|_| claims.check_time(&i.rules, now))
+                .check_time(&i.rules, now)
+                .and_then(|_| claims.check_static(&i.rules))
         });
     let outcome = checked
         .and_then(|_| after_verification(policy, rule, Arc::new(claims), &presented, revocations, true, now));

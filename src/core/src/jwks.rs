@@ -94,14 +94,16 @@ impl Jwks {
         let mut suitable = self.keys.iter().filter(|k| k.suits(alg)).peekable();
         if suitable.peek().is_none() {
             return match kid {
-                Some(_) => KeySelection::UnknownKid,
-                None => KeySelection::NoSuitableKey,
+                // A kid the set knows, on a key that cannot verify this alg: not a rotation.
+                Some(k) if !self.has_kid(k) => KeySelection::UnknownKid,
+                _ => KeySelection::NoSuitableKey,
             };
         }
         let mut matching = suitable.filter(|k| kid.is_none() || k.kid.as_deref() == kid);
         match (matching.next(), matching.next()) {
             (Some(key), None) => KeySelection::Found(key),
             (Some(_), Some(_)) => KeySelection::Ambiguous,
+            (None, _) if kid.is_some_and(|k| self.has_kid(k)) => KeySelection::NoSuitableKey,
             (None, _) => KeySelection::UnknownKid,
         }
     }
@@ -137,7 +139,11 @@ mod tests {
         assert_eq!(set.select(Some("zz"), Algorithm::EdDSA), KeySelection::UnknownKid);
         assert_eq!(set.select(None, Algorithm::EdDSA), KeySelection::Ambiguous);
         assert_eq!(set.select(None, Algorithm::ES256), KeySelection::NoSuitableKey);
-        assert_eq!(set.select(Some("a"), Algorithm::ES256), KeySelection::UnknownKid);
+        // "a" exists but is an Ed25519 key: not an unknown kid (no refetch), just unusable for ES256.
+        assert_eq!(
+            set.select(Some("a"), Algorithm::ES256),
+            KeySelection::NoSuitableKey
+        );
 
         let single = Jwks::from_value(&json!({"keys":[ed(None,1)]})).unwrap_or_default();
         assert!(matches!(
@@ -170,7 +176,10 @@ mod tests {
         let mut pinned = ed(Some("p"), 2);
         pinned["alg"] = json!("EdDSA");
         let set = Jwks::from_value(&json!({"keys":[enc, pinned]})).unwrap_or_default();
-        assert_eq!(set.select(Some("e"), Algorithm::EdDSA), KeySelection::UnknownKid);
+        assert_eq!(
+            set.select(Some("e"), Algorithm::EdDSA),
+            KeySelection::NoSuitableKey
+        );
         assert!(matches!(
             set.select(None, Algorithm::EdDSA),
             KeySelection::Found(_)

@@ -36,6 +36,10 @@ impl JwsError {
     }
 }
 
+/// A header member that should be a string is some other JSON type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAString;
+
 /// A compact JWS split into its parts; the signature is not verified.
 #[derive(Debug, Clone)]
 pub struct CompactJws<'a> {
@@ -86,12 +90,12 @@ impl<'a> CompactJws<'a> {
         })
     }
 
-    /// A header member as a string; `Err(())` when present but not a string.
-    pub fn header_str(&self, name: &str) -> Result<Option<&str>, ()> {
+    /// A header member as a string; [`NotAString`] when present but of another JSON type.
+    pub fn header_str(&self, name: &str) -> Result<Option<&str>, NotAString> {
         match self.header.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(()),
+            Some(_) => Err(NotAString),
         }
     }
 }

@@ -357,9 +357,7 @@ impl Unverified<'_> {
             KeySelection::Found(k) => k,
             KeySelection::UnknownKid => return Err(Denial::UnknownKid),
             KeySelection::Ambiguous => return Err(Denial::AmbiguousKey),
-            KeySelection::NoSuitableKey => {
-                return Err(Denial::AlgorithmNotAllowed(self.alg.as_str().to_string()))
-            }
+            KeySelection::NoSuitableKey => return Err(Denial::KeyUnusable),
         };
         if key.verify(self.alg, self.jws.signing_input.as_bytes(), &self.jws.signature) {
             Ok(self.jws.payload)

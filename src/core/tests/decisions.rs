@@ -163,7 +163,9 @@ fn rs256_refused_unless_issuer_enables_it() {
         json!({"alg": "RS256", "typ": "at+jwt", "kid": "ps-1"}),
         &c,
     );
-    assert_invalid_token(h.decide(&balances_mtls(&pinned)), "unknown_kid");
+    // The kid is known, so this is not a rotation: no refetch; that key may not verify RS256.
+    let d = assert_invalid_token(h.decide(&balances_mtls(&pinned)), "key_unusable");
+    assert_eq!(d.refetch_issuer, None);
 }
 
 /// RFC 8725 §3.10, FAPI 2.0 §5.4: a token never brings its own key or key URL.
@@ -602,6 +604,10 @@ fn dpop_missing_or_wrong_typ_is_refused() {
         let p = sign_header(k, header, &proof_claims("GET", BAL, &token));
         assert_bad_proof(h.decide(&dpop(get(BAL), &token, &[&p])), "dpop_typ");
     }
+    // Media types are case-insensitive (RFC 7515 §4.1.9): DPOP+JWT is the same type.
+    let header = with(proof_header(k), json!({"typ": "DPOP+JWT"}));
+    let p = sign_header(k, header, &proof_claims("GET", BAL, &token));
+    allowed(h.decide(&dpop(get(BAL), &token, &[&p])));
 }
 
 /// RFC 9449 §4.3 step 5: an asymmetric algorithm from the allowed list (never none or HMAC; RS256

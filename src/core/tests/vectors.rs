@@ -423,10 +423,6 @@ fn key_suits(k: &Value, alg: &str) -> Result<(), String> {
 /// What fapi-core must answer for a vector of this category.
 fn expected_outcome(cat: &Category, jws: &str, valid: bool) -> Outcome {
     let kid_present = split(jws).is_ok_and(|p| p.header.contains_key("kid"));
-    let alg = split(jws)
-        .ok()
-        .and_then(|p| p.header.get("alg").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_default();
     match cat {
         Category::JsonSerialization | Category::NotCompact => Outcome::Parse(JwsError::NotCompact),
         Category::NotStrictBase64url => Outcome::Parse(JwsError::BadEncoding),
@@ -436,15 +432,15 @@ fn expected_outcome(cat: &Category, jws: &str, valid: bool) -> Outcome {
         }
         Category::RsaPkcs1NotFapi => Outcome::Denied(Denial::AlgorithmNotAllowed("RS256".into())),
         Category::EmbeddedKey(m) => Outcome::Denied(Denial::KeyInHeader(m)),
-        // No usable key: an unknown kid when the header names one (the caller may refetch the set),
-        // otherwise "no key for this algorithm".
-        Category::KeyUnsupported(_) | Category::KeyNotForThisSignature(_) => {
-            Outcome::Denied(if kid_present {
-                Denial::UnknownKid
-            } else {
-                Denial::AlgorithmNotAllowed(alg)
-            })
-        }
+        // A key core skipped at load (unsupported type or curve) is not in the set: an unknown kid when
+        // the header names one (the caller may refetch), otherwise no key for this algorithm.
+        Category::KeyUnsupported(_) => Outcome::Denied(if kid_present {
+            Denial::UnknownKid
+        } else {
+            Denial::KeyUnusable
+        }),
+        // A key in the set that may not verify this signature (alg, use, key_ops): known, so no refetch.
+        Category::KeyNotForThisSignature(_) => Outcome::Denied(Denial::KeyUnusable),
         Category::KidUnknown => Outcome::Denied(Denial::UnknownKid),
         Category::Signature if valid => Outcome::Accepted,
         Category::Signature => Outcome::Denied(Denial::SignatureInvalid),
