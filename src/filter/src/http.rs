@@ -88,7 +88,17 @@ impl Request {
 
     /// Removes incoming headers that carry claims, so only this filter can set them.
     fn remove_claim_headers(&self) {
-        let names: Vec<String> = self.worker.borrow().guard.policy.doc.settings.forward.values().cloned().collect();
+        let names: Vec<String> = self
+            .worker
+            .borrow()
+            .guard
+            .policy
+            .doc
+            .settings
+            .forward
+            .values()
+            .cloned()
+            .collect();
         for name in names {
             self.set_http_request_header(&name, None);
         }
@@ -101,11 +111,15 @@ impl Request {
             Decision::Allow(allow) => self.after_allow(allow, now),
             Decision::Deny(deny) => {
                 if let Some(issuer) = deny.refetch_issuer.clone() {
-                    if !self.refetched && self.refetch_keys(&issuer, &deny, now) {
-                        return Action::Pause;
-                    }
-                    if self.refetched_by_other(&issuer) {
-                        return self.decide_and_act();
+                    if !self.refetched {
+                        // Another worker may have fetched newer keys since this one last synced:
+                        // take them and decide again (at most once: refetched_by_other sets the flag).
+                        if self.refetched_by_other(&issuer) {
+                            return self.decide_and_act();
+                        }
+                        if self.refetch_keys(&issuer, &deny, now) {
+                            return Action::Pause;
+                        }
                     }
                 }
                 self.send_deny(&deny);
@@ -114,7 +128,8 @@ impl Request {
         }
     }
 
-    /// Another worker may already hold the new keys.
+    /// Another worker may already hold the new keys: syncs them from shared data; `true` when that
+    /// changed this worker's set. Marks the request as refetched either way.
     fn refetched_by_other(&mut self, issuer: &str) -> bool {
         if self.refetched {
             return false;
@@ -127,6 +142,7 @@ impl Request {
     }
 
     /// Fetches the issuer's keys now, rate-limited across workers. `true` when a fetch is under way.
+    /// Call after [`Request::refetched_by_other`] found nothing newer.
     fn refetch_keys(&mut self, issuer: &str, deny: &Deny, now: i64) -> bool {
         let remote = {
             let w = self.worker.borrow();
@@ -136,15 +152,18 @@ impl Request {
         // An unknown kid may be an attacker's invention: refetch at most every 10 s. No keys at all:
         // try every second.
         let period = if deny.denial == Denial::UnknownKid { 10 } else { 1 };
-        if self.refetched_by_other(issuer) {
-            self.refetched = false;
-            return false;
-        }
         if !shared::take_lease(&format!("refetch/{issuer}"), now, period) {
             return false;
         }
-        let Some((authority, path)) = split_uri(&remote.uri) else { return false };
-        let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", authority.as_str()), ("accept", "application/json")];
+        let Some((authority, path)) = split_uri(&remote.uri) else {
+            return false;
+        };
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", authority.as_str()),
+            ("accept", "application/json"),
+        ];
         match self.dispatch_http_call(&remote.cluster, headers, None, vec![], Duration::from_secs(3)) {
             Ok(_) => {
                 self.refetched = true;
@@ -161,7 +180,13 @@ impl Request {
     fn after_allow(&mut self, allow: Allow, now: i64) -> Action {
         let (mode, introspection) = {
             let w = self.worker.borrow();
-            let mode = w.guard.policy.rules.iter().find(|r| r.name == allow.rule).map(|r| r.require.revocation);
+            let mode = w
+                .guard
+                .policy
+                .rules
+                .iter()
+                .find(|r| r.name == allow.rule)
+                .map(|r| r.require.revocation);
             (mode, w.guard.policy.doc.settings.introspection.clone())
         };
         if mode != Some(RevocationMode::Introspection) {
@@ -199,7 +224,13 @@ impl Request {
         if let Some(a) = &cfg.authorization {
             headers.push(("authorization", a.as_str()));
         }
-        match self.dispatch_http_call(&cfg.cluster, headers, Some(body.as_bytes()), vec![], Duration::from_secs(3)) {
+        match self.dispatch_http_call(
+            &cfg.cluster,
+            headers,
+            Some(body.as_bytes()),
+            vec![],
+            Duration::from_secs(3),
+        ) {
             Ok(_) => {
                 self.pending = Some(Pending::Introspection { allow, token_hash });
                 Action::Pause
@@ -209,8 +240,17 @@ impl Request {
     }
 
     fn refuse(&mut self, allow: &Allow, denial: Denial) -> Action {
-        let scheme = if allow.binding == fapi_core::decision::BindingKind::Dpop { Scheme::DPoP } else { Scheme::Bearer };
-        let decision = self.worker.borrow().guard.refuse(&allow.rule, denial, Some(scheme), allow.claims.client_id.clone());
+        let scheme = if allow.binding == fapi_core::decision::BindingKind::Dpop {
+            Scheme::DPoP
+        } else {
+            Scheme::Bearer
+        };
+        let decision = self.worker.borrow().guard.refuse(
+            &allow.rule,
+            denial,
+            Some(scheme),
+            allow.claims.client_id.clone(),
+        );
         if let Decision::Deny(d) = decision {
             self.send_deny(&d);
         }
@@ -231,7 +271,11 @@ impl Request {
     }
 
     fn send_deny(&mut self, deny: &Deny) {
-        let mut headers: Vec<(&str, &str)> = deny.www_authenticate.iter().map(|c| ("www-authenticate", c.as_str())).collect();
+        let mut headers: Vec<(&str, &str)> = deny
+            .www_authenticate
+            .iter()
+            .map(|c| ("www-authenticate", c.as_str()))
+            .collect();
         headers.push(("content-type", "application/json"));
         headers.push(("cache-control", "no-store"));
         headers.push((INTERACTION_ID, self.interaction_id.as_str()));
@@ -259,7 +303,9 @@ impl Request {
 
 impl Context for Request {
     fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        let Some(pending) = self.pending.take() else { return };
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
         let now = now_of(self);
         let status = self.get_http_call_response_header(":status").unwrap_or_default();
         let body = self.get_http_call_response_body(0, body_size).unwrap_or_default();
@@ -269,11 +315,22 @@ impl Context for Request {
                 self.decide_and_act()
             }
             Pending::Introspection { allow, token_hash } => {
-                let answer = if status == "200" { introspection_active(&body) } else { Err(format!("status {status}")) };
+                let answer = if status == "200" {
+                    introspection_active(&body)
+                } else {
+                    Err(format!("status {status}"))
+                };
                 match answer {
                     Ok(active) => {
                         let mut w = self.worker.borrow_mut();
-                        let secs = w.guard.policy.doc.settings.introspection.as_ref().map_or(5, |i| i.cache_seconds);
+                        let secs = w
+                            .guard
+                            .policy
+                            .doc
+                            .settings
+                            .introspection
+                            .as_ref()
+                            .map_or(5, |i| i.cache_seconds);
                         let until = (now + secs as i64).min(allow.claims.exp);
                         w.introspected.insert(token_hash, (active, until));
                         drop(w);

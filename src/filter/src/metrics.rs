@@ -36,7 +36,11 @@ impl Metrics {
     }
 
     pub fn cache(&mut self, hit: bool) {
-        self.bump(if hit { "token_cache.hit" } else { "token_cache.miss" });
+        self.bump(if hit {
+            "token_cache.hit"
+        } else {
+            "token_cache.miss"
+        });
     }
 
     pub fn event(&mut self, name: &str) {

@@ -39,7 +39,10 @@ pub struct Root {
 }
 
 pub fn now_of(ctx: &dyn Context) -> i64 {
-    ctx.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    ctx.get_current_time()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// The revocation list as all workers share it.
@@ -49,25 +52,35 @@ pub struct RevokedState {
 }
 
 impl RevokedState {
-    pub fn parse(body: &[u8]) -> Result<Self, ()> {
-        let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| ())?;
-        let cursor = v.get("cursor").and_then(|c| c.as_str()).unwrap_or_default().to_string();
+    pub fn parse(body: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let cursor = v
+            .get("cursor")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string();
         let entries = v
             .get("entries")
             .and_then(|e| e.as_array())
             .map(|a| {
                 a.iter()
                     .filter_map(|e| {
-                        Some((e.get(0)?.as_str()?.to_string(), e.get(1)?.as_str()?.to_string(), e.get(2)?.as_i64()?))
+                        Some((
+                            e.get(0)?.as_str()?.to_string(),
+                            e.get(1)?.as_str()?.to_string(),
+                            e.get(2)?.as_i64()?,
+                        ))
                     })
                     .collect()
             })
             .unwrap_or_default();
-        Ok(RevokedState { cursor, entries })
+        Some(RevokedState { cursor, entries })
     }
 
     fn to_json(&self) -> Vec<u8> {
-        serde_json::json!({"cursor": self.cursor, "entries": self.entries}).to_string().into_bytes()
+        serde_json::json!({"cursor": self.cursor, "entries": self.entries})
+            .to_string()
+            .into_bytes()
     }
 
     pub fn list(&self) -> RevocationList {
@@ -100,7 +113,9 @@ impl RootContext for Root {
                 for p in problems.iter().filter(|p| p.severity == Severity::Error) {
                     error!("fapi-guard: configuration {p}");
                 }
-                error!("fapi-guard: refusing to start: the policy is invalid (no traffic passes this filter)");
+                error!(
+                    "fapi-guard: refusing to start: the policy is invalid (no traffic passes this filter)"
+                );
                 return false;
             }
         };
@@ -133,7 +148,10 @@ impl RootContext for Root {
             .collect();
         for (issuer, remote) in remotes {
             w.sync_keys(&issuer);
-            let due = w.fetched.get(&issuer).is_none_or(|f| now.saturating_sub(f.fetched_at) >= remote.refresh as i64);
+            let due = w
+                .fetched
+                .get(&issuer)
+                .is_none_or(|f| now.saturating_sub(f.fetched_at) >= remote.refresh as i64);
             if due && shared::take_lease(&format!("jwks/{issuer}"), now, FETCH_LEASE_SECONDS) {
                 match self.dispatch_get(&remote.cluster, &remote.uri, None) {
                     Some(token) => {
@@ -191,7 +209,9 @@ impl RootContext for Root {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        let Some(pending) = self.pending.remove(&token) else { return };
+        let Some(pending) = self.pending.remove(&token) else {
+            return;
+        };
         let Some(worker) = self.worker.clone() else { return };
         let now = now_of(self);
         let status = self.get_http_call_response_header(":status").unwrap_or_default();
@@ -202,7 +222,11 @@ impl Context for Root {
                 store_jwks(&mut w, &issuer, &status, &body, now);
             }
             Pending::Feed => {
-                let page = if status == "200" { FeedPage::parse(&body) } else { Err(format!("status {status}")) };
+                let page = if status == "200" {
+                    FeedPage::parse(&body)
+                } else {
+                    Err(format!("status {status}"))
+                };
                 match page {
                     Ok(page) => {
                         merge_feed(&page, now);
@@ -221,15 +245,30 @@ impl Context for Root {
 
 /// Stores a fetched key set (shared and local). Used by the tick and by requests that met an unknown kid.
 pub fn store_jwks(w: &mut Worker, issuer: &str, status: &str, body: &[u8], now: i64) -> bool {
-    let parsed = if status == "200" { Jwks::parse(body).map_err(|e| e.to_string()) } else { Err(format!("status {status}")) };
+    let parsed = if status == "200" {
+        Jwks::parse(body).map_err(|e| e.to_string())
+    } else {
+        Err(format!("status {status}"))
+    };
     match parsed {
         Ok(jwks) if !jwks.keys.is_empty() => {
             for s in &jwks.skipped {
-                warn!("fapi-guard: key {} of {issuer} skipped: {}", s.kid.as_deref().unwrap_or("(no kid)"), s.error);
+                warn!(
+                    "fapi-guard: key {} of {issuer} skipped: {}",
+                    s.kid.as_deref().unwrap_or("(no kid)"),
+                    s.error
+                );
             }
             let _ = shared::publish(&jwks_key(issuer), now, body, None);
             let version = shared::version(&jwks_key(issuer));
-            w.fetched.insert(issuer.to_string(), FetchedKeys { jwks, fetched_at: now, version });
+            w.fetched.insert(
+                issuer.to_string(),
+                FetchedKeys {
+                    jwks,
+                    fetched_at: now,
+                    version,
+                },
+            );
             w.metrics.event("jwks.fetched");
             true
         }
@@ -252,8 +291,11 @@ fn merge_feed(page: &FeedPage, now: i64) {
         let current = shared::read_published(REVOKED_KEY);
         let cas = current.as_ref().and_then(|p| p.cas);
         let mut state = current
-            .and_then(|p| RevokedState::parse(&p.body).ok())
-            .unwrap_or(RevokedState { cursor: String::new(), entries: Vec::new() });
+            .and_then(|p| RevokedState::parse(&p.body))
+            .unwrap_or(RevokedState {
+                cursor: String::new(),
+                entries: Vec::new(),
+            });
         state.entries.retain(|(_, _, exp)| *exp >= now);
         for r in &page.revoked {
             if !state.entries.iter().any(|(i, j, _)| *i == r.iss && *j == r.jti) {
@@ -274,11 +316,17 @@ impl Root {
     }
 
     fn dispatch(&self, cluster: &str, authority: &str, path: &str, auth: Option<&str>) -> Option<u32> {
-        let mut headers = vec![(":method", "GET"), (":path", path), (":authority", authority), ("accept", "application/json")];
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+            ("accept", "application/json"),
+        ];
         if let Some(a) = auth {
             headers.push(("authorization", a));
         }
-        self.dispatch_http_call(cluster, headers, None, vec![], CALL_TIMEOUT).ok()
+        self.dispatch_http_call(cluster, headers, None, vec![], CALL_TIMEOUT)
+            .ok()
     }
 }
 
@@ -294,7 +342,13 @@ pub fn split_uri(uri: &str) -> Option<(String, String)> {
 
 fn url_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 

@@ -45,7 +45,11 @@ pub fn read_published(key: &str) -> Option<Published> {
     let (value, cas) = get(key);
     let value = value?;
     let at = read_i64(&value)?;
-    Some(Published { at, body: value[8..].to_vec(), cas })
+    Some(Published {
+        at,
+        body: value[8..].to_vec(),
+        cas,
+    })
 }
 
 /// The version of a published document, to see cheaply whether it changed.

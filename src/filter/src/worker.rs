@@ -77,8 +77,14 @@ impl Worker {
             Some(feed) => now.saturating_sub(self.feed_ok_at) <= 3 * feed.interval as i64 + 1,
             None => false,
         };
-        let keys = KeyView { worker_fetched: &self.fetched, guard: &self.guard, now };
-        let mut replay = SharedReplayStore { bucket_capacity: 4096 };
+        let keys = KeyView {
+            worker_fetched: &self.fetched,
+            guard: &self.guard,
+            now,
+        };
+        let mut replay = SharedReplayStore {
+            bucket_capacity: 4096,
+        };
         let (hits_before, misses_before) = (self.cache.hits, self.cache.misses);
         let mut ctx = Context {
             keys: &keys,
@@ -109,7 +115,7 @@ impl Worker {
             return;
         }
         if let Some(p) = shared::read_published(crate::root::REVOKED_KEY) {
-            if let Ok(state) = crate::root::RevokedState::parse(&p.body) {
+            if let Some(state) = crate::root::RevokedState::parse(&p.body) {
                 self.revocations = state.list();
                 self.feed_cursor = Some(state.cursor);
                 self.feed_ok_at = p.at;
@@ -127,7 +133,14 @@ impl Worker {
         }
         if let Some(p) = shared::read_published(&key) {
             if let Ok(jwks) = Jwks::parse(&p.body) {
-                self.fetched.insert(issuer.to_string(), FetchedKeys { jwks, fetched_at: p.at, version: p.cas });
+                self.fetched.insert(
+                    issuer.to_string(),
+                    FetchedKeys {
+                        jwks,
+                        fetched_at: p.at,
+                        version: p.cas,
+                    },
+                );
             }
         }
     }
