@@ -32,7 +32,10 @@ pub fn normalize(uri: &str) -> Option<String> {
     // characters (percent-encoded hosts are refused).
     let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         Some(literal) => {
-            !literal.is_empty() && literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            !literal.is_empty()
+                && literal
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         }
         None => {
             !host.is_empty()
@@ -49,7 +52,11 @@ pub fn normalize(uri: &str) -> Option<String> {
     }
     // RFC 3986 §6.2.3: an empty or default port is omitted; leading zeros are not significant.
     let digits = port.trim_start_matches('0');
-    let digits = if digits.is_empty() && !port.is_empty() { "0" } else { digits };
+    let digits = if digits.is_empty() && !port.is_empty() {
+        "0"
+    } else {
+        digits
+    };
     let host = if digits.is_empty() || digits == default_port {
         host.to_string()
     } else {
