@@ -1,0 +1,222 @@
+//! fapi-as configuration: one TOML file, every value overridable by an environment variable
+//! (`FAPI_AS_<SECTION>_<KEY>`, e.g. `FAPI_AS_DATABASE_URL`), defaults for a local demo.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The issuer identifier (RFC 8414): https URL of the browser-facing listener.
+    pub issuer: String,
+    /// Base URL of the mTLS listener (RFC 8705 §5 mtls_endpoint_aliases).
+    pub mtls_base: String,
+    #[serde(default)]
+    pub listen: Listen,
+    pub tls: Tls,
+    #[serde(default)]
+    pub database: Database,
+    #[serde(default)]
+    pub tokens: Tokens,
+    #[serde(default)]
+    pub keys: Keys,
+    #[serde(default)]
+    pub feed: Feed,
+    #[serde(default)]
+    pub registration: Registration,
+    #[serde(default)]
+    pub login: Login,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Browser-facing TLS listener (authorization endpoint, login pages, discovery, JWKS).
+    pub https: String,
+    /// TLS listener that asks for a client certificate and accepts self-signed ones (PAR, token, ...).
+    pub mtls: String,
+    /// Plain HTTP: health only.
+    pub http: String,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen { https: "127.0.0.1:9443".into(), mtls: "127.0.0.1:9444".into(), http: "127.0.0.1:9080".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// `sqlite://PATH?mode=rwc` (default, no set-up) or `postgres://...` for several instances.
+    pub url: String,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database { url: "sqlite://fapi-as.db?mode=rwc".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    /// Access token lifetime, seconds.
+    pub access_token_lifetime: u64,
+    /// Authorization code lifetime, seconds (FAPI 2.0 §5.3.2.1: at most 60).
+    pub code_lifetime: u64,
+    /// PAR request_uri lifetime, seconds (FAPI 2.0 §5.3.2.2: under 600).
+    pub par_lifetime: u64,
+    /// Refresh token lifetime, seconds.
+    pub refresh_lifetime: u64,
+    /// Audience of access tokens (the resource servers).
+    pub audience: Vec<String>,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Tokens {
+            access_token_lifetime: 300,
+            code_lifetime: 60,
+            par_lifetime: 60,
+            refresh_lifetime: 86_400,
+            audience: vec!["https://api.bank.example".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    /// Folder of signing keys (`current.jwk.json`, `next.jwk.json`, `retired/*.jwk.json`); created with
+    /// an ES256 current key if empty.
+    pub dir: PathBuf,
+    /// Algorithm for new keys.
+    pub alg: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys { dir: "keys".into(), alg: "ES256".into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feed {
+    /// Bearer credential the Envoy plugin presents to read the revocation feed; none = feed open on
+    /// the mTLS listener only.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// Initial access token for dynamic client registration (RFC 7591 §3); none disables it.
+    pub initial_access_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// Failed attempts per account before a lockout.
+    pub max_failures: u32,
+    /// Lockout length, seconds.
+    pub lockout: u64,
+    /// Failed attempts per source address per 10 minutes.
+    pub max_failures_per_address: u32,
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login { max_failures: 5, lockout: 900, max_failures_per_address: 50 }
+    }
+}
+
+impl Config {
+    /// Reads the file, then applies `FAPI_AS_*` overrides.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut value: toml::Table =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        apply_env(&mut value, std::env::vars());
+        let config: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(config.relative_to(base))
+    }
+
+    fn relative_to(mut self, base: &Path) -> Self {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        fix(&mut self.keys.dir);
+        if let Some(rest) = self.database.url.strip_prefix("sqlite://") {
+            if !rest.starts_with('/') && !rest.starts_with(':') {
+                self.database.url = format!("sqlite://{}", base.join(rest).display());
+            }
+        }
+        self
+    }
+}
+
+/// `FAPI_AS_ISSUER=...` sets `issuer`; `FAPI_AS_DATABASE_URL=...` sets `database.url`. Values that
+/// parse as TOML (numbers, booleans, arrays) are taken as such, others as strings.
+fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) {
+    for (name, value) in vars {
+        let Some(key) = name.strip_prefix("FAPI_AS_") else { continue };
+        let key = key.to_ascii_lowercase();
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        let sections = ["listen", "tls", "database", "tokens", "keys", "feed", "registration", "login"];
+        match sections.iter().find(|s| key.starts_with(&format!("{s}_"))) {
+            Some(section) => {
+                let field = key[section.len() + 1..].to_string();
+                let entry = table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(t) = entry {
+                    t.insert(field, parsed);
+                }
+            }
+            None => {
+                table.insert(key, parsed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_sections_and_top_level() {
+        let mut t: toml::Table = toml::from_str("issuer = \"https://a\"\n[database]\nurl = \"sqlite://x\"").unwrap_or_default();
+        apply_env(
+            &mut t,
+            vec![
+                ("FAPI_AS_DATABASE_URL".to_string(), "postgres://db".to_string()),
+                ("FAPI_AS_TOKENS_CODE_LIFETIME".to_string(), "30".to_string()),
+                ("FAPI_AS_ISSUER".to_string(), "https://b".to_string()),
+                ("OTHER".to_string(), "x".to_string()),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(t["issuer"].as_str(), Some("https://b"));
+        assert_eq!(t["database"]["url"].as_str(), Some("postgres://db"));
+        assert_eq!(t["tokens"]["code_lifetime"].as_integer(), Some(30));
+    }
+}

@@ -1,0 +1,12 @@
+//! fapi-as: a FAPI 2.0 authorization server (FAPI 2.0 Security Profile; FAPI 1 Advanced and FAPI 2.0
+//! Message Signing options per client) that issues the sender-constrained JWT access tokens the
+//! fapi-guard Envoy plugin verifies. JOSE and JWK code comes from fapi-core.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod password;
+pub mod serve;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,513 @@
+//! Storage behind one interface for SQLite (default, a file, no set-up) and PostgreSQL (several
+//! server instances behind a load balancer): the same SQL on both, through sqlx's Any driver.
+//!
+//! Short-lived items (PAR requests, codes, login sessions) and remembered `jti` values expire and are
+//! swept. Single use is enforced by the database (a conditional UPDATE), so it holds across instances.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+/// The outcome of taking a single-use item.
+#[derive(Debug, PartialEq)]
+pub enum Taken<T> {
+    /// First use.
+    Fresh(T),
+    /// Used before: the caller may revoke what the first use produced (RFC 6749 §4.1.2).
+    Reused(T),
+    /// Unknown or expired.
+    Missing,
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS clients (client_id TEXT PRIMARY KEY, metadata TEXT NOT NULL, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL, password_hash TEXT NOT NULL, totp_secret TEXT)",
+    "CREATE TABLE IF NOT EXISTS accounts (account_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL, currency TEXT NOT NULL, balance BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS items (kind TEXT NOT NULL, item_key TEXT NOT NULL, value TEXT NOT NULL, expires_at BIGINT NOT NULL, used BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (kind, item_key))",
+    "CREATE TABLE IF NOT EXISTS seen_jti (kind TEXT NOT NULL, jti TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (kind, jti))",
+    "CREATE TABLE IF NOT EXISTS grants (grant_id TEXT PRIMARY KEY, client_id TEXT NOT NULL, user_id TEXT NOT NULL, scope TEXT NOT NULL, created_at BIGINT NOT NULL, last_used_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS refresh_tokens (token_hash TEXT PRIMARY KEY, grant_id TEXT NOT NULL, client_id TEXT NOT NULL, data TEXT NOT NULL, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS access_tokens (jti TEXT PRIMARY KEY, grant_id TEXT, client_id TEXT NOT NULL, data TEXT NOT NULL, exp BIGINT NOT NULL, revoked_at_ms BIGINT)",
+    "CREATE INDEX IF NOT EXISTS access_tokens_revoked ON access_tokens (revoked_at_ms)",
+    "CREATE INDEX IF NOT EXISTS access_tokens_grant ON access_tokens (grant_id)",
+    "CREATE TABLE IF NOT EXISTS login_failures (failure_key TEXT PRIMARY KEY, failures BIGINT NOT NULL, window_start BIGINT NOT NULL, locked_until BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS passkeys (credential_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, public_key TEXT NOT NULL, sign_count BIGINT NOT NULL)",
+];
+
+/// A registered client: its id and its metadata (RFC 7591 §2 names).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClientMetadata {
+    pub client_id: String,
+    #[serde(default)]
+    pub client_name: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// private_key_jwt, tls_client_auth or self_signed_tls_client_auth (no secrets for FAPI clients).
+    pub token_endpoint_auth_method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// RFC 8705 §2.1.2: the subject DN a tls_client_auth certificate must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// mtls or dpop: how this client's tokens are bound.
+    #[serde(default = "default_binding")]
+    pub token_binding: String,
+    /// Scopes the client may ask for (space-separated).
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default = "default_grant_types")]
+    pub grant_types: Vec<String>,
+    /// Signed request objects (RFC 9101) required at PAR.
+    #[serde(default)]
+    pub require_signed_request_object: bool,
+    /// fapi2 (default), fapi2-message-signing or fapi1-advanced.
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    /// JARM (response_mode=jwt) signing alg, if the client uses JARM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_signed_response_alg: Option<String>,
+    /// JWE for id_token and JARM responses (`ECDH-ES` / `A256GCM`), with a key from the client's jwks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_encrypted_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_encrypted_response_enc: Option<String>,
+}
+
+fn default_binding() -> String {
+    "mtls".into()
+}
+fn default_grant_types() -> Vec<String> {
+    vec!["authorization_code".into(), "refresh_token".into()]
+}
+fn default_profile() -> String {
+    "fapi2".into()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub user_id: String,
+    pub username: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub totp_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Account {
+    pub account_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub currency: String,
+    pub balance: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Grant {
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub revoked: bool,
+}
+
+/// A revoked access token, as the revocation feed lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RevokedToken {
+    pub jti: String,
+    pub exp: i64,
+    pub revoked_at_ms: i64,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file when needed) and creates the schema.
+    pub async fn connect(url: &str) -> Result<Store, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        // SQLite serializes writers: one connection avoids "database is locked" under load.
+        let max = if url.starts_with("sqlite:") { 1 } else { 16 };
+        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
+        if url.starts_with("sqlite:") {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        for stmt in SCHEMA {
+            sqlx::query(stmt).execute(&pool).await?;
+        }
+        Ok(Store { pool })
+    }
+
+    // ---- clients
+
+    pub async fn put_client(&self, c: &ClientMetadata, now: i64) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(c).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(&c.client_id).execute(&self.pool).await?;
+        sqlx::query("INSERT INTO clients (client_id, metadata, created_at) VALUES ($1, $2, $3)")
+            .bind(&c.client_id)
+            .bind(json)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn client(&self, client_id: &str) -> Result<Option<ClientMetadata>, sqlx::Error> {
+        let row = sqlx::query("SELECT metadata FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()))
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientMetadata>, sqlx::Error> {
+        let rows = sqlx::query("SELECT metadata FROM clients ORDER BY client_id").fetch_all(&self.pool).await?;
+        Ok(rows.iter().filter_map(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()).collect())
+    }
+
+    pub async fn delete_client(&self, client_id: &str) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&self.pool).await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // ---- users and their demo accounts
+
+    pub async fn put_user(&self, u: &User) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM users WHERE user_id = $1").bind(&u.user_id).execute(&self.pool).await?;
+        sqlx::query("INSERT INTO users (user_id, username, display_name, password_hash, totp_secret) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&u.user_id)
+            .bind(&u.username)
+            .bind(&u.display_name)
+            .bind(&u.password_hash)
+            .bind(&u.totp_secret)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn user_of(r: &AnyRow) -> User {
+        User {
+            user_id: r.get(0),
+            username: r.get(1),
+            display_name: r.get(2),
+            password_hash: r.get(3),
+            totp_secret: r.get(4),
+        }
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, sqlx::Error> {
+        let row = sqlx::query("SELECT user_id, username, display_name, password_hash, totp_secret FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(Self::user_of))
+    }
+
+    pub async fn user(&self, user_id: &str) -> Result<Option<User>, sqlx::Error> {
+        let row = sqlx::query("SELECT user_id, username, display_name, password_hash, totp_secret FROM users WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(Self::user_of))
+    }
+
+    pub async fn put_account(&self, a: &Account) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM accounts WHERE account_id = $1").bind(&a.account_id).execute(&self.pool).await?;
+        sqlx::query("INSERT INTO accounts (account_id, user_id, name, currency, balance) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&a.account_id)
+            .bind(&a.user_id)
+            .bind(&a.name)
+            .bind(&a.currency)
+            .bind(a.balance)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn accounts_of(&self, user_id: &str) -> Result<Vec<Account>, sqlx::Error> {
+        let rows = sqlx::query("SELECT account_id, user_id, name, currency, balance FROM accounts WHERE user_id = $1 ORDER BY account_id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Account { account_id: r.get(0), user_id: r.get(1), name: r.get(2), currency: r.get(3), balance: r.get(4) })
+            .collect())
+    }
+
+    // ---- single-use and short-lived items (PAR requests, codes, login sessions)
+
+    pub async fn put_item<T: Serialize>(&self, kind: &str, key: &str, value: &T, expires_at: i64) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(value).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        sqlx::query("INSERT INTO items (kind, item_key, value, expires_at, used) VALUES ($1, $2, $3, $4, 0)")
+            .bind(kind)
+            .bind(key)
+            .bind(json)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Reads an unexpired item without using it up.
+    pub async fn item<T: DeserializeOwned>(&self, kind: &str, key: &str, now: i64) -> Result<Option<T>, sqlx::Error> {
+        let row = sqlx::query("SELECT value FROM items WHERE kind = $1 AND item_key = $2 AND expires_at > $3 AND used = 0")
+            .bind(kind)
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()))
+    }
+
+    /// Replaces an unexpired item's value (e.g. a login session gaining a second factor).
+    pub async fn update_item<T: Serialize>(&self, kind: &str, key: &str, value: &T) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(value).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        sqlx::query("UPDATE items SET value = $1 WHERE kind = $2 AND item_key = $3")
+            .bind(json)
+            .bind(kind)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Uses an item up, atomically (a concurrent second use, on any instance, sees `Reused`).
+    pub async fn take_item<T: DeserializeOwned>(&self, kind: &str, key: &str, now: i64) -> Result<Taken<T>, sqlx::Error> {
+        let updated = sqlx::query("UPDATE items SET used = 1 WHERE kind = $1 AND item_key = $2 AND used = 0 AND expires_at > $3")
+            .bind(kind)
+            .bind(key)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let row = sqlx::query("SELECT value, used, expires_at FROM items WHERE kind = $1 AND item_key = $2")
+            .bind(kind)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(Taken::Missing) };
+        let Ok(value) = serde_json::from_str::<T>(&row.get::<String, _>(0)) else { return Ok(Taken::Missing) };
+        Ok(if updated == 1 {
+            Taken::Fresh(value)
+        } else if row.get::<i64, _>(1) == 1 {
+            Taken::Reused(value)
+        } else {
+            Taken::Missing
+        })
+    }
+
+    pub async fn delete_item(&self, kind: &str, key: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM items WHERE kind = $1 AND item_key = $2").bind(kind).bind(key).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Remembers a `jti` (client assertions, DPoP proofs) until `expires_at`; `false` when it was
+    /// already seen: a replay.
+    pub async fn remember_jti(&self, kind: &str, jti: &str, expires_at: i64) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("INSERT INTO seen_jti (kind, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(kind)
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ---- grants, refresh and access tokens
+
+    pub async fn put_grant(&self, g: &Grant) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO grants (grant_id, client_id, user_id, scope, created_at, last_used_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, 0)")
+            .bind(&g.grant_id)
+            .bind(&g.client_id)
+            .bind(&g.user_id)
+            .bind(&g.scope)
+            .bind(g.created_at)
+            .bind(g.last_used_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn grant_of(r: &AnyRow) -> Grant {
+        Grant {
+            grant_id: r.get(0),
+            client_id: r.get(1),
+            user_id: r.get(2),
+            scope: r.get(3),
+            created_at: r.get(4),
+            last_used_at: r.get(5),
+            revoked: r.get::<i64, _>(6) != 0,
+        }
+    }
+
+    pub async fn grant(&self, grant_id: &str) -> Result<Option<Grant>, sqlx::Error> {
+        let row = sqlx::query("SELECT grant_id, client_id, user_id, scope, created_at, last_used_at, revoked FROM grants WHERE grant_id = $1")
+            .bind(grant_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(Self::grant_of))
+    }
+
+    /// The user's live grants (the "connected apps" page).
+    pub async fn grants_of_user(&self, user_id: &str) -> Result<Vec<Grant>, sqlx::Error> {
+        let rows = sqlx::query("SELECT grant_id, client_id, user_id, scope, created_at, last_used_at, revoked FROM grants WHERE user_id = $1 AND revoked = 0 ORDER BY created_at")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(Self::grant_of).collect())
+    }
+
+    pub async fn touch_grant(&self, grant_id: &str, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE grants SET last_used_at = $1 WHERE grant_id = $2").bind(now).bind(grant_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Revokes a grant with its refresh tokens and every access token issued under it; the access
+    /// tokens then appear on the revocation feed.
+    pub async fn revoke_grant(&self, grant_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE grants SET revoked = 1 WHERE grant_id = $1").bind(grant_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE grant_id = $1").bind(grant_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE access_tokens SET revoked_at_ms = $1 WHERE grant_id = $2 AND revoked_at_ms IS NULL")
+            .bind(now_ms)
+            .bind(grant_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn put_refresh<T: Serialize>(&self, token_hash: &str, grant_id: &str, client_id: &str, data: &T, expires_at: i64) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(data).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, client_id, data, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, 0)")
+            .bind(token_hash)
+            .bind(grant_id)
+            .bind(client_id)
+            .bind(json)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A live refresh token: (grant_id, client_id, data).
+    pub async fn refresh<T: DeserializeOwned>(&self, token_hash: &str, now: i64) -> Result<Option<(String, String, T)>, sqlx::Error> {
+        let row = sqlx::query("SELECT grant_id, client_id, data FROM refresh_tokens WHERE token_hash = $1 AND revoked = 0 AND expires_at > $2")
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| {
+            let data = serde_json::from_str(&r.get::<String, _>(2)).ok()?;
+            Some((r.get(0), r.get(1), data))
+        }))
+    }
+
+    pub async fn revoke_refresh(&self, token_hash: &str) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE token_hash = $1").bind(token_hash).execute(&self.pool).await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Records an issued access token (for revocation, introspection and the feed).
+    pub async fn record_access_token<T: Serialize>(&self, jti: &str, grant_id: Option<&str>, client_id: &str, data: &T, exp: i64) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(data).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        sqlx::query("INSERT INTO access_tokens (jti, grant_id, client_id, data, exp, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, NULL)")
+            .bind(jti)
+            .bind(grant_id)
+            .bind(client_id)
+            .bind(json)
+            .bind(exp)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// (client_id, data, exp, revoked) of an issued access token.
+    pub async fn access_token<T: DeserializeOwned>(&self, jti: &str) -> Result<Option<(String, T, i64, bool)>, sqlx::Error> {
+        let row = sqlx::query("SELECT client_id, data, exp, revoked_at_ms FROM access_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| {
+            let data = serde_json::from_str(&r.get::<String, _>(1)).ok()?;
+            Some((r.get(0), data, r.get(2), r.get::<Option<i64>, _>(3).is_some()))
+        }))
+    }
+
+    pub async fn revoke_access_token(&self, jti: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("UPDATE access_tokens SET revoked_at_ms = $1 WHERE jti = $2 AND revoked_at_ms IS NULL")
+            .bind(now_ms)
+            .bind(jti)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Revocations after the cursor `(revoked_at_ms, jti)`, oldest first, of tokens not yet expired.
+    pub async fn revocations_since(&self, after_ms: i64, after_jti: &str, now: i64, limit: i64) -> Result<Vec<RevokedToken>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT jti, exp, revoked_at_ms FROM access_tokens WHERE revoked_at_ms IS NOT NULL AND exp > $1 \
+             AND (revoked_at_ms > $2 OR (revoked_at_ms = $2 AND jti > $3)) ORDER BY revoked_at_ms, jti LIMIT $4",
+        )
+        .bind(now)
+        .bind(after_ms)
+        .bind(after_jti)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| RevokedToken { jti: r.get(0), exp: r.get(1), revoked_at_ms: r.get(2) }).collect())
+    }
+
+    // ---- sign-in abuse (FISC item 41)
+
+    /// Records a failed attempt under `key` (account or address); returns the failures in the window.
+    pub async fn record_failure(&self, key: &str, now: i64, window: i64) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT failures, window_start FROM login_failures WHERE failure_key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        let (failures, start) = match row {
+            Some(r) if now - r.get::<i64, _>(1) < window => (r.get::<i64, _>(0) + 1, r.get::<i64, _>(1)),
+            _ => (1, now),
+        };
+        sqlx::query("DELETE FROM login_failures WHERE failure_key = $1").bind(key).execute(&self.pool).await?;
+        sqlx::query("INSERT INTO login_failures (failure_key, failures, window_start, locked_until) VALUES ($1, $2, $3, 0)")
+            .bind(key)
+            .bind(failures)
+            .bind(start)
+            .execute(&self.pool)
+            .await?;
+        Ok(failures)
+    }
+
+    pub async fn lock(&self, key: &str, until: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE login_failures SET locked_until = $1 WHERE failure_key = $2").bind(until).bind(key).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn locked_until(&self, key: &str) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT locked_until FROM login_failures WHERE failure_key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<i64, _>(0)).unwrap_or(0))
+    }
+
+    pub async fn clear_failures(&self, key: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM login_failures WHERE failure_key = $1").bind(key).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Deletes what has expired.
+    pub async fn sweep(&self, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM items WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM seen_jti WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM access_tokens WHERE exp <= $1").bind(now - 3600).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        Ok(())
+    }
+}
