@@ -57,8 +57,9 @@ pub struct ProofContext<'a> {
     pub method: &'a str,
     /// The request URI, already normalized by [`crate::uri`].
     pub htu: &'a str,
-    /// The access token presented with the proof (its hash must equal `ath`).
-    pub access_token: &'a str,
+    /// The access token presented with the proof (its hash must equal `ath`, RFC 9449 §4.3 step 12);
+    /// `None` at the token endpoint, where no access token exists yet and `ath` is not checked.
+    pub access_token: Option<&'a str>,
 }
 
 /// A proof that passed every check except replay (the caller records its `jti` last).
@@ -161,13 +162,15 @@ pub fn check_proof(
         return Err(fail(Iat));
     }
     // 12. ath: base64url(SHA-256(access token)).
-    match claims.get("ath") {
-        Some(Value::String(ath)) => {
-            if !constant_time_eq(ath.as_bytes(), b64::sha256_b64(ctx.access_token).as_bytes()) {
-                return Err(fail(Ath));
+    if let Some(token) = ctx.access_token {
+        match claims.get("ath") {
+            Some(Value::String(ath)) => {
+                if !constant_time_eq(ath.as_bytes(), b64::sha256_b64(token).as_bytes()) {
+                    return Err(fail(Ath));
+                }
             }
+            _ => return Err(fail(MissingClaim("ath"))),
         }
-        _ => return Err(fail(MissingClaim("ath"))),
     }
     // 10. Nonce: required by the route, or checked whenever one is present and we issue nonces.
     match (claims.get("nonce"), nonces) {

@@ -218,7 +218,7 @@ impl Guard {
         let proof_ctx = ProofContext {
             method: &facts.method,
             htu: &htu,
-            access_token: token,
+            access_token: Some(token),
         };
         let proof = check_proof(
             &headers,

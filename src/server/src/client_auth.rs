@@ -1,0 +1,210 @@
+//! Client authentication at PAR, token, revocation and introspection (FAPI 2.0 §5.3.2.1: MTLS or
+//! private_key_jwt only; no client secrets):
+//! - `private_key_jwt` (RFC 7523 §3, OIDC Core §9): a JWS signed with PS256/ES256/EdDSA by a key of
+//!   the client's registered JWKS; `iss` = `sub` = client_id; `aud` the issuer (FAPI 2.0 §5.3.2.1
+//!   "shall accept its issuer identifier") or one of this server's endpoint URLs; `exp` required and
+//!   at most 10 minutes after `iat`; `jti` required and never accepted twice.
+//! - `tls_client_auth` (RFC 8705 §2.1): the TLS client certificate's subject DN equals the registered
+//!   `tls_client_auth_subject_dn`.
+//! - `self_signed_tls_client_auth` (RFC 8705 §2.2): the TLS client certificate is one the client
+//!   registered in its JWKS (`x5c` first element, or `x5t#S256`).
+
+use crate::app::{now, AppState};
+use crate::error::{OAuthError, Result};
+use crate::store::ClientMetadata;
+use crate::tls::PeerCertificate;
+use fapi_core::alg::{Algorithm, AlgorithmName};
+use fapi_core::binding::CertThumbprint;
+use fapi_core::jwks::{Jwks, KeySelection};
+use fapi_core::jws::CompactJws;
+use serde_json::Value;
+use std::collections::HashMap;
+
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Longest accepted client-assertion lifetime (`exp - iat`), seconds.
+const MAX_ASSERTION_LIFETIME: i64 = 600;
+
+/// An authenticated client, and the certificate of the connection (for RFC 8705 token binding).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub client: ClientMetadata,
+    pub method: &'static str,
+    /// `x5t#S256` of the TLS client certificate, when there was one.
+    pub cert_thumbprint: Option<String>,
+}
+
+/// Authenticates the client of a back-channel request. `form` is the request body.
+pub async fn authenticate(state: &AppState, form: &HashMap<String, String>, peer: &PeerCertificate) -> Result<Authenticated> {
+    let cert_thumbprint = peer.0.as_ref().map(|der| CertThumbprint::from_der(der).to_b64url());
+    if form.contains_key("client_secret") {
+        return Err(OAuthError::invalid_client("client secrets are not accepted (FAPI): use private_key_jwt or mTLS"));
+    }
+    let assertion = match (form.get("client_assertion_type"), form.get("client_assertion")) {
+        (Some(t), Some(a)) if t == JWT_BEARER => Some(a.as_str()),
+        (Some(_), Some(_)) => return Err(OAuthError::invalid_client("unsupported client_assertion_type")),
+        (None, Some(_)) | (Some(_), None) => {
+            return Err(OAuthError::invalid_request("client_assertion and client_assertion_type go together"))
+        }
+        (None, None) => None,
+    };
+    if let Some(assertion) = assertion {
+        let client = private_key_jwt(state, assertion, form.get("client_id")).await?;
+        return Ok(Authenticated { client, method: "private_key_jwt", cert_thumbprint });
+    }
+    let client_id = form.get("client_id").ok_or_else(|| OAuthError::invalid_client("no client authentication"))?;
+    let client = state
+        .store
+        .client(client_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+    let der = peer.0.as_ref().ok_or_else(|| {
+        OAuthError::invalid_client(format!(
+            "{} needs the client certificate: use the mtls_endpoint_aliases",
+            client.token_endpoint_auth_method
+        ))
+    })?;
+    let method = match client.token_endpoint_auth_method.as_str() {
+        "tls_client_auth" => {
+            let expected = client
+                .tls_client_auth_subject_dn
+                .as_deref()
+                .ok_or_else(|| OAuthError::invalid_client("client has no registered subject DN"))?;
+            let subject = subject_dn(der).ok_or_else(|| OAuthError::invalid_client("unreadable client certificate"))?;
+            if normalize_dn(&subject) != normalize_dn(expected) {
+                return Err(OAuthError::invalid_client("the client certificate subject does not match the registration"));
+            }
+            "tls_client_auth"
+        }
+        "self_signed_tls_client_auth" => {
+            let thumbprint = CertThumbprint::from_der(der).to_b64url();
+            if !registered_certificate(&client, der, &thumbprint) {
+                return Err(OAuthError::invalid_client("the client certificate is not one the client registered"));
+            }
+            "self_signed_tls_client_auth"
+        }
+        _ => return Err(OAuthError::invalid_client("this client authenticates with private_key_jwt")),
+    };
+    Ok(Authenticated { client, method, cert_thumbprint })
+}
+
+async fn private_key_jwt(state: &AppState, assertion: &str, form_client_id: Option<&String>) -> Result<ClientMetadata> {
+    let bad = |d: &str| OAuthError::invalid_client(format!("client assertion: {d}"));
+    let jws = CompactJws::parse(assertion).map_err(|e| bad(e.describe()))?;
+    // RFC 8725 §3.1, FAPI 2.0 §5.4.1: PS256, ES256, EdDSA only (RS256 and HMAC refused).
+    let alg = match jws.header_str("alg").ok().flatten().map(AlgorithmName::parse) {
+        Some(AlgorithmName::Supported(a)) if a.is_fapi() => a,
+        _ => return Err(bad("algorithm not allowed (PS256, ES256, EdDSA)")),
+    };
+    for h in ["jwk", "jku", "x5u", "x5c", "crit"] {
+        if jws.header.contains_key(h) {
+            return Err(bad(&format!("header {h} is not accepted")));
+        }
+    }
+    let claims = &jws.payload;
+    let s = |name: &str| claims.get(name).and_then(Value::as_str);
+    let client_id = s("iss").ok_or_else(|| bad("no iss"))?;
+    if s("sub") != Some(client_id) {
+        return Err(bad("iss and sub must both be the client_id"));
+    }
+    if form_client_id.is_some_and(|c| c != client_id) {
+        return Err(bad("client_id differs from the assertion"));
+    }
+    let client = state.store.client(client_id).await?.ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+    if client.token_endpoint_auth_method != "private_key_jwt" {
+        return Err(OAuthError::invalid_client("this client is registered for mTLS authentication"));
+    }
+    let keys = client_keys(&client).ok_or_else(|| bad("the client has no registered keys"))?;
+    let key = match keys.select(jws.header_str("kid").ok().flatten(), alg) {
+        KeySelection::Found(k) => k,
+        _ => return Err(bad("no registered key matches")),
+    };
+    if !key.verify(alg, jws.signing_input.as_bytes(), &jws.signature) {
+        return Err(bad("signature invalid"));
+    }
+    let t = now();
+    let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| bad("no exp"))?;
+    if exp <= t - 10 {
+        return Err(bad("expired"));
+    }
+    let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(t);
+    if iat > t + 10 || claims.get("nbf").and_then(Value::as_i64).is_some_and(|n| n > t + 10) {
+        return Err(bad("not valid yet"));
+    }
+    if exp - iat.min(t) > MAX_ASSERTION_LIFETIME {
+        return Err(bad("lifetime too long"));
+    }
+    if !audience_ok(state, claims.get("aud")) {
+        return Err(bad("aud must be the issuer"));
+    }
+    let jti = s("jti").ok_or_else(|| bad("no jti"))?;
+    if !state.store.remember_jti("client_assertion", &format!("{client_id}:{jti}"), exp + 60).await? {
+        return Err(bad("jti already used"));
+    }
+    Ok(client)
+}
+
+fn audience_ok(state: &AppState, aud: Option<&Value>) -> bool {
+    let c = &state.config;
+    let i = c.issuer.trim_end_matches('/');
+    let m = c.mtls_base.trim_end_matches('/');
+    let accepted = |a: &str| {
+        a == c.issuer
+            || a == i
+            || ["/token", "/par", "/revoke", "/introspect"].iter().any(|p| a == format!("{i}{p}") || a == format!("{m}{p}"))
+    };
+    match aud {
+        Some(Value::String(a)) => accepted(a),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(accepted),
+        _ => false,
+    }
+}
+
+/// The client's registered public keys (inline `jwks`; `jwks_uri` clients must register keys inline).
+pub fn client_keys(client: &ClientMetadata) -> Option<Jwks> {
+    client.jwks.as_ref().and_then(|j| Jwks::from_value(j).ok()).filter(|k| !k.keys.is_empty())
+}
+
+fn registered_certificate(client: &ClientMetadata, der: &[u8], thumbprint: &str) -> bool {
+    let Some(keys) = client.jwks.as_ref().and_then(|j| j.get("keys")).and_then(Value::as_array) else {
+        return false;
+    };
+    keys.iter().any(|k| {
+        let x5c = k
+            .get("x5c")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+            .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok());
+        x5c.as_deref() == Some(der) || k.get("x5t#S256").and_then(Value::as_str) == Some(thumbprint)
+    })
+}
+
+fn subject_dn(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.subject().to_string())
+}
+
+/// DN comparison insensitive to spacing after separators and to case of attribute names.
+fn normalize_dn(dn: &str) -> String {
+    dn.split([',', '+'])
+        .map(|rdn| {
+            let (k, v) = rdn.split_once('=').unwrap_or((rdn, ""));
+            format!("{}={}", k.trim().to_ascii_uppercase(), v.trim())
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The algorithms accepted for client assertions and request objects.
+pub fn fapi_algorithms() -> [Algorithm; 3] {
+    Algorithm::FAPI
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dn_normalization() {
+        assert_eq!(super::normalize_dn("CN=fintech, O=Example"), super::normalize_dn("cn=fintech,o=Example"));
+        assert_ne!(super::normalize_dn("CN=a"), super::normalize_dn("CN=b"));
+    }
+}
