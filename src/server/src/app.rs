@@ -79,6 +79,8 @@ pub fn random_token(bytes: usize) -> String {
 /// The TLS router (both listeners).
 pub fn router(state: Shared) -> Router {
     Router::new()
+        .merge(crate::frontchannel::routes())
+        .merge(crate::backchannel::routes())
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/jwks", get(jwks))

@@ -3,7 +3,10 @@
 //! fapi-guard Envoy plugin verifies. JOSE and JWK code comes from fapi-core.
 
 pub mod app;
+pub mod backchannel;
 pub mod client_auth;
+pub mod frontchannel;
+pub mod model;
 pub mod config;
 pub mod error;
 pub mod keys;
