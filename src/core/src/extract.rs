@@ -98,7 +98,8 @@ pub fn xfcc_client_cert(header: &str) -> Option<ClientCert> {
     let last = header.rsplit(',').next()?;
     last.split(';').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k.trim().eq_ignore_ascii_case("hash")).then(|| ClientCert::Digest(v.trim().trim_matches('"').to_string()))
+        (k.trim().eq_ignore_ascii_case("hash"))
+            .then(|| ClientCert::Digest(v.trim().trim_matches('"').to_string()))
     })
 }
 

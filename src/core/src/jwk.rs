@@ -85,9 +85,14 @@ pub struct PublicJwk {
     pub alg: Option<String>,
     /// The `use` member, when present ("sig" or "enc").
     pub key_use: Option<String>,
+    /// The `key_ops` member (RFC 7517 §4.3), when present.
+    pub key_ops: Option<Vec<String>>,
     pub material: KeyMaterial,
     /// RFC 7638 thumbprint, base64url (computed once, at parse time).
     pub thumbprint: String,
+    /// ES256 tables for a P-256 key of an issuer's set, built by [`PublicJwk::prepare`].
+    #[cfg(feature = "p256-tables")]
+    prepared: crate::p256_tables::Prepared,
 }
 
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -139,6 +144,11 @@ impl PublicJwk {
                 point.push(0x04);
                 point.extend_from_slice(&x);
                 point.extend_from_slice(&y);
+                // With the tables, the point is validated here (on the curve, SEC1 §3.2.2), not at each use.
+                #[cfg(feature = "p256-tables")]
+                if crate::p256_tables::parse_public_point(&point).is_none() {
+                    return Err(JwkError::BadMember("y"));
+                }
                 let input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x_s}","y":"{y_s}"}}"#);
                 (KeyMaterial::P256 { point }, input)
             }
@@ -160,12 +170,44 @@ impl PublicJwk {
             kid: opt_str_member(obj, "kid")?,
             alg: opt_str_member(obj, "alg")?,
             key_use: opt_str_member(obj, "use")?,
+            key_ops: match obj.get("key_ops") {
+                None => None,
+                Some(Value::Array(ops)) => Some(
+                    ops.iter()
+                        .map(|o| o.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or(JwkError::BadMember("key_ops"))?,
+                ),
+                Some(_) => return Err(JwkError::BadMember("key_ops")),
+            },
             material,
             thumbprint: b64::sha256_b64(thumbprint_input.as_bytes()),
+            #[cfg(feature = "p256-tables")]
+            prepared: Default::default(),
         })
     }
 
-    /// `true` when this key can verify signatures made with `alg` (key type, and the key's own `alg` if set).
+    /// Readies the key for verifying many signatures: with the feature `p256-tables`, builds a P-256
+    /// key's table (milliseconds, so only for key sets, when fetched; never for a DPoP proof's key).
+    /// Otherwise, and for other key types, returns the key unchanged.
+    #[must_use]
+    pub fn prepare(self) -> Self {
+        #[cfg(feature = "p256-tables")]
+        if let KeyMaterial::P256 { point } = &self.material {
+            let prepared = crate::p256_tables::Prepared::build(point);
+            return PublicJwk { prepared, ..self };
+        }
+        self
+    }
+
+    /// The ES256 tables [`PublicJwk::prepare`] built, if any (feature `p256-tables`).
+    #[cfg(feature = "p256-tables")]
+    pub fn es256_tables(&self) -> Option<&crate::p256_tables::P256Verifier> {
+        self.prepared.get()
+    }
+
+    /// `true` when this key can verify signatures made with `alg`: key type, the key's own `alg` if set
+    /// (RFC 7517 §4.4), `use` absent or "sig" (§4.2), `key_ops` absent or listing "verify" (§4.3).
     pub fn suits(&self, alg: Algorithm) -> bool {
         let type_fits = matches!(
             (&self.material, alg),
@@ -175,12 +217,20 @@ impl PublicJwk {
         );
         let alg_fits = self.alg.as_deref().is_none_or(|a| a == alg.as_str());
         let use_fits = self.key_use.as_deref().is_none_or(|u| u == "sig");
-        type_fits && alg_fits && use_fits
+        let ops_fit = self
+            .key_ops
+            .as_ref()
+            .is_none_or(|ops| ops.iter().any(|o| o == "verify"));
+        type_fits && alg_fits && use_fits && ops_fit
     }
 
     /// Verifies `signature` over `message` with `alg`. The caller has checked [`PublicJwk::suits`];
     /// a mismatch simply fails verification.
     pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        #[cfg(feature = "p256-tables")]
+        if let (Some(fast), Algorithm::ES256) = (self.prepared.get(), alg) {
+            return fast.verify(message, signature);
+        }
         verify_with(&self.material, alg, message, signature)
     }
 }

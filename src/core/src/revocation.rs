@@ -28,7 +28,10 @@ pub struct FeedPage {
 impl FeedPage {
     pub fn parse(body: &[u8]) -> Result<Self, String> {
         if body.len() > MAX_FEED_PAGE {
-            return Err(format!("revocation feed page of {} bytes is too large", body.len()));
+            return Err(format!(
+                "revocation feed page of {} bytes is too large",
+                body.len()
+            ));
         }
         serde_json::from_slice(body).map_err(|e| format!("revocation feed page is not valid: {e}"))
     }
@@ -46,7 +49,9 @@ impl FeedPage {
 pub fn introspection_active(body: &[u8]) -> Result<bool, String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| "introspection response is not JSON".to_string())?;
-    v.get("active").and_then(serde_json::Value::as_bool).ok_or_else(|| "introspection response has no boolean active".into())
+    v.get("active")
+        .and_then(serde_json::Value::as_bool)
+        .ok_or_else(|| "introspection response has no boolean active".into())
 }
 
 /// The RFC 7662 §2.1 request body for `token`.
@@ -85,6 +90,9 @@ mod tests {
         assert_eq!(introspection_active(br#"{"active":false}"#), Ok(false));
         assert_eq!(introspection_active(br#"{"active":true,"scope":"x"}"#), Ok(true));
         assert!(introspection_active(br#"{"active":"yes"}"#).is_err());
-        assert_eq!(introspection_request_body("a.b+c"), "token=a.b%2Bc&token_type_hint=access_token");
+        assert_eq!(
+            introspection_request_body("a.b+c"),
+            "token=a.b%2Bc&token_type_hint=access_token"
+        );
     }
 }

@@ -132,7 +132,7 @@ impl Worker {
             return;
         }
         if let Some(p) = shared::read_published(&key) {
-            if let Ok(jwks) = Jwks::parse(&p.body) {
+            if let Ok(jwks) = Jwks::parse(&p.body).map(Jwks::prepared) {
                 self.fetched.insert(
                     issuer.to_string(),
                     FetchedKeys {
