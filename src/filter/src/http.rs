@@ -2,7 +2,7 @@
 //! claims as headers or answer with the RFC 6750 / RFC 9449 / RFC 9470 error. May pause once to fetch
 //! an issuer's keys (unknown kid, or none loaded yet) and once to introspect (RFC 7662) before deciding.
 
-use crate::root::{now_of, random16, split_uri, store_jwks};
+use crate::root::{now_of, split_uri, store_jwks};
 use crate::shared;
 use crate::worker::Worker;
 use fapi_core::decision::{Allow, Deny, Scheme};
@@ -33,6 +33,8 @@ pub struct Request {
     /// The issuer whose keys this request already refetched (at most once per request).
     refetched: bool,
     pending: Option<Pending>,
+    /// Claim headers the client sent (removed before the upstream).
+    spoofed: Vec<String>,
 }
 
 impl Request {
@@ -44,6 +46,7 @@ impl Request {
             interaction_id: String::new(),
             refetched: false,
             pending: None,
+            spoofed: Vec::new(),
         }
     }
 
@@ -54,7 +57,15 @@ impl Request {
         );
         let mut facts = RequestFacts::default();
         let mut xfcc = None;
+        let mut spoofed = Vec::new();
+        let worker = self.worker.clone();
+        let w = worker.borrow();
+        let claim_headers = &w.guard.policy.doc.settings.forward;
         for (name, value) in self.get_http_request_headers() {
+            if claim_headers.values().any(|h| *h == name) {
+                spoofed.push(name);
+                continue;
+            }
             match name.as_str() {
                 ":method" => facts.method = value,
                 ":scheme" => facts.scheme = value,
@@ -79,27 +90,19 @@ impl Request {
                 .filter(|d| !d.is_empty())
                 .map(ClientCert::Digest)
         };
+        drop(w);
         self.interaction_id = match &facts.interaction_id {
             Some(id) if is_uuid(id) => id.clone(),
-            _ => uuid_v4(random16()),
+            _ => uuid_v4(self.worker.borrow_mut().ids.next_id()),
         };
+        self.spoofed = spoofed;
         self.facts = facts;
     }
 
-    /// Removes incoming headers that carry claims, so only this filter can set them.
-    fn remove_claim_headers(&self) {
-        let names: Vec<String> = self
-            .worker
-            .borrow()
-            .guard
-            .policy
-            .doc
-            .settings
-            .forward
-            .values()
-            .cloned()
-            .collect();
-        for name in names {
+    /// Removes incoming headers that carry claims, so only this filter can set them (only those the
+    /// request has: each removal is a host call).
+    fn remove_claim_headers(&mut self) {
+        for name in std::mem::take(&mut self.spoofed) {
             self.set_http_request_header(&name, None);
         }
     }
@@ -264,8 +267,12 @@ impl Request {
         }
         self.set_http_request_header(INTERACTION_ID, Some(&self.interaction_id));
         if strip {
-            self.set_http_request_header("authorization", None);
-            self.set_http_request_header("dpop", None);
+            if !self.facts.authorization.is_empty() {
+                self.set_http_request_header("authorization", None);
+            }
+            if !self.facts.dpop.is_empty() {
+                self.set_http_request_header("dpop", None);
+            }
         }
         self.worker.borrow_mut().metrics.decision("allowed");
     }

@@ -19,6 +19,8 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 pub const REVOKED_KEY: &str = "revoked";
+/// A counter bumped with every publication of the revocation list (cheap to read per request).
+pub const REVOKED_SEQ_KEY: &str = "revoked-seq";
 /// How long one worker may take to fetch keys or poll the feed before another may try.
 const FETCH_LEASE_SECONDS: u64 = 5;
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -312,6 +314,14 @@ fn merge_feed(page: &FeedPage, now: i64) {
         }
         state.cursor = page.cursor.clone();
         if shared::publish(REVOKED_KEY, now, &state.to_json(), cas).is_ok() {
+            // Then the sequence: a worker that sees a new sequence reads the list published before it.
+            for _ in 0..8 {
+                let seq = shared::read_published(REVOKED_SEQ_KEY);
+                let next = seq.as_ref().map_or(1, |p| p.at.wrapping_add(1));
+                if shared::publish(REVOKED_SEQ_KEY, next, &[], seq.and_then(|p| p.cas)).is_ok() {
+                    break;
+                }
+            }
             return;
         }
     }

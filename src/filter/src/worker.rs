@@ -30,6 +30,31 @@ pub struct Worker {
     pub metrics: Metrics,
     pub nonce_version: Option<u32>,
     pub last_sweep: i64,
+    pub ids: IdGenerator,
+}
+
+/// Interaction ids without a host call per request: SHA-256 over a per-VM random seed and a counter.
+/// They correlate requests; they are not secrets.
+pub struct IdGenerator {
+    seed: [u8; 32],
+    counter: u64,
+}
+
+impl IdGenerator {
+    pub fn new(seed: [u8; 32]) -> Self {
+        IdGenerator { seed, counter: 0 }
+    }
+
+    pub fn next_id(&mut self) -> [u8; 16] {
+        self.counter = self.counter.wrapping_add(1);
+        let mut input = [0u8; 40];
+        input[..32].copy_from_slice(&self.seed);
+        input[32..].copy_from_slice(&self.counter.to_be_bytes());
+        let digest = fapi_core::b64::sha256(input);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    }
 }
 
 /// Inline keys from the policy, else the fetched set while it is younger than `max_stale`.
@@ -66,6 +91,7 @@ impl Worker {
             metrics,
             nonce_version: None,
             last_sweep: 0,
+            ids: IdGenerator::new(crate::root::random32().unwrap_or([0x5a; 32])),
         }
     }
 
@@ -110,7 +136,8 @@ impl Worker {
         if self.guard.policy.doc.settings.revocation_feed.is_none() {
             return;
         }
-        let version = shared::version(crate::root::REVOKED_KEY);
+        // Per request: an 8-byte read, not the list itself.
+        let version = shared::read_published(crate::root::REVOKED_SEQ_KEY).map(|p| p.at as u32);
         if version.is_none() || version == self.revocations_version {
             return;
         }
@@ -119,7 +146,7 @@ impl Worker {
                 self.revocations = state.list();
                 self.feed_cursor = Some(state.cursor);
                 self.feed_ok_at = p.at;
-                self.revocations_version = p.cas;
+                self.revocations_version = version;
             }
         }
     }
