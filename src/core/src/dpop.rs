@@ -84,6 +84,18 @@ pub fn check_proof(
     nonces: Option<&NonceIssuer>,
     now: i64,
 ) -> Result<ValidProof, Denial> {
+    check_proof_with(headers, ctx, rules, nonces, now, None)
+}
+
+/// [`check_proof`], with a cache that readies the keys of returning clients for fast verification.
+pub fn check_proof_with(
+    headers: &[&str],
+    ctx: &ProofContext<'_>,
+    rules: &DpopRules,
+    nonces: Option<&NonceIssuer>,
+    now: i64,
+    keys: Option<&mut ProofKeyCache>,
+) -> Result<ValidProof, Denial> {
     use DpopDefect::*;
     let fail = |d: DpopDefect| Denial::DpopProof(d);
     // 1. Exactly one DPoP header.
@@ -124,6 +136,10 @@ pub fn check_proof(
     if !jwk.suits(alg) {
         return Err(fail(Jwk));
     }
+    let jwk = match keys {
+        Some(cache) => cache.get_or_prepare(jwk),
+        None => jwk,
+    };
     // 6. The signature, with that key.
     if !jwk.verify(alg, jws.signing_input.as_bytes(), &jws.signature) {
         return Err(fail(Signature));
@@ -195,6 +211,54 @@ pub fn check_proof(
         remember_until: iat.saturating_add(rules.iat_window as i64).saturating_add(1),
         jkt: jwk.thumbprint,
     })
+}
+
+/// DPoP keys of returning clients, readied for fast verification ([`PublicJwk::prepare`]: ES256 tables
+/// with the feature `p256-tables`). Clients keep their DPoP key across requests, so a key seen twice is
+/// prepared once and reused. Entries are keyed by the RFC 7638 thumbprint, which fixes the key
+/// material. Bounded: when full, the cache starts over.
+#[derive(Debug)]
+pub struct ProofKeyCache {
+    capacity: usize,
+    entries: HashMap<String, (u32, Option<PublicJwk>)>,
+}
+
+impl ProofKeyCache {
+    pub fn new(capacity: usize) -> Self {
+        ProofKeyCache {
+            capacity,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// The prepared copy of `jwk` if there is one; prepares it on its second sighting.
+    pub fn get_or_prepare(&mut self, jwk: PublicJwk) -> PublicJwk {
+        if self.capacity == 0 {
+            return jwk;
+        }
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&jwk.thumbprint) {
+            self.entries.clear();
+        }
+        let entry = self.entries.entry(jwk.thumbprint.clone()).or_insert((0, None));
+        entry.0 = entry.0.saturating_add(1);
+        if let Some(prepared) = &entry.1 {
+            return prepared.clone();
+        }
+        if entry.0 >= 2 {
+            let prepared = jwk.prepare();
+            entry.1 = Some(prepared.clone());
+            return prepared;
+        }
+        jwk
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// The outcome of recording a proof's `jti`.
@@ -329,6 +393,59 @@ mod tests {
         assert_eq!(store.len(), 2);
         // a's window is over: it may be recorded again.
         assert_eq!(store.record(&b, 200, 130), Recorded::Fresh);
+    }
+
+    #[cfg(feature = "sign")]
+    #[test]
+    fn proof_key_cache_prepares_returning_keys_and_verifies_the_same() {
+        use crate::sign::SigningKey;
+        let Ok(key) = SigningKey::generate(Algorithm::ES256, None) else {
+            return;
+        };
+        let mut cache = ProofKeyCache::new(4);
+        let ctx = ProofContext {
+            method: "GET",
+            htu: "https://api.example/x",
+            access_token: Some("t"),
+        };
+        for (i, iat) in [100i64, 101, 102].iter().enumerate() {
+            let Ok(proof) = key.dpop_proof(
+                "GET",
+                "https://api.example/x",
+                Some("t"),
+                *iat,
+                &format!("j{i}"),
+                None,
+            ) else {
+                return;
+            };
+            let ok = check_proof_with(
+                &[&proof],
+                &ctx,
+                &DpopRules::default(),
+                None,
+                *iat,
+                Some(&mut cache),
+            );
+            assert_eq!(ok.map(|p| p.jkt), Ok(key.thumbprint().to_string()));
+            // A forged signature is refused whether or not the key is prepared.
+            let forged = format!("{}AAAA", &proof[..proof.len() - 4]);
+            let bad = check_proof_with(
+                &[&forged],
+                &ctx,
+                &DpopRules::default(),
+                None,
+                *iat,
+                Some(&mut cache),
+            );
+            assert_eq!(bad, Err(Denial::DpopProof(DpopDefect::Signature)));
+        }
+        assert_eq!(cache.len(), 1);
+        #[cfg(feature = "p256-tables")]
+        assert!(cache
+            .entries
+            .values()
+            .all(|(_, k)| k.as_ref().is_some_and(|k| k.es256_tables().is_some())));
     }
 
     #[test]

@@ -6,12 +6,13 @@ use crate::b64;
 use crate::binding::{check_binding, check_dpop_key, CertThumbprint};
 use crate::cache::{CachedToken, RevocationCheck, TokenCache};
 use crate::decision::{render, AcceptedSchemes, Allow, BindingKind, Decision, Denial, DpopDefect, Scheme};
-use crate::dpop::{check_proof, NonceIssuer, ProofContext, Recorded, ReplayStore};
+use crate::dpop::{check_proof_with, NonceIssuer, ProofContext, ProofKeyCache, Recorded, ReplayStore};
 use crate::extract::{credentials, RequestFacts};
 use crate::jwks::Jwks;
 use crate::policy::{Policy, RevocationMode, Rule};
 use crate::token::{parse_unverified, AccessClaims};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// Where the issuers' current key sets come from (inline in the policy, or fetched by the host).
 pub trait KeySource {
@@ -50,6 +51,8 @@ pub struct Context<'a> {
 pub struct Guard {
     pub policy: Policy,
     nonces: Option<NonceIssuer>,
+    /// Prepared DPoP keys of returning clients (uncontended: one Guard per plugin worker).
+    proof_keys: Mutex<ProofKeyCache>,
 }
 
 impl Guard {
@@ -60,6 +63,7 @@ impl Guard {
         Guard {
             policy,
             nonces: nonce_secret.map(|s| NonceIssuer::new(s, lifetime)),
+            proof_keys: Mutex::new(ProofKeyCache::new(256)),
         }
     }
 
@@ -220,13 +224,16 @@ impl Guard {
             htu: &htu,
             access_token: Some(token),
         };
-        let proof = check_proof(
+        let mut cache = self.proof_keys.lock().ok();
+        let proof = check_proof_with(
             &headers,
             &proof_ctx,
             &rule.require.dpop,
             self.nonces.as_ref(),
             ctx.now,
+            cache.as_deref_mut(),
         )?;
+        drop(cache);
         check_dpop_key(&claims.cnf, &proof.jkt)?;
         match ctx
             .replay
