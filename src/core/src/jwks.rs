@@ -93,7 +93,10 @@ impl Jwks {
     /// `p256-tables`). The plugin calls this on the key sets it holds; elsewhere ring alone is faster.
     #[must_use]
     pub fn prepared(self) -> Self {
-        Jwks { keys: self.keys.into_iter().map(PublicJwk::prepare).collect(), skipped: self.skipped }
+        Jwks {
+            keys: self.keys.into_iter().map(PublicJwk::prepare).collect(),
+            skipped: self.skipped,
+        }
     }
 
     /// Applies the selection rule in the module documentation.

@@ -1061,7 +1061,10 @@ fn rfc9449_token_request_proof() {
         Err(Denial::DpopProof(DpopDefect::MissingClaim("ath")))
     );
     // At the token endpoint (its real use) there is no access token, and the proof is valid.
-    let at_token_endpoint = ProofContext { access_token: None, ..ctx };
+    let at_token_endpoint = ProofContext {
+        access_token: None,
+        ..ctx
+    };
     let valid = check_proof(&[proof], &at_token_endpoint, &DpopRules::default(), None, iat);
     assert_eq!(valid.map(|p| p.jkt), Ok(str_of(&data["jkt"], "jkt").to_string()));
 }

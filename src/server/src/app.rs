@@ -44,7 +44,9 @@ impl Metrics {
         let mut out = String::from("# HELP fapi_as_requests_total Requests by endpoint and outcome.\n# TYPE fapi_as_requests_total counter\n");
         if let Ok(c) = self.counters.lock() {
             for ((endpoint, outcome), n) in c.iter() {
-                out.push_str(&format!("fapi_as_requests_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}} {n}\n"));
+                out.push_str(&format!(
+                    "fapi_as_requests_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}} {n}\n"
+                ));
             }
         }
         out.push_str(&format!(
@@ -99,7 +101,10 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
 async fn jwks(State(s): State<Shared>) -> impl IntoResponse {
@@ -164,5 +169,9 @@ pub fn metadata(c: &Config) -> serde_json::Value {
 }
 
 async fn discovery(State(s): State<Shared>) -> impl IntoResponse {
-    (StatusCode::OK, [(header::CACHE_CONTROL, "max-age=300")], Json(metadata(&s.config)))
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "max-age=300")],
+        Json(metadata(&s.config)),
+    )
 }

@@ -34,24 +34,41 @@ pub struct Authenticated {
 }
 
 /// Authenticates the client of a back-channel request. `form` is the request body.
-pub async fn authenticate(state: &AppState, form: &HashMap<String, String>, peer: &PeerCertificate) -> Result<Authenticated> {
-    let cert_thumbprint = peer.0.as_ref().map(|der| CertThumbprint::from_der(der).to_b64url());
+pub async fn authenticate(
+    state: &AppState,
+    form: &HashMap<String, String>,
+    peer: &PeerCertificate,
+) -> Result<Authenticated> {
+    let cert_thumbprint = peer
+        .0
+        .as_ref()
+        .map(|der| CertThumbprint::from_der(der).to_b64url());
     if form.contains_key("client_secret") {
-        return Err(OAuthError::invalid_client("client secrets are not accepted (FAPI): use private_key_jwt or mTLS"));
+        return Err(OAuthError::invalid_client(
+            "client secrets are not accepted (FAPI): use private_key_jwt or mTLS",
+        ));
     }
     let assertion = match (form.get("client_assertion_type"), form.get("client_assertion")) {
         (Some(t), Some(a)) if t == JWT_BEARER => Some(a.as_str()),
         (Some(_), Some(_)) => return Err(OAuthError::invalid_client("unsupported client_assertion_type")),
         (None, Some(_)) | (Some(_), None) => {
-            return Err(OAuthError::invalid_request("client_assertion and client_assertion_type go together"))
+            return Err(OAuthError::invalid_request(
+                "client_assertion and client_assertion_type go together",
+            ))
         }
         (None, None) => None,
     };
     if let Some(assertion) = assertion {
         let client = private_key_jwt(state, assertion, form.get("client_id")).await?;
-        return Ok(Authenticated { client, method: "private_key_jwt", cert_thumbprint });
+        return Ok(Authenticated {
+            client,
+            method: "private_key_jwt",
+            cert_thumbprint,
+        });
     }
-    let client_id = form.get("client_id").ok_or_else(|| OAuthError::invalid_client("no client authentication"))?;
+    let client_id = form
+        .get("client_id")
+        .ok_or_else(|| OAuthError::invalid_client("no client authentication"))?;
     let client = state
         .store
         .client(client_id)
@@ -69,25 +86,42 @@ pub async fn authenticate(state: &AppState, form: &HashMap<String, String>, peer
                 .tls_client_auth_subject_dn
                 .as_deref()
                 .ok_or_else(|| OAuthError::invalid_client("client has no registered subject DN"))?;
-            let subject = subject_dn(der).ok_or_else(|| OAuthError::invalid_client("unreadable client certificate"))?;
+            let subject =
+                subject_dn(der).ok_or_else(|| OAuthError::invalid_client("unreadable client certificate"))?;
             if normalize_dn(&subject) != normalize_dn(expected) {
-                return Err(OAuthError::invalid_client("the client certificate subject does not match the registration"));
+                return Err(OAuthError::invalid_client(
+                    "the client certificate subject does not match the registration",
+                ));
             }
             "tls_client_auth"
         }
         "self_signed_tls_client_auth" => {
             let thumbprint = CertThumbprint::from_der(der).to_b64url();
             if !registered_certificate(&client, der, &thumbprint) {
-                return Err(OAuthError::invalid_client("the client certificate is not one the client registered"));
+                return Err(OAuthError::invalid_client(
+                    "the client certificate is not one the client registered",
+                ));
             }
             "self_signed_tls_client_auth"
         }
-        _ => return Err(OAuthError::invalid_client("this client authenticates with private_key_jwt")),
+        _ => {
+            return Err(OAuthError::invalid_client(
+                "this client authenticates with private_key_jwt",
+            ))
+        }
     };
-    Ok(Authenticated { client, method, cert_thumbprint })
+    Ok(Authenticated {
+        client,
+        method,
+        cert_thumbprint,
+    })
 }
 
-async fn private_key_jwt(state: &AppState, assertion: &str, form_client_id: Option<&String>) -> Result<ClientMetadata> {
+async fn private_key_jwt(
+    state: &AppState,
+    assertion: &str,
+    form_client_id: Option<&String>,
+) -> Result<ClientMetadata> {
     let bad = |d: &str| OAuthError::invalid_client(format!("client assertion: {d}"));
     let jws = CompactJws::parse(assertion).map_err(|e| bad(e.describe()))?;
     // RFC 8725 §3.1, FAPI 2.0 §5.4.1: PS256, ES256, EdDSA only (RS256 and HMAC refused).
@@ -109,9 +143,15 @@ async fn private_key_jwt(state: &AppState, assertion: &str, form_client_id: Opti
     if form_client_id.is_some_and(|c| c != client_id) {
         return Err(bad("client_id differs from the assertion"));
     }
-    let client = state.store.client(client_id).await?.ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+    let client = state
+        .store
+        .client(client_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
     if client.token_endpoint_auth_method != "private_key_jwt" {
-        return Err(OAuthError::invalid_client("this client is registered for mTLS authentication"));
+        return Err(OAuthError::invalid_client(
+            "this client is registered for mTLS authentication",
+        ));
     }
     let keys = client_keys(&client).ok_or_else(|| bad("the client has no registered keys"))?;
     let key = match keys.select(jws.header_str("kid").ok().flatten(), alg) {
@@ -122,12 +162,20 @@ async fn private_key_jwt(state: &AppState, assertion: &str, form_client_id: Opti
         return Err(bad("signature invalid"));
     }
     let t = now();
-    let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| bad("no exp"))?;
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| bad("no exp"))?;
     if exp <= t - 10 {
         return Err(bad("expired"));
     }
     let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(t);
-    if iat > t + 10 || claims.get("nbf").and_then(Value::as_i64).is_some_and(|n| n > t + 10) {
+    if iat > t + 10
+        || claims
+            .get("nbf")
+            .and_then(Value::as_i64)
+            .is_some_and(|n| n > t + 10)
+    {
         return Err(bad("not valid yet"));
     }
     if exp - iat.min(t) > MAX_ASSERTION_LIFETIME {
@@ -137,7 +185,11 @@ async fn private_key_jwt(state: &AppState, assertion: &str, form_client_id: Opti
         return Err(bad("aud must be the issuer"));
     }
     let jti = s("jti").ok_or_else(|| bad("no jti"))?;
-    if !state.store.remember_jti("client_assertion", &format!("{client_id}:{jti}"), exp + 60).await? {
+    if !state
+        .store
+        .remember_jti("client_assertion", &format!("{client_id}:{jti}"), exp + 60)
+        .await?
+    {
         return Err(bad("jti already used"));
     }
     Ok(client)
@@ -150,7 +202,9 @@ fn audience_ok(state: &AppState, aud: Option<&Value>) -> bool {
     let accepted = |a: &str| {
         a == c.issuer
             || a == i
-            || ["/token", "/par", "/revoke", "/introspect"].iter().any(|p| a == format!("{i}{p}") || a == format!("{m}{p}"))
+            || ["/token", "/par", "/revoke", "/introspect"]
+                .iter()
+                .any(|p| a == format!("{i}{p}") || a == format!("{m}{p}"))
     };
     match aud {
         Some(Value::String(a)) => accepted(a),
@@ -161,11 +215,20 @@ fn audience_ok(state: &AppState, aud: Option<&Value>) -> bool {
 
 /// The client's registered public keys (inline `jwks`; `jwks_uri` clients must register keys inline).
 pub fn client_keys(client: &ClientMetadata) -> Option<Jwks> {
-    client.jwks.as_ref().and_then(|j| Jwks::from_value(j).ok()).filter(|k| !k.keys.is_empty())
+    client
+        .jwks
+        .as_ref()
+        .and_then(|j| Jwks::from_value(j).ok())
+        .filter(|k| !k.keys.is_empty())
 }
 
 fn registered_certificate(client: &ClientMetadata, der: &[u8], thumbprint: &str) -> bool {
-    let Some(keys) = client.jwks.as_ref().and_then(|j| j.get("keys")).and_then(Value::as_array) else {
+    let Some(keys) = client
+        .jwks
+        .as_ref()
+        .and_then(|j| j.get("keys"))
+        .and_then(Value::as_array)
+    else {
         return false;
     };
     keys.iter().any(|k| {
@@ -204,7 +267,10 @@ pub fn fapi_algorithms() -> [Algorithm; 3] {
 mod tests {
     #[test]
     fn dn_normalization() {
-        assert_eq!(super::normalize_dn("CN=fintech, O=Example"), super::normalize_dn("cn=fintech,o=Example"));
+        assert_eq!(
+            super::normalize_dn("CN=fintech, O=Example"),
+            super::normalize_dn("cn=fintech,o=Example")
+        );
         assert_ne!(super::normalize_dn("CN=a"), super::normalize_dn("CN=b"));
     }
 }

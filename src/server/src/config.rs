@@ -29,7 +29,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Listen {
     /// Browser-facing TLS listener (authorization endpoint, login pages, discovery, JWKS).
     pub https: String,
@@ -41,7 +41,11 @@ pub struct Listen {
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen { https: "127.0.0.1:9443".into(), mtls: "127.0.0.1:9444".into(), http: "127.0.0.1:9080".into() }
+        Listen {
+            https: "127.0.0.1:9443".into(),
+            mtls: "127.0.0.1:9444".into(),
+            http: "127.0.0.1:9080".into(),
+        }
     }
 }
 
@@ -53,7 +57,7 @@ pub struct Tls {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Database {
     /// `sqlite://PATH?mode=rwc` (default, no set-up) or `postgres://...` for several instances.
     pub url: String,
@@ -61,12 +65,14 @@ pub struct Database {
 
 impl Default for Database {
     fn default() -> Self {
-        Database { url: "sqlite://fapi-as.db?mode=rwc".into() }
+        Database {
+            url: "sqlite://fapi-as.db?mode=rwc".into(),
+        }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Tokens {
     /// Access token lifetime, seconds.
     pub access_token_lifetime: u64,
@@ -93,7 +99,7 @@ impl Default for Tokens {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Keys {
     /// Folder of signing keys (`current.jwk.json`, `next.jwk.json`, `retired/*.jwk.json`); created with
     /// an ES256 current key if empty.
@@ -104,7 +110,10 @@ pub struct Keys {
 
 impl Default for Keys {
     fn default() -> Self {
-        Keys { dir: "keys".into(), alg: "ES256".into() }
+        Keys {
+            dir: "keys".into(),
+            alg: "ES256".into(),
+        }
     }
 }
 
@@ -124,7 +133,7 @@ pub struct Registration {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Login {
     /// Failed attempts per account before a lockout.
     pub max_failures: u32,
@@ -136,7 +145,11 @@ pub struct Login {
 
 impl Default for Login {
     fn default() -> Self {
-        Login { max_failures: 5, lockout: 900, max_failures_per_address: 50 }
+        Login {
+            max_failures: 5,
+            lockout: 900,
+            max_failures_per_address: 50,
+        }
     }
 }
 
@@ -176,17 +189,30 @@ impl Config {
 /// parse as TOML (numbers, booleans, arrays) are taken as such, others as strings.
 fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) {
     for (name, value) in vars {
-        let Some(key) = name.strip_prefix("FAPI_AS_") else { continue };
+        let Some(key) = name.strip_prefix("FAPI_AS_") else {
+            continue;
+        };
         let key = key.to_ascii_lowercase();
         let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
             .ok()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or(toml::Value::String(value));
-        let sections = ["listen", "tls", "database", "tokens", "keys", "feed", "registration", "login"];
+        let sections = [
+            "listen",
+            "tls",
+            "database",
+            "tokens",
+            "keys",
+            "feed",
+            "registration",
+            "login",
+        ];
         match sections.iter().find(|s| key.starts_with(&format!("{s}_"))) {
             Some(section) => {
                 let field = key[section.len() + 1..].to_string();
-                let entry = table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let entry = table
+                    .entry(section.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
                 if let toml::Value::Table(t) = entry {
                     t.insert(field, parsed);
                 }
@@ -204,7 +230,8 @@ mod tests {
 
     #[test]
     fn env_overrides_sections_and_top_level() {
-        let mut t: toml::Table = toml::from_str("issuer = \"https://a\"\n[database]\nurl = \"sqlite://x\"").unwrap_or_default();
+        let mut t: toml::Table =
+            toml::from_str("issuer = \"https://a\"\n[database]\nurl = \"sqlite://x\"").unwrap_or_default();
         apply_env(
             &mut t,
             vec![
@@ -218,5 +245,18 @@ mod tests {
         assert_eq!(t["issuer"].as_str(), Some("https://b"));
         assert_eq!(t["database"]["url"].as_str(), Some("postgres://db"));
         assert_eq!(t["tokens"]["code_lifetime"].as_integer(), Some(30));
+    }
+
+    #[test]
+    fn partial_sections_keep_defaults() {
+        // An env override creates a section with one key: the other keys keep their defaults.
+        let c: Config = toml::from_str(
+            "issuer = \"https://a\"\nmtls_base = \"https://m\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n[tokens]\npar_lifetime = 5\n[login]\nlockout = 60",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.tokens.par_lifetime, 5);
+        assert_eq!(c.tokens.code_lifetime, 60);
+        assert_eq!(c.login.lockout, 60);
+        assert_eq!(c.login.max_failures, 5);
     }
 }

@@ -17,7 +17,12 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        OAuthError { status, error, description: description.into(), dpop_nonce: None }
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+            dpop_nonce: None,
+        }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
@@ -41,7 +46,11 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", d)
     }
     pub fn use_dpop_nonce(nonce: String) -> Self {
-        let mut e = Self::new(StatusCode::BAD_REQUEST, "use_dpop_nonce", "a DPoP nonce is required");
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "use_dpop_nonce",
+            "a DPoP nonce is required",
+        );
         e.dpop_nonce = Some(nonce);
         e
     }
@@ -57,7 +66,11 @@ impl OAuthError {
     /// An internal failure: logged with its cause, answered without it.
     pub fn server(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal error",
+        )
     }
 }
 

@@ -42,7 +42,8 @@ pub fn parse_alg(name: &str) -> anyhow::Result<Algorithm> {
 impl Keys {
     /// Loads the key folder, creating a current key when there is none.
     pub fn load_or_create(dir: &Path, alg: &str) -> anyhow::Result<Keys> {
-        std::fs::create_dir_all(dir.join("retired")).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir.join("retired"))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
         let current_path = dir.join("current.jwk.json");
         let current = if current_path.exists() {
             read_key(&current_path)?
@@ -52,7 +53,11 @@ impl Keys {
             key
         };
         let next_path = dir.join("next.jwk.json");
-        let next = if next_path.exists() { Some(read_key(&next_path)?) } else { None };
+        let next = if next_path.exists() {
+            Some(read_key(&next_path)?)
+        } else {
+            None
+        };
         let mut retired = Vec::new();
         for entry in std::fs::read_dir(dir.join("retired"))? {
             let path = entry?.path();
@@ -60,7 +65,11 @@ impl Keys {
                 retired.push(read_key(&path)?);
             }
         }
-        Ok(Keys { current, next, retired })
+        Ok(Keys {
+            current,
+            next,
+            retired,
+        })
     }
 
     /// Rotation: next becomes current (a new next is made), current retires.
@@ -71,7 +80,11 @@ impl Keys {
             Some(n) => n,
             None => SigningKey::generate(parse_alg(alg)?, None).map_err(|e| anyhow::anyhow!("{e}"))?,
         };
-        write_key(&dir.join("retired").join(format!("{}.jwk.json", keys.current.kid())), &keys.current)?;
+        write_key(
+            &dir.join("retired")
+                .join(format!("{}.jwk.json", keys.current.kid())),
+            &keys.current,
+        )?;
         write_key(&dir.join("current.jwk.json"), &promoted)?;
         write_key(&dir.join("next.jwk.json"), &new_next)?;
         Ok(())

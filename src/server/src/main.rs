@@ -10,10 +10,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "fapi-as", version, about = "FAPI 2.0 authorization server for fapi-guard")]
+#[command(
+    name = "fapi-as",
+    version,
+    about = "FAPI 2.0 authorization server for fapi-guard"
+)]
 struct Cli {
     /// Configuration file (TOML); every value can be overridden by FAPI_AS_<SECTION>_<KEY>.
-    #[arg(long, short, global = true, default_value = "fapi-as.toml", env = "FAPI_AS_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "fapi-as.toml",
+        env = "FAPI_AS_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -79,7 +89,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let config = Config::load(&cli.config)?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -101,13 +113,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     fapi_as::tls::install_provider();
-    let store = Store::connect(&config.database.url).await.with_context(|| format!("database {}", config.database.url))?;
+    let store = Store::connect(&config.database.url)
+        .await
+        .with_context(|| format!("database {}", config.database.url))?;
     let keys = Keys::load_or_create(&config.keys.dir, &config.keys.alg)?;
     let nonce_secret = nonce_secret(&config)?;
     let (plain_tls, mtls) = fapi_as::tls::configs(&config.tls.cert, &config.tls.key)?;
-    let https = tokio::net::TcpListener::bind(&config.listen.https).await.with_context(|| config.listen.https.clone())?;
-    let mtls_l = tokio::net::TcpListener::bind(&config.listen.mtls).await.with_context(|| config.listen.mtls.clone())?;
-    let http = tokio::net::TcpListener::bind(&config.listen.http).await.with_context(|| config.listen.http.clone())?;
+    let https = tokio::net::TcpListener::bind(&config.listen.https)
+        .await
+        .with_context(|| config.listen.https.clone())?;
+    let mtls_l = tokio::net::TcpListener::bind(&config.listen.mtls)
+        .await
+        .with_context(|| config.listen.mtls.clone())?;
+    let http = tokio::net::TcpListener::bind(&config.listen.http)
+        .await
+        .with_context(|| config.listen.http.clone())?;
     let state = Arc::new(AppState {
         nonces: fapi_core::dpop::NonceIssuer::new(&nonce_secret, 300),
         config,
@@ -115,7 +135,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         keys,
         metrics: Metrics::default(),
     });
-    state.metrics.started.store(app::now() as u64, std::sync::atomic::Ordering::Relaxed);
+    state
+        .metrics
+        .started
+        .store(app::now() as u64, std::sync::atomic::Ordering::Relaxed);
     let router = app::router(state.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     tracing::info!(issuer = %state.config.issuer, https = %state.config.listen.https, mtls = %state.config.listen.mtls, http = %state.config.listen.http, "fapi-as listening");
@@ -136,7 +159,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         })
     };
     let tasks = vec![
-        tokio::spawn(fapi_as::serve::serve_tls(https, plain_tls, router.clone(), rx.clone())),
+        tokio::spawn(fapi_as::serve::serve_tls(
+            https,
+            plain_tls,
+            router.clone(),
+            rx.clone(),
+        )),
         tokio::spawn(fapi_as::serve::serve_tls(mtls_l, mtls, router, rx.clone())),
         tokio::spawn(fapi_as::serve::serve_plain(http, app::health_router(), rx)),
     ];
@@ -201,7 +229,13 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
             require_signed_request_object,
             profile,
         } => {
-            if !["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"].contains(&auth_method.as_str()) {
+            if ![
+                "private_key_jwt",
+                "tls_client_auth",
+                "self_signed_tls_client_auth",
+            ]
+            .contains(&auth_method.as_str())
+            {
                 anyhow::bail!("auth method {auth_method} is not allowed for FAPI clients (private_key_jwt, tls_client_auth, self_signed_tls_client_auth)");
             }
             if !["mtls", "dpop"].contains(&binding.as_str()) {
@@ -209,8 +243,10 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
             }
             let jwks = match jwks {
                 Some(p) => Some(
-                    serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| p.display().to_string())?)
-                        .with_context(|| p.display().to_string())?,
+                    serde_json::from_str(
+                        &std::fs::read_to_string(&p).with_context(|| p.display().to_string())?,
+                    )
+                    .with_context(|| p.display().to_string())?,
                 ),
                 None => None,
             };
@@ -260,8 +296,18 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
 /// Demo users: 山田太郎 (taro) and Hanako Suzuki (hanako), each with two accounts. Their TOTP secrets
 /// are fixed so the demo walkthrough can print codes; real deployments enrol users differently.
 pub const DEMO_USERS: &[(&str, &str, &str, &str)] = &[
-    ("user-taro", "taro", "山田 太郎", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
-    ("user-hanako", "hanako", "Hanako Suzuki", "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"),
+    (
+        "user-taro",
+        "taro",
+        "山田 太郎",
+        "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+    ),
+    (
+        "user-hanako",
+        "hanako",
+        "Hanako Suzuki",
+        "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU",
+    ),
 ];
 pub const DEMO_PASSWORD: &str = "demo-password-2026";
 
@@ -277,7 +323,13 @@ async fn seed(config: &Config) -> anyhow::Result<()> {
                 totp_secret: Some(totp.to_string()),
             })
             .await?;
-        for (n, (label, balance)) in [("普通預金 Ordinary", 1_250_000i64), ("貯蓄預金 Savings", 3_000_000)].iter().enumerate() {
+        for (n, (label, balance)) in [
+            ("普通預金 Ordinary", 1_250_000i64),
+            ("貯蓄預金 Savings", 3_000_000),
+        ]
+        .iter()
+        .enumerate()
+        {
             store
                 .put_account(&Account {
                     account_id: format!("{username}-{}", n + 1),

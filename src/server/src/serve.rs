@@ -14,7 +14,12 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Serves `app` over TLS on `listener` until `shutdown` turns true.
-pub async fn serve_tls(listener: TcpListener, tls: Arc<ServerConfig>, app: Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let acceptor = TlsAcceptor::from(tls);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -26,7 +31,8 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<ServerConfig>, app: Route
         let acceptor = acceptor.clone();
         let app = app.clone();
         tasks.spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
                 return;
             };
             let cert = stream
@@ -36,15 +42,21 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<ServerConfig>, app: Route
                 .and_then(|c| c.first())
                 .map(|c| Arc::new(c.as_ref().to_vec()));
             let peer = PeerCertificate(cert);
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(peer.clone());
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            });
-            let _ = Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            let service =
+                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let _ = Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
     // Let requests in flight finish, up to a bound.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async { while tasks.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 /// Serves plain HTTP (health only) until `shutdown`.

@@ -11,7 +11,12 @@ use sqlx::{AnyPool, Row};
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// PostgreSQL (else SQLite): the few places where the same SQL would behave differently.
+    postgres: bool,
 }
+
+/// The advisory lock key that serializes schema creation across instances starting at once.
+const SCHEMA_LOCK: i64 = 0x6661_7069_6173; // "fapias"
 
 /// The outcome of taking a single-use item.
 #[derive(Debug, PartialEq)]
@@ -137,18 +142,30 @@ impl Store {
         if url.starts_with("sqlite:") {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        for stmt in SCHEMA {
-            sqlx::query(stmt).execute(&pool).await?;
+        let postgres = !url.starts_with("sqlite:");
+        // One transaction; on PostgreSQL under an advisory lock: `CREATE TABLE IF NOT EXISTS` run by
+        // two instances at once fails in one of them (a unique violation in pg_type / pg_class).
+        let mut tx = pool.begin().await?;
+        if postgres {
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                .bind(SCHEMA_LOCK)
+                .execute(&mut *tx)
+                .await?;
         }
-        Ok(Store { pool })
+        for stmt in SCHEMA {
+            sqlx::query(stmt).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Store { pool, postgres })
     }
 
     // ---- clients
 
     pub async fn put_client(&self, c: &ClientMetadata, now: i64) -> Result<(), sqlx::Error> {
         let json = serde_json::to_string(c).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(&c.client_id).execute(&self.pool).await?;
-        sqlx::query("INSERT INTO clients (client_id, metadata, created_at) VALUES ($1, $2, $3)")
+        // An upsert: with DELETE then INSERT, another instance could miss the client in between, and
+        // two concurrent puts would fail on the primary key.
+        sqlx::query("INSERT INTO clients (client_id, metadata, created_at) VALUES ($1, $2, $3) ON CONFLICT (client_id) DO UPDATE SET metadata = excluded.metadata")
             .bind(&c.client_id)
             .bind(json)
             .bind(now)
@@ -166,20 +183,31 @@ impl Store {
     }
 
     pub async fn clients(&self) -> Result<Vec<ClientMetadata>, sqlx::Error> {
-        let rows = sqlx::query("SELECT metadata FROM clients ORDER BY client_id").fetch_all(&self.pool).await?;
-        Ok(rows.iter().filter_map(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()).collect())
+        let rows = sqlx::query("SELECT metadata FROM clients ORDER BY client_id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.get::<String, _>(0)).ok())
+            .collect())
     }
 
     pub async fn delete_client(&self, client_id: &str) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
     // ---- users and their demo accounts
 
     pub async fn put_user(&self, u: &User) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM users WHERE user_id = $1").bind(&u.user_id).execute(&self.pool).await?;
-        sqlx::query("INSERT INTO users (user_id, username, display_name, password_hash, totp_secret) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query(
+            "INSERT INTO users (user_id, username, display_name, password_hash, totp_secret) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (user_id) DO UPDATE SET username = excluded.username, display_name = excluded.display_name, \
+             password_hash = excluded.password_hash, totp_secret = excluded.totp_secret",
+        )
             .bind(&u.user_id)
             .bind(&u.username)
             .bind(&u.display_name)
@@ -217,8 +245,11 @@ impl Store {
     }
 
     pub async fn put_account(&self, a: &Account) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM accounts WHERE account_id = $1").bind(&a.account_id).execute(&self.pool).await?;
-        sqlx::query("INSERT INTO accounts (account_id, user_id, name, currency, balance) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query(
+            "INSERT INTO accounts (account_id, user_id, name, currency, balance) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (account_id) DO UPDATE SET user_id = excluded.user_id, name = excluded.name, \
+             currency = excluded.currency, balance = excluded.balance",
+        )
             .bind(&a.account_id)
             .bind(&a.user_id)
             .bind(&a.name)
@@ -236,13 +267,25 @@ impl Store {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| Account { account_id: r.get(0), user_id: r.get(1), name: r.get(2), currency: r.get(3), balance: r.get(4) })
+            .map(|r| Account {
+                account_id: r.get(0),
+                user_id: r.get(1),
+                name: r.get(2),
+                currency: r.get(3),
+                balance: r.get(4),
+            })
             .collect())
     }
 
     // ---- single-use and short-lived items (PAR requests, codes, login sessions)
 
-    pub async fn put_item<T: Serialize>(&self, kind: &str, key: &str, value: &T, expires_at: i64) -> Result<(), sqlx::Error> {
+    pub async fn put_item<T: Serialize>(
+        &self,
+        kind: &str,
+        key: &str,
+        value: &T,
+        expires_at: i64,
+    ) -> Result<(), sqlx::Error> {
         let json = serde_json::to_string(value).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         sqlx::query("INSERT INTO items (kind, item_key, value, expires_at, used) VALUES ($1, $2, $3, $4, 0)")
             .bind(kind)
@@ -255,18 +298,30 @@ impl Store {
     }
 
     /// Reads an unexpired item without using it up.
-    pub async fn item<T: DeserializeOwned>(&self, kind: &str, key: &str, now: i64) -> Result<Option<T>, sqlx::Error> {
-        let row = sqlx::query("SELECT value FROM items WHERE kind = $1 AND item_key = $2 AND expires_at > $3 AND used = 0")
-            .bind(kind)
-            .bind(key)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn item<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<T>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT value FROM items WHERE kind = $1 AND item_key = $2 AND expires_at > $3 AND used = 0",
+        )
+        .bind(kind)
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.and_then(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()))
     }
 
     /// Replaces an unexpired item's value (e.g. a login session gaining a second factor).
-    pub async fn update_item<T: Serialize>(&self, kind: &str, key: &str, value: &T) -> Result<(), sqlx::Error> {
+    pub async fn update_item<T: Serialize>(
+        &self,
+        kind: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), sqlx::Error> {
         let json = serde_json::to_string(value).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         sqlx::query("UPDATE items SET value = $1 WHERE kind = $2 AND item_key = $3")
             .bind(json)
@@ -278,21 +333,30 @@ impl Store {
     }
 
     /// Uses an item up, atomically (a concurrent second use, on any instance, sees `Reused`).
-    pub async fn take_item<T: DeserializeOwned>(&self, kind: &str, key: &str, now: i64) -> Result<Taken<T>, sqlx::Error> {
-        let updated = sqlx::query("UPDATE items SET used = 1 WHERE kind = $1 AND item_key = $2 AND used = 0 AND expires_at > $3")
-            .bind(kind)
-            .bind(key)
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+    pub async fn take_item<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Taken<T>, sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE items SET used = 1 WHERE kind = $1 AND item_key = $2 AND used = 0 AND expires_at > $3",
+        )
+        .bind(kind)
+        .bind(key)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         let row = sqlx::query("SELECT value, used, expires_at FROM items WHERE kind = $1 AND item_key = $2")
             .bind(kind)
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(Taken::Missing) };
-        let Ok(value) = serde_json::from_str::<T>(&row.get::<String, _>(0)) else { return Ok(Taken::Missing) };
+        let Ok(value) = serde_json::from_str::<T>(&row.get::<String, _>(0)) else {
+            return Ok(Taken::Missing);
+        };
         Ok(if updated == 1 {
             Taken::Fresh(value)
         } else if row.get::<i64, _>(1) == 1 {
@@ -303,19 +367,25 @@ impl Store {
     }
 
     pub async fn delete_item(&self, kind: &str, key: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM items WHERE kind = $1 AND item_key = $2").bind(kind).bind(key).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM items WHERE kind = $1 AND item_key = $2")
+            .bind(kind)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Remembers a `jti` (client assertions, DPoP proofs) until `expires_at`; `false` when it was
     /// already seen: a replay.
     pub async fn remember_jti(&self, kind: &str, jti: &str, expires_at: i64) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("INSERT INTO seen_jti (kind, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(kind)
-            .bind(jti)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "INSERT INTO seen_jti (kind, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(kind)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -364,24 +434,43 @@ impl Store {
     }
 
     pub async fn touch_grant(&self, grant_id: &str, now: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE grants SET last_used_at = $1 WHERE grant_id = $2").bind(now).bind(grant_id).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Revokes a grant with its refresh tokens and every access token issued under it; the access
-    /// tokens then appear on the revocation feed.
-    pub async fn revoke_grant(&self, grant_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE grants SET revoked = 1 WHERE grant_id = $1").bind(grant_id).execute(&self.pool).await?;
-        sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE grant_id = $1").bind(grant_id).execute(&self.pool).await?;
-        sqlx::query("UPDATE access_tokens SET revoked_at_ms = $1 WHERE grant_id = $2 AND revoked_at_ms IS NULL")
-            .bind(now_ms)
+        sqlx::query("UPDATE grants SET last_used_at = $1 WHERE grant_id = $2")
+            .bind(now)
             .bind(grant_id)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    pub async fn put_refresh<T: Serialize>(&self, token_hash: &str, grant_id: &str, client_id: &str, data: &T, expires_at: i64) -> Result<(), sqlx::Error> {
+    /// Revokes a grant with its refresh tokens and every access token issued under it; the access
+    /// tokens then appear on the revocation feed.
+    pub async fn revoke_grant(&self, grant_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE grants SET revoked = 1 WHERE grant_id = $1")
+            .bind(grant_id)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE grant_id = $1")
+            .bind(grant_id)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "UPDATE access_tokens SET revoked_at_ms = $1 WHERE grant_id = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(grant_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn put_refresh<T: Serialize>(
+        &self,
+        token_hash: &str,
+        grant_id: &str,
+        client_id: &str,
+        data: &T,
+        expires_at: i64,
+    ) -> Result<(), sqlx::Error> {
         let json = serde_json::to_string(data).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, client_id, data, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, 0)")
             .bind(token_hash)
@@ -395,7 +484,11 @@ impl Store {
     }
 
     /// A live refresh token: (grant_id, client_id, data).
-    pub async fn refresh<T: DeserializeOwned>(&self, token_hash: &str, now: i64) -> Result<Option<(String, String, T)>, sqlx::Error> {
+    pub async fn refresh<T: DeserializeOwned>(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<(String, String, T)>, sqlx::Error> {
         let row = sqlx::query("SELECT grant_id, client_id, data FROM refresh_tokens WHERE token_hash = $1 AND revoked = 0 AND expires_at > $2")
             .bind(token_hash)
             .bind(now)
@@ -408,12 +501,22 @@ impl Store {
     }
 
     pub async fn revoke_refresh(&self, token_hash: &str) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE token_hash = $1").bind(token_hash).execute(&self.pool).await?;
+        let r = sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
     /// Records an issued access token (for revocation, introspection and the feed).
-    pub async fn record_access_token<T: Serialize>(&self, jti: &str, grant_id: Option<&str>, client_id: &str, data: &T, exp: i64) -> Result<(), sqlx::Error> {
+    pub async fn record_access_token<T: Serialize>(
+        &self,
+        jti: &str,
+        grant_id: Option<&str>,
+        client_id: &str,
+        data: &T,
+        exp: i64,
+    ) -> Result<(), sqlx::Error> {
         let json = serde_json::to_string(data).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         sqlx::query("INSERT INTO access_tokens (jti, grant_id, client_id, data, exp, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, NULL)")
             .bind(jti)
@@ -427,7 +530,10 @@ impl Store {
     }
 
     /// (client_id, data, exp, revoked) of an issued access token.
-    pub async fn access_token<T: DeserializeOwned>(&self, jti: &str) -> Result<Option<(String, T, i64, bool)>, sqlx::Error> {
+    pub async fn access_token<T: DeserializeOwned>(
+        &self,
+        jti: &str,
+    ) -> Result<Option<(String, T, i64, bool)>, sqlx::Error> {
         let row = sqlx::query("SELECT client_id, data, exp, revoked_at_ms FROM access_tokens WHERE jti = $1")
             .bind(jti)
             .fetch_optional(&self.pool)
@@ -439,53 +545,78 @@ impl Store {
     }
 
     pub async fn revoke_access_token(&self, jti: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("UPDATE access_tokens SET revoked_at_ms = $1 WHERE jti = $2 AND revoked_at_ms IS NULL")
-            .bind(now_ms)
-            .bind(jti)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE access_tokens SET revoked_at_ms = $1 WHERE jti = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(jti)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
     /// Revocations after the cursor `(revoked_at_ms, jti)`, oldest first, of tokens not yet expired.
-    pub async fn revocations_since(&self, after_ms: i64, after_jti: &str, now: i64, limit: i64) -> Result<Vec<RevokedToken>, sqlx::Error> {
-        let rows = sqlx::query(
+    /// Ties on the millisecond are ordered by `jti` in byte order on both backends: PostgreSQL's
+    /// default collation may be linguistic (`en_US`: 'a' < 'B'), SQLite's is bytes ('B' < 'a'), and a
+    /// feed reader may switch between instances on different databases only if the order is one.
+    pub async fn revocations_since(
+        &self,
+        after_ms: i64,
+        after_jti: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<RevokedToken>, sqlx::Error> {
+        let sql = if self.postgres {
             "SELECT jti, exp, revoked_at_ms FROM access_tokens WHERE revoked_at_ms IS NOT NULL AND exp > $1 \
-             AND (revoked_at_ms > $2 OR (revoked_at_ms = $2 AND jti > $3)) ORDER BY revoked_at_ms, jti LIMIT $4",
-        )
-        .bind(now)
-        .bind(after_ms)
-        .bind(after_jti)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| RevokedToken { jti: r.get(0), exp: r.get(1), revoked_at_ms: r.get(2) }).collect())
+             AND (revoked_at_ms > $2 OR (revoked_at_ms = $2 AND jti COLLATE \"C\" > $3)) ORDER BY revoked_at_ms, jti COLLATE \"C\" LIMIT $4"
+        } else {
+            "SELECT jti, exp, revoked_at_ms FROM access_tokens WHERE revoked_at_ms IS NOT NULL AND exp > $1 \
+             AND (revoked_at_ms > $2 OR (revoked_at_ms = $2 AND jti > $3)) ORDER BY revoked_at_ms, jti LIMIT $4"
+        };
+        let rows = sqlx::query(sql)
+            .bind(now)
+            .bind(after_ms)
+            .bind(after_jti)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RevokedToken {
+                jti: r.get(0),
+                exp: r.get(1),
+                revoked_at_ms: r.get(2),
+            })
+            .collect())
     }
 
     // ---- sign-in abuse (FISC item 41)
 
-    /// Records a failed attempt under `key` (account or address); returns the failures in the window.
+    /// Records a failed attempt under `key` (account or address); returns the failures in the window
+    /// (a window starts at its first failure and lasts `window` seconds). One atomic statement, so
+    /// parallel guesses on several instances are all counted; a lock in force stays.
     pub async fn record_failure(&self, key: &str, now: i64, window: i64) -> Result<i64, sqlx::Error> {
-        let row = sqlx::query("SELECT failures, window_start FROM login_failures WHERE failure_key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        let (failures, start) = match row {
-            Some(r) if now - r.get::<i64, _>(1) < window => (r.get::<i64, _>(0) + 1, r.get::<i64, _>(1)),
-            _ => (1, now),
-        };
-        sqlx::query("DELETE FROM login_failures WHERE failure_key = $1").bind(key).execute(&self.pool).await?;
-        sqlx::query("INSERT INTO login_failures (failure_key, failures, window_start, locked_until) VALUES ($1, $2, $3, 0)")
-            .bind(key)
-            .bind(failures)
-            .bind(start)
-            .execute(&self.pool)
-            .await?;
-        Ok(failures)
+        let row = sqlx::query(
+            "INSERT INTO login_failures (failure_key, failures, window_start, locked_until) VALUES ($1, 1, $2, 0) \
+             ON CONFLICT (failure_key) DO UPDATE SET \
+             failures = CASE WHEN $2 - login_failures.window_start < $3 THEN login_failures.failures + 1 ELSE 1 END, \
+             window_start = CASE WHEN $2 - login_failures.window_start < $3 THEN login_failures.window_start ELSE $2 END \
+             RETURNING failures",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get::<i64, _>(0))
     }
 
     pub async fn lock(&self, key: &str, until: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE login_failures SET locked_until = $1 WHERE failure_key = $2").bind(until).bind(key).execute(&self.pool).await?;
+        sqlx::query("UPDATE login_failures SET locked_until = $1 WHERE failure_key = $2")
+            .bind(until)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -498,16 +629,102 @@ impl Store {
     }
 
     pub async fn clear_failures(&self, key: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM login_failures WHERE failure_key = $1").bind(key).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM login_failures WHERE failure_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Deletes what has expired.
     pub async fn sweep(&self, now: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM items WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
-        sqlx::query("DELETE FROM seen_jti WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
-        sqlx::query("DELETE FROM access_tokens WHERE exp <= $1").bind(now - 3600).execute(&self.pool).await?;
-        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM items WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM seen_jti WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM access_tokens WHERE exp <= $1")
+            .bind(now - 3600)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(())
+    }
+
+    // ---- passkeys (WebAuthn credentials, src/webauthn.rs)
+
+    /// Stores a newly registered passkey; `false` when the credential ID is already registered (to
+    /// anyone): WebAuthn §7.1 step 22 says to refuse that registration.
+    pub async fn put_passkey(&self, c: &crate::webauthn::StoredCredential) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("INSERT INTO passkeys (credential_id, user_id, public_key, sign_count) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+            .bind(&c.credential_id)
+            .bind(&c.user_id)
+            .bind(&c.public_key_jwk)
+            .bind(c.sign_count)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    fn passkey_of(r: &AnyRow) -> crate::webauthn::StoredCredential {
+        crate::webauthn::StoredCredential {
+            credential_id: r.get(0),
+            user_id: r.get(1),
+            public_key_jwk: r.get(2),
+            sign_count: r.get(3),
+        }
+    }
+
+    /// The passkey with this credential ID (base64url), whoever owns it.
+    pub async fn passkey(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<crate::webauthn::StoredCredential>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT credential_id, user_id, public_key, sign_count FROM passkeys WHERE credential_id = $1",
+        )
+        .bind(credential_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(Self::passkey_of))
+    }
+
+    pub async fn passkeys_of_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<crate::webauthn::StoredCredential>, sqlx::Error> {
+        let rows = sqlx::query("SELECT credential_id, user_id, public_key, sign_count FROM passkeys WHERE user_id = $1 ORDER BY credential_id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(Self::passkey_of).collect())
+    }
+
+    /// Stores the signature counter of a verified assertion, only if the stored one is still `stored`
+    /// and the rule of WebAuthn §6.1.1 holds (`new` greater, or both 0): `false` when another
+    /// sign-in with this credential got there first (the caller then refuses this one).
+    pub async fn update_sign_count(
+        &self,
+        credential_id: &str,
+        stored: i64,
+        new: i64,
+    ) -> Result<bool, sqlx::Error> {
+        if !crate::webauthn::sign_count_acceptable(stored, new) {
+            return Ok(false);
+        }
+        let r =
+            sqlx::query("UPDATE passkeys SET sign_count = $1 WHERE credential_id = $2 AND sign_count = $3")
+                .bind(new)
+                .bind(credential_id)
+                .bind(stored)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
     }
 }
