@@ -17,6 +17,7 @@
 pub mod client;
 pub mod envoy;
 pub mod pki;
+pub mod postgres;
 pub mod process;
 pub mod server;
 pub mod stub;

@@ -131,6 +131,8 @@ pub fn metadata(c: &Config) -> serde_json::Value {
         "introspection_endpoint": format!("{i}/introspect"),
         "userinfo_endpoint": format!("{i}/userinfo"),
         "registration_endpoint": format!("{i}/register"),
+        // fapi-guard's revocation feed (src/backchannel/feed.rs), polled by the Envoy plugin.
+        "revocation_feed_endpoint": format!("{i}/revocations"),
         "jwks_uri": format!("{i}/jwks"),
         "mtls_endpoint_aliases": {
             "pushed_authorization_request_endpoint": format!("{m}/par"),

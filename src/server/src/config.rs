@@ -248,15 +248,16 @@ mod tests {
     }
 
     #[test]
-    fn partial_sections_keep_defaults() {
+    fn partial_sections_keep_defaults() -> Result<(), String> {
         // An env override creates a section with one key: the other keys keep their defaults.
         let c: Config = toml::from_str(
             "issuer = \"https://a\"\nmtls_base = \"https://m\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n[tokens]\npar_lifetime = 5\n[login]\nlockout = 60",
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .map_err(|e| e.to_string())?;
         assert_eq!(c.tokens.par_lifetime, 5);
         assert_eq!(c.tokens.code_lifetime, 60);
         assert_eq!(c.login.lockout, 60);
         assert_eq!(c.login.max_failures, 5);
+        Ok(())
     }
 }

@@ -5,12 +5,15 @@
 pub mod app;
 pub mod backchannel;
 pub mod client_auth;
-pub mod frontchannel;
-pub mod model;
 pub mod config;
 pub mod error;
+pub mod frontchannel;
+pub mod jwe;
 pub mod keys;
+pub mod model;
 pub mod password;
 pub mod serve;
 pub mod store;
 pub mod tls;
+pub mod totp;
+pub mod webauthn;

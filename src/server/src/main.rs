@@ -29,6 +29,8 @@ struct Cli {
     command: Command,
 }
 
+// clap subcommands: parsed once, their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (TLS, mTLS and health listeners) until SIGTERM or Ctrl-C.
@@ -42,6 +44,7 @@ enum Command {
     RotateKeys,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum ClientCommand {
     /// Register (or replace) a client.

@@ -1,9 +1,238 @@
 //! The front channel: pushed authorization requests, the authorization endpoint, and the pages a
 //! person uses (sign-in, TOTP, passkeys, consent, connected apps).
+//!
+//! - [`par`]: `POST /par` (RFC 9126), request objects (RFC 9101), DPoP key binding (RFC 9449 §10).
+//! - [`authorize`]: `GET /authorize` (request_uri only), `GET /login` (the next step of the flow),
+//!   `POST /login` (password), `POST /login/totp` (RFC 6238), `POST /consent`; the authorization
+//!   response with `iss` (RFC 9207), plain or as a JARM JWT.
+//! - [`apps`]: `GET /apps`, `POST /apps/revoke`, `POST /logout` (FISC item 38).
+//! - [`limits`]: sign-in abuse limits per account and per source address (FISC item 41).
+//! - [`pages`]: the HTML, Japanese and English.
+//!
+//! Browser state lives in a [`LoginSession`] item keyed by SHA-256 of the random value of the
+//! `__Host-fapi-session` cookie (Secure, HttpOnly, SameSite=Lax, Path=/); every POST carries the
+//! session's anti-CSRF token.
 
-use crate::app::Shared;
+pub mod apps;
+pub mod authorize;
+pub mod limits;
+pub mod pages;
+pub mod par;
+
+use crate::app::{random_token, Shared};
+use crate::error::Result;
+use crate::model::{LoginSession, SESSION};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use pages::Lang;
 
 pub fn routes() -> Router<Shared> {
     Router::new()
+        .route("/par", post(par::par))
+        .route("/authorize", get(authorize::authorize))
+        .route("/login", get(authorize::login_page).post(authorize::password))
+        .route("/login/totp", post(authorize::totp))
+        .route("/consent", post(authorize::consent))
+        .route("/apps", get(apps::apps_page))
+        .route("/apps/revoke", post(apps::revoke))
+        .route("/logout", post(apps::logout))
+}
+
+/// The session cookie (`__Host-` prefix: Secure, Path=/, no Domain; RFC 6265bis §4.1.3.2).
+pub const SESSION_COOKIE: &str = "__Host-fapi-session";
+/// The language chosen with the switch link.
+pub const LANG_COOKIE: &str = "__Host-fapi-lang";
+/// How long a browser session lives (sign-in, then consent or the apps page), seconds.
+pub const SESSION_LIFETIME: i64 = 1800;
+
+/// A cookie value from the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+fn session_key(sid: &str) -> String {
+    fapi_core::b64::sha256_b64(sid)
+}
+
+/// The browser's session: (store key, session).
+pub async fn load_session(s: &Shared, headers: &HeaderMap) -> Result<Option<(String, LoginSession)>> {
+    let Some(sid) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let key = session_key(&sid);
+    Ok(s.store
+        .item::<LoginSession>(SESSION, &key, crate::app::now())
+        .await?
+        .map(|sess| (key, sess)))
+}
+
+/// Stores a new session; returns its `Set-Cookie` value.
+pub async fn new_session(s: &Shared, session: &LoginSession) -> Result<String> {
+    let sid = random_token(32);
+    s.store
+        .put_item(
+            SESSION,
+            &session_key(&sid),
+            session,
+            crate::app::now() + SESSION_LIFETIME,
+        )
+        .await?;
+    Ok(format!(
+        "{SESSION_COOKIE}={sid}; Secure; HttpOnly; SameSite=Lax; Path=/; Max-Age={SESSION_LIFETIME}"
+    ))
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Secure; HttpOnly; SameSite=Lax; Path=/; Max-Age=0")
+}
+
+/// The anti-CSRF check of every POST: the form's token equals the session's, in constant time.
+pub fn csrf_ok(session: &LoginSession, form_token: Option<&str>) -> bool {
+    match form_token {
+        Some(t) if !session.csrf.is_empty() => {
+            fapi_core::binding::constant_time_eq(t.as_bytes(), session.csrf.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// The page language: an explicit `?lang=` (the switch link), then its cookie, then the request's
+/// `ui_locales` (OIDC Core §3.1.2.1), then `Accept-Language`, then Japanese.
+pub fn choose_lang(query_lang: Option<&str>, headers: &HeaderMap, ui_locales: Option<&str>) -> Lang {
+    query_lang
+        .and_then(Lang::parse)
+        .or_else(|| cookie(headers, LANG_COOKIE).as_deref().and_then(Lang::parse))
+        .or_else(|| ui_locales.and_then(Lang::from_ui_locales))
+        .or_else(|| {
+            headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Lang::from_accept_language)
+        })
+        .unwrap_or(Lang::Ja)
+}
+
+/// `Set-Cookie` remembering the language chosen with the switch link.
+pub fn lang_cookie(lang: Lang) -> String {
+    format!(
+        "{LANG_COOKIE}={}; Secure; SameSite=Lax; Path=/; Max-Age=31536000",
+        lang.code()
+    )
+}
+
+/// An HTML page with the headers every page carries: no caching, no framing (clickjacking on the
+/// consent page), no script (CSP), no referrer.
+pub fn html(status: StatusCode, body: String, set_cookies: &[String]) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // No form-action: Chromium applies it to the redirect after the consent POST, which goes to the
+    // client's redirect URI. The passkey page will need a script-src for its script.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    for c in set_cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+/// A 303 redirect (FAPI 2.0 §5.3.2.2: never 307, which would repeat a POST body).
+pub fn see_other(location: &str, set_cookies: &[String]) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    for c in set_cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+/// An error page (no redirect: used when the redirect URI is not verified).
+pub fn error_page(status: StatusCode, lang: Lang, msg: pages::Msg) -> Response {
+    html(status, pages::error(lang, &msg.text(lang)), &[])
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value (RFC 3986 unreserved kept).
+pub fn form_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_and_languages() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __Host-fapi-session=abc; __Host-fapi-lang=en"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(choose_lang(None, &h, Some("ja")), Lang::En);
+        assert_eq!(choose_lang(Some("ja"), &h, None), Lang::Ja);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static("en-GB,en;q=0.8"),
+        );
+        assert_eq!(choose_lang(None, &h, Some("ja-JP")), Lang::Ja);
+        assert_eq!(choose_lang(None, &h, None), Lang::En);
+        assert_eq!(choose_lang(None, &HeaderMap::new(), None), Lang::Ja);
+    }
+
+    #[test]
+    fn csrf_needs_the_session_token() {
+        let s = LoginSession {
+            csrf: "tok".into(),
+            ..Default::default()
+        };
+        assert!(csrf_ok(&s, Some("tok")));
+        assert!(!csrf_ok(&s, Some("tok2")));
+        assert!(!csrf_ok(&s, None));
+        assert!(!csrf_ok(&LoginSession::default(), Some("")));
+    }
+
+    #[test]
+    fn encoding() {
+        assert_eq!(form_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
 }

@@ -1,0 +1,492 @@
+//! Dynamic client registration (RFC 7591) and its management protocol (RFC 7592), behind the
+//! initial access token of `registration.initial_access_token` (RFC 7591 §3; none configured: the
+//! endpoint does not exist, 404).
+//!
+//! What a FAPI client may register (anything else is `invalid_client_metadata` or
+//! `invalid_redirect_uri`, RFC 7591 §3.2.2):
+//! - `token_endpoint_auth_method`: private_key_jwt, tls_client_auth or self_signed_tls_client_auth
+//!   (FAPI 2.0 §5.3.2.1; required, since RFC 7591's default is a client secret);
+//! - `jwks` inline (required for private_key_jwt and self_signed_tls_client_auth; `jwks_uri` is not
+//!   fetched by this server), public keys only;
+//! - `tls_client_auth_subject_dn` for tls_client_auth (RFC 8705 §2.1.2);
+//! - `redirect_uris`: absolute https URLs without fragment (required with authorization_code);
+//! - `grant_types` among authorization_code, refresh_token, client_credentials; `response_types` code;
+//! - the token binding: `dpop_bound_access_tokens: true` (RFC 9449 §5.2) or
+//!   `tls_client_certificate_bound_access_tokens: true` (RFC 8705 §3.4, the default); not both, not
+//!   neither when one is explicitly false;
+//! - `scope` among the scopes this server supports.
+//!
+//! Unknown metadata is ignored (RFC 7591 §2). The registration access token is returned once and
+//! stored hashed, as a store item of kind [`REGISTRATION`] under the client_id that never expires
+//! (kept out of ClientMetadata so that every struct literal of it elsewhere stays valid); `GET`,
+//! `PUT` and `DELETE /register/{client_id}` need it (RFC 7592 §2).
+
+use super::support::{bearer, credential_eq, hashed, no_store, scopes};
+use crate::app::{now, random_token, AppState, Shared};
+use crate::error::{OAuthError, Result};
+use crate::store::ClientMetadata;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+/// Store item kind: base64url(SHA-256) of a client's registration access token.
+pub const REGISTRATION: &str = "client_registration";
+const AUTH_METHODS: [&str; 3] = [
+    "private_key_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
+];
+const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+const SCOPES: [&str; 4] = ["openid", "accounts", "payments", "offline_access"];
+const PROFILES: [&str; 3] = ["fapi2", "fapi2-message-signing", "fapi1-advanced"];
+/// Largest registration request.
+const MAX_BODY: usize = 64 * 1024;
+
+fn bad_metadata(d: impl Into<String>) -> OAuthError {
+    OAuthError::new(StatusCode::BAD_REQUEST, "invalid_client_metadata", d)
+}
+
+fn unauthorized(d: &str) -> Response {
+    let mut r = OAuthError::invalid_token(d).into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    r
+}
+
+fn string_list(v: &Value, name: &str) -> Result<Option<Vec<String>>> {
+    match v.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) if items.len() <= 32 => items
+            .iter()
+            .map(|i| i.as_str().filter(|s| s.len() <= 2048).map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(Some)
+            .ok_or_else(|| bad_metadata(format!("{name} must be an array of strings"))),
+        Some(_) => Err(bad_metadata(format!("{name} must be an array of strings"))),
+    }
+}
+
+fn opt_str<'a>(v: &'a Value, name: &str) -> Result<Option<&'a str>> {
+    match v.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= 2048 => Ok(Some(s)),
+        Some(_) => Err(bad_metadata(format!("{name} must be a string"))),
+    }
+}
+
+fn opt_bool(v: &Value, name: &str) -> Result<Option<bool>> {
+    match v.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(bad_metadata(format!("{name} must be a boolean"))),
+    }
+}
+
+/// RFC 7591 §2: redirect URIs of a confidential web client, https and exact (no fragment).
+fn redirect_ok(uri: &str) -> bool {
+    uri.strip_prefix("https://").is_some_and(|rest| {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        !host.is_empty() && !host.contains('@')
+    }) && !uri.contains('#')
+        && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Validates registration metadata (RFC 7591 §2 names) into a client record for `client_id`.
+pub fn validate(v: &Value, client_id: &str) -> Result<ClientMetadata> {
+    if !v.is_object() {
+        return Err(bad_metadata("the registration request must be a JSON object"));
+    }
+    let method = opt_str(v, "token_endpoint_auth_method")?
+        .ok_or_else(|| bad_metadata("token_endpoint_auth_method is required (private_key_jwt, tls_client_auth or self_signed_tls_client_auth)"))?;
+    if !AUTH_METHODS.contains(&method) {
+        return Err(bad_metadata("token_endpoint_auth_method must be private_key_jwt, tls_client_auth or self_signed_tls_client_auth (FAPI 2.0 §5.3.2.1)"));
+    }
+    let grant_types = string_list(v, "grant_types")?
+        .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
+    if grant_types.is_empty() || grant_types.iter().any(|g| !GRANT_TYPES.contains(&g.as_str())) {
+        return Err(bad_metadata(
+            "grant_types may be authorization_code, refresh_token and client_credentials",
+        ));
+    }
+    if let Some(rt) = string_list(v, "response_types")? {
+        if rt.iter().any(|r| r != "code") {
+            return Err(bad_metadata("response_types may only be code"));
+        }
+    }
+    let redirect_uris = string_list(v, "redirect_uris")?.unwrap_or_default();
+    if redirect_uris.iter().any(|u| !redirect_ok(u)) {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_redirect_uri",
+            "redirect_uris must be https URLs without fragment",
+        ));
+    }
+    if grant_types.iter().any(|g| g == "authorization_code") && redirect_uris.is_empty() {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_redirect_uri",
+            "authorization_code clients need redirect_uris",
+        ));
+    }
+    if v.get("jwks_uri").is_some_and(|j| !j.is_null()) {
+        return Err(bad_metadata(
+            "jwks_uri is not supported: register the keys inline (jwks)",
+        ));
+    }
+    let jwks = match v.get("jwks") {
+        None | Some(Value::Null) => None,
+        Some(j) => Some(j.clone()),
+    };
+    if let Some(j) = &jwks {
+        let parsed =
+            fapi_core::jwks::Jwks::from_value(j).map_err(|_| bad_metadata("jwks is not a JWK Set"))?;
+        if !parsed.skipped.is_empty() {
+            return Err(bad_metadata(
+                "jwks holds a key that is not an acceptable public key",
+            ));
+        }
+    }
+    let subject_dn = opt_str(v, "tls_client_auth_subject_dn")?.map(str::to_string);
+    match method {
+        "private_key_jwt" if !has_keys(&jwks) => {
+            return Err(bad_metadata(
+                "private_key_jwt needs jwks with at least one public key",
+            ));
+        }
+        "self_signed_tls_client_auth" if !has_certificates(&jwks) => {
+            return Err(bad_metadata(
+                "self_signed_tls_client_auth needs jwks whose keys carry x5c or x5t#S256",
+            ));
+        }
+        "tls_client_auth" if subject_dn.as_deref().is_none_or(str::is_empty) => {
+            return Err(bad_metadata("tls_client_auth needs tls_client_auth_subject_dn"));
+        }
+        _ => {}
+    }
+    let dpop = opt_bool(v, "dpop_bound_access_tokens")?;
+    let mtls = opt_bool(v, "tls_client_certificate_bound_access_tokens")?;
+    let token_binding = match (dpop, mtls) {
+        (Some(true), Some(true)) => return Err(bad_metadata("choose one token binding: DPoP or mTLS")),
+        (Some(true), _) => "dpop",
+        (_, Some(false)) if dpop != Some(true) => {
+            return Err(bad_metadata("access tokens must be sender-constrained (FAPI 2.0 §5.3.2.1): set dpop_bound_access_tokens or tls_client_certificate_bound_access_tokens"))
+        }
+        _ => "mtls",
+    };
+    let scope = match opt_str(v, "scope")? {
+        Some(s) => {
+            if let Some(bad) = scopes(s).into_iter().find(|x| !SCOPES.contains(x)) {
+                return Err(bad_metadata(format!(
+                    "scope {} is not supported",
+                    super::support::sanitize(bad)
+                )));
+            }
+            scopes(s).join(" ")
+        }
+        None => "openid accounts".into(),
+    };
+    let profile = opt_str(v, "fapi_profile")?.unwrap_or("fapi2");
+    if !PROFILES.contains(&profile) {
+        return Err(bad_metadata(
+            "fapi_profile must be fapi2, fapi2-message-signing or fapi1-advanced",
+        ));
+    }
+    let enc_alg = opt_str(v, "id_token_encrypted_response_alg")?;
+    let enc_enc = opt_str(v, "id_token_encrypted_response_enc")?;
+    // OIDC Registration §2: enc defaults to A128CBC-HS256, which is not implemented: enc is required.
+    match (enc_alg, enc_enc) {
+        (None, None) => {}
+        (Some(a), Some(e)) if crate::jwe::supported(a, e) => {
+            if crate::jwe::select_key(jwks.as_ref().unwrap_or(&Value::Null), a).is_err() {
+                return Err(bad_metadata(
+                    "id_token encryption needs a P-256 key marked for encryption (use \"enc\") in jwks",
+                ));
+            }
+        }
+        _ => {
+            return Err(bad_metadata(
+                "id_token encryption supports ECDH-ES with A256GCM or A128GCM, both named",
+            ))
+        }
+    }
+    let jarm = opt_str(v, "authorization_signed_response_alg")?;
+    if jarm.is_some_and(|a| !["PS256", "ES256", "EdDSA"].contains(&a)) {
+        return Err(bad_metadata(
+            "authorization_signed_response_alg must be PS256, ES256 or EdDSA",
+        ));
+    }
+    Ok(ClientMetadata {
+        client_id: client_id.to_string(),
+        client_name: opt_str(v, "client_name")?.unwrap_or(client_id).to_string(),
+        redirect_uris,
+        token_endpoint_auth_method: method.to_string(),
+        jwks,
+        jwks_uri: None,
+        tls_client_auth_subject_dn: subject_dn,
+        token_binding: token_binding.to_string(),
+        scope,
+        grant_types,
+        require_signed_request_object: opt_bool(v, "require_signed_request_object")?.unwrap_or(false),
+        profile: profile.to_string(),
+        authorization_signed_response_alg: jarm.map(str::to_string),
+        id_token_encrypted_response_alg: enc_alg.map(str::to_string),
+        id_token_encrypted_response_enc: enc_enc.map(str::to_string),
+    })
+}
+
+fn has_keys(jwks: &Option<Value>) -> bool {
+    jwks.as_ref()
+        .and_then(|j| fapi_core::jwks::Jwks::from_value(j).ok())
+        .is_some_and(|k| !k.keys.is_empty())
+}
+
+fn has_certificates(jwks: &Option<Value>) -> bool {
+    jwks.as_ref()
+        .and_then(|j| j.get("keys"))
+        .and_then(Value::as_array)
+        .is_some_and(|keys| {
+            keys.iter()
+                .any(|k| k.get("x5c").is_some() || k.get("x5t#S256").is_some())
+        })
+}
+
+/// The client's metadata as RFC 7591 §3.2.1 / RFC 7592 §3 return it (never the token hash).
+fn describe(state: &AppState, c: &ClientMetadata) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or_else(|_| json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.remove("token_binding");
+        o.insert(
+            "dpop_bound_access_tokens".into(),
+            json!(c.token_binding == "dpop"),
+        );
+        o.insert(
+            "tls_client_certificate_bound_access_tokens".into(),
+            json!(c.token_binding == "mtls"),
+        );
+        o.insert("response_types".into(), json!(["code"]));
+        o.insert("fapi_profile".into(), json!(c.profile));
+        o.remove("profile");
+        o.insert(
+            "registration_client_uri".into(),
+            json!(format!(
+                "{}/register/{}",
+                state.config.issuer.trim_end_matches('/'),
+                c.client_id
+            )),
+        );
+    }
+    v
+}
+
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
+    let json_ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json_ct {
+        return Err(OAuthError::invalid_request("the body must be application/json"));
+    }
+    if body.len() > MAX_BODY {
+        return Err(bad_metadata("the registration request is too large"));
+    }
+    serde_json::from_slice(body).map_err(|_| bad_metadata("the body is not JSON"))
+}
+
+/// `POST /register` (RFC 7591 §3.1).
+pub async fn create(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(initial) = state.config.registration.initial_access_token.as_deref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !bearer(&headers).is_some_and(|p| credential_eq(p, initial)) {
+        state.metrics.count("register", "unauthorized");
+        return unauthorized("registration needs the initial access token");
+    }
+    let result: Result<Value> = async {
+        let v = parse_body(&headers, &body)?;
+        let client_id = random_token(16);
+        let client = validate(&v, &client_id)?;
+        let token = random_token(32);
+        let t = now();
+        state.store.put_client(&client, t).await?;
+        state.store.put_item(REGISTRATION, &client.client_id, &hashed(&token), i64::MAX).await?;
+        let mut out = describe(&state, &client);
+        out["registration_access_token"] = json!(token);
+        out["client_id_issued_at"] = json!(t);
+        tracing::info!(client_id = %client.client_id, method = %client.token_endpoint_auth_method, "client registered");
+        Ok(out)
+    }
+    .await;
+    match result {
+        Ok(out) => {
+            state.metrics.count("register", "ok");
+            no_store(StatusCode::CREATED, out, None)
+        }
+        Err(e) => {
+            state.metrics.count("register", e.error);
+            e.into_response()
+        }
+    }
+}
+
+/// The client, when `headers` carry its registration access token (RFC 7592 §2: otherwise 401,
+/// also for an unknown client, so client ids cannot be probed).
+async fn authorized(
+    state: &AppState,
+    headers: &HeaderMap,
+    client_id: &str,
+) -> std::result::Result<ClientMetadata, Response> {
+    if state.config.registration.initial_access_token.is_none() {
+        return Err(StatusCode::NOT_FOUND.into_response());
+    }
+    let presented =
+        bearer(headers).ok_or_else(|| unauthorized("the registration access token is required"))?;
+    let found = async {
+        let hash: Option<String> = state.store.item(REGISTRATION, client_id, now()).await?;
+        let client = state.store.client(client_id).await?;
+        Ok::<_, sqlx::Error>(hash.zip(client))
+    }
+    .await;
+    match found {
+        Ok(Some((hash, c))) if credential_eq(&hashed(presented), &hash) => Ok(c),
+        Ok(_) => Err(unauthorized("invalid registration access token")),
+        Err(e) => Err(OAuthError::from(e).into_response()),
+    }
+}
+
+/// `GET /register/{client_id}` (RFC 7592 §2.1).
+pub async fn read(
+    State(state): State<Shared>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match authorized(&state, &headers, &client_id).await {
+        Ok(c) => no_store(StatusCode::OK, describe(&state, &c), None),
+        Err(r) => r,
+    }
+}
+
+/// `PUT /register/{client_id}` (RFC 7592 §2.2): the request replaces the metadata; omitted fields
+/// take their defaults. The registration access token stays the same.
+pub async fn update(
+    State(state): State<Shared>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let current = match authorized(&state, &headers, &client_id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let result: Result<Value> = async {
+        let v = parse_body(&headers, &body)?;
+        if v.get("client_id").and_then(Value::as_str) != Some(client_id.as_str()) {
+            return Err(OAuthError::invalid_request(
+                "the body must carry the client_id (RFC 7592 §2.2)",
+            ));
+        }
+        for forbidden in [
+            "registration_access_token",
+            "registration_client_uri",
+            "client_secret",
+            "client_id_issued_at",
+        ] {
+            if let Some(given) = v.get(forbidden) {
+                let same = forbidden == "registration_client_uri"
+                    && given.as_str() == describe(&state, &current)["registration_client_uri"].as_str();
+                if !same && forbidden != "client_id_issued_at" {
+                    return Err(OAuthError::invalid_request(format!("{forbidden} cannot be set")));
+                }
+            }
+        }
+        let client = validate(&v, &client_id)?;
+        state.store.put_client(&client, now()).await?;
+        Ok(describe(&state, &client))
+    }
+    .await;
+    match result {
+        Ok(out) => no_store(StatusCode::OK, out, None),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /register/{client_id}` (RFC 7592 §2.3): 204.
+pub async fn delete(
+    State(state): State<Shared>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorized(&state, &headers, &client_id).await {
+        return r;
+    }
+    let deleted = async {
+        state.store.delete_client(&client_id).await?;
+        state.store.delete_item(REGISTRATION, &client_id).await
+    }
+    .await;
+    match deleted {
+        Ok(()) => {
+            tracing::info!(client_id = %client_id, "client deregistered");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => OAuthError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", "kid": "k1"}]});
+        let ok = json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "redirect_uris": ["https://app.example/cb"], "dpop_bound_access_tokens": true});
+        let c = validate(&ok, "c1");
+        assert!(matches!(&c, Ok(c) if c.token_binding == "dpop" && c.scope == "openid accounts"));
+        let mut bad = ok.clone();
+        bad["redirect_uris"] = json!(["http://app.example/cb"]);
+        assert!(matches!(validate(&bad, "c1"), Err(e) if e.error == "invalid_redirect_uri"));
+        let mut bad = ok.clone();
+        bad["token_endpoint_auth_method"] = json!("client_secret_basic");
+        assert!(matches!(validate(&bad, "c1"), Err(e) if e.error == "invalid_client_metadata"));
+        let mut bad = ok.clone();
+        bad["jwks"] = Value::Null;
+        assert!(validate(&bad, "c1").is_err());
+        let mut bad = ok.clone();
+        bad["dpop_bound_access_tokens"] = json!(false);
+        bad["tls_client_certificate_bound_access_tokens"] = json!(false);
+        assert!(validate(&bad, "c1").is_err());
+        let mut bad = ok.clone();
+        bad["grant_types"] = json!(["password"]);
+        assert!(validate(&bad, "c1").is_err());
+        let mut enc = ok.clone();
+        enc["id_token_encrypted_response_alg"] = json!("ECDH-ES");
+        assert!(
+            validate(&enc, "c1").is_err(),
+            "enc is required, and a key marked for encryption"
+        );
+        enc["id_token_encrypted_response_enc"] = json!("A256GCM");
+        assert!(
+            validate(&enc, "c1").is_err(),
+            "the only key is not marked for encryption"
+        );
+        let mut enc_key = jwks["keys"][0].clone();
+        enc_key["use"] = json!("enc");
+        enc_key["kid"] = json!("e1");
+        enc["jwks"]["keys"] = json!([jwks["keys"][0], enc_key]);
+        assert!(
+            matches!(validate(&enc, "c1"), Ok(c) if c.id_token_encrypted_response_enc.as_deref() == Some("A256GCM"))
+        );
+        let tls = json!({"token_endpoint_auth_method": "tls_client_auth", "grant_types": ["client_credentials"], "scope": "accounts"});
+        assert!(validate(&tls, "c2").is_err());
+        let tls = json!({"token_endpoint_auth_method": "tls_client_auth", "grant_types": ["client_credentials"], "scope": "accounts", "tls_client_auth_subject_dn": "CN=x"});
+        assert!(matches!(validate(&tls, "c2"), Ok(c) if c.token_binding == "mtls"));
+    }
+}

@@ -1,0 +1,527 @@
+//! In-process tests of the authorization_code and refresh_token grants, on an AppState with a
+//! temporary SQLite store: codes are put in the store as the front channel would.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::feed;
+use super::revoke::{introspection, revoke_token, Introspector};
+use super::support::hashed;
+use super::token::{handle, Issued, TokenCall};
+use crate::app::{now, now_ms, random_token, AppState, Metrics};
+use crate::config::Config;
+use crate::error::OAuthError;
+use crate::keys::Keys;
+use crate::model::{CodeRecord, CODE};
+use crate::store::{ClientMetadata, Grant, Store};
+use crate::tls::PeerCertificate;
+use fapi_core::alg::Algorithm;
+use fapi_core::binding::CertThumbprint;
+use fapi_core::dpop::NonceIssuer;
+use fapi_core::jws::CompactJws;
+use fapi_core::sign::SigningKey;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const ISSUER: &str = "https://as.example";
+const TOKEN_URL: &str = "https://as.example/token";
+const REDIRECT: &str = "https://app.example/cb";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+struct Fixture {
+    state: Arc<AppState>,
+    /// Key of the private_key_jwt / DPoP client.
+    client_key: SigningKey,
+    _dir: std::path::PathBuf,
+}
+
+fn cert(name: &str) -> PeerCertificate {
+    PeerCertificate(Some(Arc::new(format!("fake certificate {name}").into_bytes())))
+}
+
+fn x5t(name: &str) -> String {
+    CertThumbprint::from_der(format!("fake certificate {name}").as_bytes()).to_b64url()
+}
+
+fn meta(client_id: &str, method: &str, binding: &str, jwks: Value) -> ClientMetadata {
+    ClientMetadata {
+        client_id: client_id.into(),
+        client_name: client_id.into(),
+        redirect_uris: vec![REDIRECT.into()],
+        token_endpoint_auth_method: method.into(),
+        jwks: Some(jwks),
+        jwks_uri: None,
+        tls_client_auth_subject_dn: None,
+        token_binding: binding.into(),
+        scope: "openid accounts".into(),
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        require_signed_request_object: false,
+        profile: "fapi1-advanced".into(),
+        authorization_signed_response_alg: None,
+        id_token_encrypted_response_alg: None,
+        id_token_encrypted_response_enc: None,
+    }
+}
+
+async fn fixture() -> Fixture {
+    let dir = std::env::temp_dir().join(format!("fapi-as-backchannel-{}", random_token(8)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config: Config = toml::from_str(&format!(
+        "issuer = \"{ISSUER}\"\nmtls_base = \"https://mtls.as.example\"\n[tls]\ncert = \"x\"\nkey = \"y\"\n[feed]\ntoken = \"feed-secret\"\n"
+    ))
+    .unwrap();
+    let store = Store::connect(&format!("sqlite://{}/as.db?mode=rwc", dir.display()))
+        .await
+        .unwrap();
+    let keys = Keys {
+        current: SigningKey::generate(Algorithm::ES256, None).unwrap(),
+        next: None,
+        retired: vec![],
+    };
+    let client_key = SigningKey::generate(Algorithm::ES256, Some("ck".into())).unwrap();
+    // An mTLS client (self-signed certificates A and B registered) and a DPoP client.
+    let mut k1 = client_key.public_jwk().clone();
+    k1["x5t#S256"] = json!(x5t("A"));
+    let mut k2 = SigningKey::generate(Algorithm::ES256, None)
+        .unwrap()
+        .public_jwk()
+        .clone();
+    k2["x5t#S256"] = json!(x5t("B"));
+    store
+        .put_client(
+            &meta(
+                "mtls-client",
+                "self_signed_tls_client_auth",
+                "mtls",
+                json!({"keys": [k1, k2]}),
+            ),
+            0,
+        )
+        .await
+        .unwrap();
+    store
+        .put_client(
+            &meta(
+                "dpop-client",
+                "private_key_jwt",
+                "dpop",
+                json!({"keys": [client_key.public_jwk()]}),
+            ),
+            0,
+        )
+        .await
+        .unwrap();
+    store
+        .put_user(&crate::store::User {
+            user_id: "user-taro".into(),
+            username: "taro".into(),
+            display_name: "山田 太郎".into(),
+            password_hash: String::new(),
+            totp_secret: None,
+        })
+        .await
+        .unwrap();
+    let state = Arc::new(AppState {
+        config,
+        store,
+        keys,
+        nonces: NonceIssuer::new(&[7u8; 32], 300),
+        metrics: Metrics::default(),
+    });
+    Fixture {
+        state,
+        client_key,
+        _dir: dir,
+    }
+}
+
+/// A grant and a code for it, as consent creates them; returns the code.
+async fn code_for(
+    f: &Fixture,
+    client_id: &str,
+    dpop_jkt: Option<String>,
+    expires_at: i64,
+) -> (String, String) {
+    let grant_id = random_token(16);
+    let t = now();
+    f.state
+        .store
+        .put_grant(&Grant {
+            grant_id: grant_id.clone(),
+            client_id: client_id.into(),
+            user_id: "user-taro".into(),
+            scope: "openid accounts".into(),
+            created_at: t,
+            last_used_at: t,
+            revoked: false,
+        })
+        .await
+        .unwrap();
+    let code = random_token(32);
+    let rec = CodeRecord {
+        client_id: client_id.into(),
+        user_id: "user-taro".into(),
+        redirect_uri: REDIRECT.into(),
+        scope: "openid accounts".into(),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        code_challenge: hashed(VERIFIER),
+        dpop_jkt,
+        acr: crate::app::ACR_TOTP.into(),
+        amr: vec!["pwd".into(), "otp".into()],
+        auth_time: t - 5,
+        grant_id: grant_id.clone(),
+        state: Some("af0ifjsldkj".into()),
+    };
+    f.state
+        .store
+        .put_item(CODE, &hashed(&code), &rec, expires_at)
+        .await
+        .unwrap();
+    (code, grant_id)
+}
+
+fn code_params(client_id: &str, code: &str) -> HashMap<String, String> {
+    [
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn assertion(key: &SigningKey, client_id: &str) -> String {
+    let t = now();
+    key.sign_jwt(None, &json!({"iss": client_id, "sub": client_id, "aud": ISSUER, "iat": t, "exp": t + 60, "jti": random_token(16)}))
+        .unwrap()
+}
+
+fn with_assertion(
+    mut p: HashMap<String, String>,
+    key: &SigningKey,
+    client_id: &str,
+) -> HashMap<String, String> {
+    p.insert(
+        "client_assertion_type".into(),
+        crate::client_auth::JWT_BEARER.into(),
+    );
+    p.insert("client_assertion".into(), assertion(key, client_id));
+    p
+}
+
+async fn call(
+    f: &Fixture,
+    params: HashMap<String, String>,
+    peer: PeerCertificate,
+    dpop: Option<&str>,
+    at: i64,
+) -> Result<Issued, OAuthError> {
+    let c = TokenCall {
+        params,
+        dpop: dpop.into_iter().collect(),
+        peer,
+        htu: TOKEN_URL.into(),
+    };
+    handle(&f.state, &c, at).await
+}
+
+fn claims(jwt: &str) -> Value {
+    Value::Object(CompactJws::parse(jwt).unwrap().payload)
+}
+
+fn err(r: Result<Issued, OAuthError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => e.error,
+    }
+}
+
+#[tokio::test]
+async fn mtls_code_grant_binds_tokens_and_refresh_to_the_certificate() {
+    let f = fixture().await;
+    let (code, grant_id) = code_for(&f, "mtls-client", None, now() + 60).await;
+    let issued = call(&f, code_params("mtls-client", &code), cert("A"), None, now())
+        .await
+        .unwrap();
+    let b = &issued.body;
+    assert_eq!(b["token_type"], "Bearer");
+    let at = claims(b["access_token"].as_str().unwrap());
+    assert_eq!(at["cnf"]["x5t#S256"], json!(x5t("A")));
+    assert_eq!(at["sub"], "user-taro");
+    assert_eq!(at["acr"], crate::app::ACR_TOTP);
+    assert_eq!(at["client_id"], "mtls-client");
+    let header = CompactJws::parse(b["access_token"].as_str().unwrap())
+        .unwrap()
+        .header;
+    assert_eq!(header["typ"], "at+jwt");
+    let id = claims(b["id_token"].as_str().unwrap());
+    assert_eq!(id["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(id["aud"], "mtls-client");
+    // FAPI 1 Advanced client: s_hash and c_hash.
+    assert_eq!(
+        id["s_hash"],
+        json!(super::token::half_hash(Algorithm::ES256, "af0ifjsldkj"))
+    );
+    assert_eq!(
+        id["c_hash"],
+        json!(super::token::half_hash(Algorithm::ES256, &code))
+    );
+    let refresh = b["refresh_token"].as_str().unwrap().to_string();
+    let grant = f.state.store.grant(&grant_id).await.unwrap().unwrap();
+    assert!(!grant.revoked);
+
+    let rp = |client: &str| -> HashMap<String, String> {
+        [
+            ("grant_type", "refresh_token"),
+            ("client_id", client),
+            ("refresh_token", refresh.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    // Same client, same certificate: a new access token, no rotation.
+    let again = call(&f, rp("mtls-client"), cert("A"), None, now()).await.unwrap();
+    assert!(again.body.get("refresh_token").is_none());
+    assert_eq!(
+        claims(again.body["access_token"].as_str().unwrap())["cnf"]["x5t#S256"],
+        json!(x5t("A"))
+    );
+    // Same client, its other registered certificate: refused.
+    assert_eq!(
+        err(call(&f, rp("mtls-client"), cert("B"), None, now()).await),
+        "invalid_grant"
+    );
+    // Narrowing the scope is fine, widening is not.
+    let mut narrow = rp("mtls-client");
+    narrow.insert("scope".into(), "accounts".into());
+    assert_eq!(
+        call(&f, narrow, cert("A"), None, now()).await.unwrap().body["scope"],
+        "accounts"
+    );
+    let mut wide = rp("mtls-client");
+    wide.insert("scope".into(), "accounts payments".into());
+    assert_eq!(err(call(&f, wide, cert("A"), None, now()).await), "invalid_scope");
+}
+
+#[tokio::test]
+async fn id_token_is_encrypted_for_clients_that_registered_it() {
+    let f = fixture().await;
+    let mut c = f.state.store.client("mtls-client").await.unwrap().unwrap();
+    let mut enc_key = SigningKey::generate(Algorithm::ES256, None)
+        .unwrap()
+        .public_jwk()
+        .clone();
+    enc_key["use"] = json!("enc");
+    enc_key["alg"] = json!("ECDH-ES");
+    c.jwks.as_mut().unwrap()["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(enc_key);
+    c.id_token_encrypted_response_alg = Some("ECDH-ES".into());
+    c.id_token_encrypted_response_enc = Some("A256GCM".into());
+    f.state.store.put_client(&c, 0).await.unwrap();
+    let (code, _) = code_for(&f, "mtls-client", None, now() + 60).await;
+    let issued = call(&f, code_params("mtls-client", &code), cert("A"), None, now())
+        .await
+        .unwrap();
+    let id = issued.body["id_token"].as_str().unwrap();
+    assert_eq!(id.split('.').count(), 5, "a compact JWE");
+    let header: Value =
+        serde_json::from_slice(&fapi_core::b64::decode(id.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ECDH-ES");
+    assert_eq!(header["cty"], "JWT");
+}
+
+#[tokio::test]
+async fn reused_code_revokes_the_grant_and_its_tokens_reach_the_feed() {
+    let f = fixture().await;
+    let (code, grant_id) = code_for(&f, "mtls-client", None, now() + 60).await;
+    let first = call(&f, code_params("mtls-client", &code), cert("A"), None, now())
+        .await
+        .unwrap();
+    let at = first.body["access_token"].as_str().unwrap().to_string();
+    let rt = first.body["refresh_token"].as_str().unwrap().to_string();
+    let who = Introspector::Client("mtls-client".into());
+    assert_eq!(
+        introspection(&f.state, &at, &who, now()).await.unwrap()["active"],
+        true
+    );
+    assert_eq!(
+        introspection(&f.state, &rt, &who, now()).await.unwrap()["token_type"],
+        "refresh_token"
+    );
+
+    assert_eq!(
+        err(call(&f, code_params("mtls-client", &code), cert("A"), None, now()).await),
+        "invalid_grant"
+    );
+    assert!(f.state.store.grant(&grant_id).await.unwrap().unwrap().revoked);
+    assert_eq!(
+        introspection(&f.state, &at, &who, now()).await.unwrap(),
+        json!({"active": false})
+    );
+    assert_eq!(
+        introspection(&f.state, &rt, &who, now()).await.unwrap(),
+        json!({"active": false})
+    );
+    // The feed lists the first token's jti (once settled), and nothing after its cursor.
+    let jti = claims(&at)["jti"].as_str().unwrap().to_string();
+    let page = feed::page(&f.state, None, now(), now_ms() + feed::SETTLE_MS + 1)
+        .await
+        .unwrap();
+    assert_eq!(page["revoked"][0]["jti"], json!(jti));
+    assert_eq!(page["revoked"][0]["iss"], ISSUER);
+    let cursor = page["cursor"].as_str().unwrap().to_string();
+    let next = feed::page(&f.state, Some(&cursor), now(), now_ms() + feed::SETTLE_MS + 1)
+        .await
+        .unwrap();
+    assert_eq!(next["revoked"], json!([]));
+    assert_eq!(next["cursor"], json!(cursor));
+    // Not yet settled: held back, the cursor does not move past it.
+    let early = feed::page(&f.state, None, now(), now_ms() - feed::SETTLE_MS - 60_000)
+        .await
+        .unwrap();
+    assert_eq!(early["revoked"], json!([]));
+    assert_eq!(early["cursor"], json!(feed::Cursor::start().render()));
+    assert!(feed::page(&f.state, Some("garbage"), now(), now_ms())
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn code_defects_are_invalid_grant() {
+    let f = fixture().await;
+    // Older than its 60 s lifetime.
+    let (code, _) = code_for(&f, "mtls-client", None, now() + 60).await;
+    assert_eq!(
+        err(call(&f, code_params("mtls-client", &code), cert("A"), None, now() + 61).await),
+        "invalid_grant"
+    );
+    // Expired before the request.
+    let (code, _) = code_for(&f, "mtls-client", None, now() - 1).await;
+    assert_eq!(
+        err(call(&f, code_params("mtls-client", &code), cert("A"), None, now()).await),
+        "invalid_grant"
+    );
+    // Unknown code.
+    assert_eq!(
+        err(call(&f, code_params("mtls-client", "nope"), cert("A"), None, now()).await),
+        "invalid_grant"
+    );
+    // Wrong verifier.
+    let (code, _) = code_for(&f, "mtls-client", None, now() + 60).await;
+    let mut p = code_params("mtls-client", &code);
+    p.insert(
+        "code_verifier".into(),
+        "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj".into(),
+    );
+    assert_eq!(err(call(&f, p, cert("A"), None, now()).await), "invalid_grant");
+    // No verifier at all.
+    let (code, _) = code_for(&f, "mtls-client", None, now() + 60).await;
+    let mut p = code_params("mtls-client", &code);
+    p.remove("code_verifier");
+    assert_eq!(err(call(&f, p, cert("A"), None, now()).await), "invalid_request");
+    // redirect_uri mismatch.
+    let (code, _) = code_for(&f, "mtls-client", None, now() + 60).await;
+    let mut p = code_params("mtls-client", &code);
+    p.insert("redirect_uri".into(), "https://app.example/cb/other".into());
+    assert_eq!(err(call(&f, p, cert("A"), None, now()).await), "invalid_grant");
+    // A code issued to another client.
+    let (code, _) = code_for(&f, "dpop-client", None, now() + 60).await;
+    assert_eq!(
+        err(call(&f, code_params("mtls-client", &code), cert("A"), None, now()).await),
+        "invalid_grant"
+    );
+    // No certificate for an mTLS-bound client.
+    let (code, _) = code_for(&f, "mtls-client", None, now() + 60).await;
+    assert_eq!(
+        err(call(
+            &f,
+            code_params("mtls-client", &code),
+            PeerCertificate(None),
+            None,
+            now()
+        )
+        .await),
+        "invalid_client"
+    );
+}
+
+#[tokio::test]
+async fn dpop_code_binding_and_nonces() {
+    let f = fixture().await;
+    let t = now();
+    let dpop_key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let other_key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let proof = |key: &SigningKey, nonce: Option<&str>| {
+        key.dpop_proof("POST", TOKEN_URL, None, t, &random_token(16), nonce)
+            .unwrap()
+    };
+
+    let (code, _) = code_for(&f, "dpop-client", Some(dpop_key.thumbprint().to_string()), t + 60).await;
+    let p = || with_assertion(code_params("dpop-client", &code), &f.client_key, "dpop-client");
+    // No nonce: use_dpop_nonce with one, and the code is still unused.
+    let no_nonce = call(&f, p(), PeerCertificate(None), Some(&proof(&dpop_key, None)), t).await;
+    let nonce = match no_nonce {
+        Err(e) => {
+            assert_eq!(e.error, "use_dpop_nonce");
+            e.dpop_nonce.unwrap()
+        }
+        Ok(_) => panic!("a proof without nonce was accepted"),
+    };
+    // No proof at all for a DPoP client.
+    assert_eq!(
+        err(call(&f, p(), PeerCertificate(None), None, t).await),
+        "invalid_dpop_proof"
+    );
+    // The code is bound to dpop_key: another key is refused (and the code is spent).
+    let (code2, _) = code_for(&f, "dpop-client", Some(dpop_key.thumbprint().to_string()), t + 60).await;
+    let p2 = with_assertion(code_params("dpop-client", &code2), &f.client_key, "dpop-client");
+    assert_eq!(
+        err(call(
+            &f,
+            p2,
+            PeerCertificate(None),
+            Some(&proof(&other_key, Some(&nonce))),
+            t
+        )
+        .await),
+        "invalid_grant"
+    );
+    // The right key, with the nonce: a DPoP-bound token and a fresh nonce.
+    let good = proof(&dpop_key, Some(&nonce));
+    let issued = call(&f, p(), PeerCertificate(None), Some(&good), t)
+        .await
+        .unwrap();
+    assert_eq!(issued.body["token_type"], "DPoP");
+    assert!(issued.dpop_nonce.is_some());
+    assert_eq!(
+        claims(issued.body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        json!(dpop_key.thumbprint())
+    );
+    // The same proof again: replay.
+    let (code3, _) = code_for(&f, "dpop-client", None, t + 60).await;
+    let p3 = with_assertion(code_params("dpop-client", &code3), &f.client_key, "dpop-client");
+    assert_eq!(
+        err(call(&f, p3, PeerCertificate(None), Some(&good), t).await),
+        "invalid_dpop_proof"
+    );
+
+    // Revoking the access token with the client's credentials: inactive afterwards.
+    let at = issued.body["access_token"].as_str().unwrap().to_string();
+    let mut rp = with_assertion(HashMap::new(), &f.client_key, "dpop-client");
+    rp.insert("client_id".into(), "dpop-client".into());
+    rp.insert("token".into(), at.clone());
+    revoke_token(&f.state, &rp, &PeerCertificate(None), t)
+        .await
+        .unwrap();
+    assert_eq!(
+        introspection(&f.state, &at, &Introspector::ResourceServer, t)
+            .await
+            .unwrap()["active"],
+        false
+    );
+}

@@ -1,0 +1,175 @@
+//! The connected-apps page (FISC item 38: an account is never used by an API connection its owner
+//! does not know about): every client holding a live grant on the signed-in user's accounts, with
+//! its scopes in plain words, when it was granted and last used, and a Revoke button. Revoking marks
+//! the grant, its refresh tokens and its access tokens revoked; the access tokens then appear on the
+//! revocation feed the Envoy plugin polls, so the app's next calls fail within seconds.
+//!
+//! Without a signed-in session the page is the sign-in form of the authorization flow; after
+//! sign-in `GET /login` sends the browser back here (a session with no `request_uri` is an apps
+//! session: that is the page's "next").
+
+use super::pages::{self, ConnectedApp, Lang, Msg};
+use super::par::collect;
+use super::{
+    choose_lang, clear_session_cookie, csrf_ok, error_page, html, lang_cookie, load_session, new_session,
+    see_other,
+};
+use crate::app::{now_ms, random_token, Shared};
+use crate::error::Result;
+use crate::model::{LoginSession, SESSION};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+
+#[derive(serde::Deserialize)]
+pub struct AppsQuery {
+    pub lang: Option<String>,
+    pub done: Option<String>,
+}
+
+/// `GET /apps`.
+pub async fn apps_page(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<AppsQuery>,
+) -> Result<Response> {
+    let lang = choose_lang(q.lang.as_deref(), &headers, None);
+    let mut cookies: Vec<String> = q
+        .lang
+        .as_deref()
+        .and_then(Lang::parse)
+        .map(lang_cookie)
+        .into_iter()
+        .collect();
+    let notice = match q.done.as_deref() {
+        Some("revoked") => Some(Msg::Revoked.text(lang)),
+        Some("signed_out") => Some(Msg::SignedOut.text(lang)),
+        _ => None,
+    };
+    let session = load_session(&s, &headers).await?;
+    let signed_in = session
+        .as_ref()
+        .and_then(|(_, sess)| sess.user_id.clone().map(|u| (u, sess.csrf.clone())));
+    let Some((user_id, csrf)) = signed_in else {
+        // Not signed in: a fresh apps session (an unfinished authorization flow is abandoned).
+        if let Some((key, _)) = session {
+            s.store.delete_item(SESSION, &key).await?;
+        }
+        let sess = LoginSession {
+            csrf: random_token(32),
+            ..Default::default()
+        };
+        cookies.push(new_session(&s, &sess).await?);
+        let mut body = pages::sign_in(lang, &sess.csrf, None, None, "");
+        if let Some(n) = notice {
+            body = body.replacen(
+                "<form",
+                &format!(
+                    "<div class=\"notice\" role=\"status\">{}</div><form",
+                    pages::esc(&n)
+                ),
+                1,
+            );
+        }
+        return Ok(html(StatusCode::OK, body, &cookies));
+    };
+    let Some(user) = s.store.user(&user_id).await? else {
+        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
+    };
+    let grants = s.store.grants_of_user(&user_id).await?;
+    let mut apps = Vec::with_capacity(grants.len());
+    for g in &grants {
+        let client_name = match s.store.client(&g.client_id).await? {
+            Some(c) if !c.client_name.is_empty() => c.client_name,
+            _ => g.client_id.clone(),
+        };
+        apps.push(ConnectedApp {
+            grant: g,
+            client_name,
+        });
+    }
+    Ok(html(
+        StatusCode::OK,
+        pages::apps(lang, &csrf, &user.display_name, &apps, notice.as_deref()),
+        &cookies,
+    ))
+}
+
+/// The signed-in session of a POST whose CSRF token checks out.
+async fn signed_in_post(
+    s: &Shared,
+    headers: &HeaderMap,
+    form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<
+    std::result::Result<
+        (
+            String,
+            LoginSession,
+            String,
+            std::collections::BTreeMap<String, String>,
+        ),
+        Response,
+    >,
+> {
+    let lang = choose_lang(None, headers, None);
+    let Some((key, sess)) = load_session(s, headers).await? else {
+        return Ok(Err(error_page(
+            StatusCode::BAD_REQUEST,
+            lang,
+            Msg::SessionExpired,
+        )));
+    };
+    let form = match form.ok().map(|Form(p)| collect(p)) {
+        Some(Ok(f)) => f,
+        _ => return Ok(Err(error_page(StatusCode::BAD_REQUEST, lang, Msg::BadRequest))),
+    };
+    if !csrf_ok(&sess, form.get("csrf").map(String::as_str)) {
+        s.metrics.count("apps", "csrf");
+        return Ok(Err(error_page(StatusCode::FORBIDDEN, lang, Msg::Csrf)));
+    }
+    let Some(user_id) = sess.user_id.clone() else {
+        return Ok(Err(see_other("/apps", &[])));
+    };
+    Ok(Ok((key, sess, user_id, form)))
+}
+
+/// `POST /apps/revoke` (`grant_id`, `csrf`): revokes one of the signed-in user's grants.
+pub async fn revoke(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response> {
+    let (_, _, user_id, form) = match signed_in_post(&s, &headers, form).await? {
+        Ok(v) => v,
+        Err(page) => return Ok(page),
+    };
+    let lang = choose_lang(None, &headers, None);
+    let grant = match form.get("grant_id").filter(|g| g.len() <= 128) {
+        Some(id) => s.store.grant(id).await?,
+        None => None,
+    };
+    // Only the user's own live grants: another user's grant id is refused like an unknown one.
+    let Some(grant) = grant.filter(|g| g.user_id == user_id && !g.revoked) else {
+        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::BadRequest));
+    };
+    s.store.revoke_grant(&grant.grant_id, now_ms()).await?;
+    s.metrics.count("apps", "revoked");
+    tracing::info!(grant_id = %grant.grant_id, client_id = %grant.client_id, "grant revoked by its user");
+    Ok(see_other("/apps?done=revoked", &[]))
+}
+
+/// `POST /logout` (`csrf`): ends the browser session.
+pub async fn logout(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response> {
+    let (key, _, _, _) = match signed_in_post(&s, &headers, form).await? {
+        Ok(v) => v,
+        Err(page) => return Ok(page),
+    };
+    s.store.delete_item(SESSION, &key).await?;
+    Ok(see_other("/apps?done=signed_out", &[clear_session_cookie()]))
+}

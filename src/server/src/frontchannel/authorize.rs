@@ -1,0 +1,744 @@
+//! The authorization endpoint and the sign-in / consent flow behind it.
+//!
+//! `GET /authorize` takes only `client_id` and a `request_uri` from PAR (FAPI 2.0 §5.3.2.2-2, RFC 9126
+//! §4); anything else gets an error page, never a redirect, since no redirect URI is verified then. It
+//! starts a browser session and sends the browser to `GET /login`, which shows the next step:
+//! sign-in (password), the TOTP step when the request's `acr_values` accept only stronger methods,
+//! then consent. Approve creates a grant and a single-use code (at most 60 s, FAPI 2.0 §5.3.2.1) and
+//! redirects (303) to the registered `redirect_uri` with `code`, `state` and `iss` (RFC 9207), or a
+//! JARM response JWT (`response_mode=jwt`). The `request_uri` is used up when the flow completes.
+//!
+//! Authentication levels (`acr`, with RFC 8176 `amr`): password alone `urn:bank:acr:password`
+//! (`pwd`); password then TOTP `urn:bank:acr:totp` (`pwd otp`); passkeys `urn:bank:acr:passkey`
+//! (`hwk`, added by the passkey pages). A signed-in session is reused by a later authorization
+//! request unless `prompt=login` or `max_age` (OIDC Core §3.1.2.1) asks for a fresh sign-in.
+
+use super::limits::{self, Locked};
+use super::pages::{self, Lang, Msg};
+use super::par::collect;
+use super::{
+    choose_lang, csrf_ok, error_page, form_encode, html, lang_cookie, load_session, new_session, see_other,
+};
+use crate::app::{now, random_token, Shared, ACR_PASSKEY, ACR_PASSWORD, ACR_TOTP};
+use crate::error::{OAuthError, Result};
+use crate::model::{CodeRecord, LoginSession, ParRequest, CODE, PAR, SESSION};
+use crate::store::{ClientMetadata, Grant, Taken};
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+type FormPairs = std::result::Result<Form<Vec<(String, String)>>, FormRejection>;
+type QueryPairs = std::result::Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// How strong a sign-in is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Password,
+    Totp,
+    Passkey,
+}
+
+impl Level {
+    pub fn acr(self) -> &'static str {
+        match self {
+            Level::Password => ACR_PASSWORD,
+            Level::Totp => ACR_TOTP,
+            Level::Passkey => ACR_PASSKEY,
+        }
+    }
+}
+
+/// The level the request's `acr_values` (space-separated, in order of preference) asks for: when
+/// only TOTP or passkey values are acceptable, a TOTP step at least; otherwise the password. Unknown
+/// values are ignored (OIDC Core §3.1.2.1: `acr_values` is a voluntary request).
+pub fn required_level(acr_values: Option<&str>) -> Level {
+    let known: Vec<&str> = acr_values
+        .unwrap_or("")
+        .split_whitespace()
+        .filter(|v| [ACR_PASSWORD, ACR_TOTP, ACR_PASSKEY].contains(v))
+        .collect();
+    if known.is_empty() || known.contains(&ACR_PASSWORD) {
+        Level::Password
+    } else {
+        Level::Totp
+    }
+}
+
+/// What the session's `amr` proves.
+pub fn achieved_level(amr: &[String]) -> Option<Level> {
+    let has = |m: &str| amr.iter().any(|a| a == m);
+    if has("hwk") {
+        Some(Level::Passkey)
+    } else if has("pwd") && has("otp") {
+        Some(Level::Totp)
+    } else if has("pwd") {
+        Some(Level::Password)
+    } else {
+        None
+    }
+}
+
+/// OIDC `max_age`: the sign-in is too old for this request.
+pub fn too_old(auth_time: Option<i64>, max_age: Option<u64>, now: i64) -> bool {
+    match (auth_time, max_age) {
+        (None, _) => true,
+        (Some(t), Some(m)) => now - t > m as i64,
+        (Some(_), None) => false,
+    }
+}
+
+fn prompt_has(p: &ParRequest, value: &str) -> bool {
+    p.prompt
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .any(|v| v == value)
+}
+
+/// Where the session's flow stands.
+enum Flow {
+    /// Signing in for the connected-apps page.
+    Apps,
+    Authorize(Box<ParRequest>, Box<ClientMetadata>),
+    /// The request expired, was used, or its client is gone.
+    Gone,
+}
+
+async fn flow_of(s: &Shared, sess: &LoginSession) -> Result<Flow> {
+    if sess.request_uri.is_empty() {
+        return Ok(Flow::Apps);
+    }
+    let Some(p) = s.store.item::<ParRequest>(PAR, &sess.request_uri, now()).await? else {
+        return Ok(Flow::Gone);
+    };
+    let Some(client) = s.store.client(&p.client_id).await? else {
+        return Ok(Flow::Gone);
+    };
+    Ok(Flow::Authorize(Box::new(p), Box::new(client)))
+}
+
+fn ui_locales(flow: &Flow) -> Option<&str> {
+    match flow {
+        Flow::Authorize(p, _) => p.ui_locales.as_deref(),
+        _ => None,
+    }
+}
+
+/// The authorization response (RFC 6749 §4.1.2 / §4.1.2.1) with `iss` (RFC 9207 §2), or with
+/// `response_mode=jwt` a JARM response JWT signed by the current key (`iss`, `aud` = client_id,
+/// `exp` in 60 s, and the response parameters). Returns the redirect location.
+pub fn response_location(
+    issuer: &str,
+    key: &fapi_core::sign::SigningKey,
+    p: &ParRequest,
+    fields: &[(&str, &str)],
+    now: i64,
+) -> Result<String> {
+    let mut pairs: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Some(state) = &p.state {
+        pairs.push(("state".into(), state.clone()));
+    }
+    let pairs = if p.response_mode.as_deref() == Some("jwt") {
+        let mut claims = json!({"iss": issuer, "aud": p.client_id, "exp": now + 60, "iat": now});
+        for (k, v) in &pairs {
+            claims[k.as_str()] = json!(v);
+        }
+        let jwt = key
+            .sign_jwt(None, &claims)
+            .map_err(|e| OAuthError::server(format!("JARM signing: {e:?}")))?;
+        vec![("response".to_string(), jwt)]
+    } else {
+        pairs.push(("iss".into(), issuer.to_string()));
+        pairs
+    };
+    let query: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect();
+    let sep = if p.redirect_uri.contains('?') { '&' } else { '?' };
+    Ok(format!("{}{sep}{}", p.redirect_uri, query.join("&")))
+}
+
+fn redirect_error(s: &Shared, p: &ParRequest, error: &str, description: &str) -> Result<Response> {
+    let loc = response_location(
+        &s.config.issuer,
+        &s.keys.current,
+        p,
+        &[("error", error), ("error_description", description)],
+        now(),
+    )?;
+    Ok(see_other(&loc, &[]))
+}
+
+/// `GET /authorize?client_id=..&request_uri=..`.
+pub async fn authorize(State(s): State<Shared>, headers: HeaderMap, query: QueryPairs) -> Result<Response> {
+    let lang = choose_lang(None, &headers, None);
+    let refuse = |status: StatusCode, msg: Msg, outcome: &str| {
+        s.metrics.count("authorize", outcome);
+        Ok(error_page(status, lang, msg))
+    };
+    let Ok(Query(pairs)) = query else {
+        return refuse(StatusCode::BAD_REQUEST, Msg::RequestMissing, "invalid_request");
+    };
+    let Ok(q) = collect(pairs) else {
+        return refuse(StatusCode::BAD_REQUEST, Msg::RequestMissing, "invalid_request");
+    };
+    // FAPI 2.0 §5.3.2.2-2: only requests pushed with PAR; other parameters are not used.
+    let (Some(request_uri), Some(client_id)) = (q.get("request_uri"), q.get("client_id")) else {
+        return refuse(StatusCode::BAD_REQUEST, Msg::RequestMissing, "invalid_request");
+    };
+    if request_uri.len() > 256 || client_id.len() > 256 {
+        return refuse(StatusCode::BAD_REQUEST, Msg::RequestMissing, "invalid_request");
+    }
+    let t = now();
+    let Some(p) = s.store.item::<ParRequest>(PAR, request_uri, t).await? else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            Msg::RequestExpired,
+            "invalid_request_uri",
+        );
+    };
+    if p.client_id != *client_id {
+        return refuse(StatusCode::BAD_REQUEST, Msg::ClientMismatch, "invalid_request");
+    }
+    if s.store.client(client_id).await?.is_none() {
+        return refuse(StatusCode::BAD_REQUEST, Msg::UnknownClient, "invalid_client");
+    }
+    // A live signed-in session carries over, unless the request wants a fresh sign-in.
+    let old = load_session(&s, &headers).await?;
+    let mut session = LoginSession {
+        request_uri: request_uri.clone(),
+        csrf: random_token(32),
+        ..Default::default()
+    };
+    if let Some((old_key, old)) = old {
+        s.store.delete_item(SESSION, &old_key).await?;
+        if old.user_id.is_some() && !prompt_has(&p, "login") && !too_old(old.auth_time, p.max_age, t) {
+            session.user_id = old.user_id;
+            session.amr = old.amr;
+            session.acr = old.acr;
+            session.auth_time = old.auth_time;
+        }
+    }
+    // OIDC Core §3.1.2.1 prompt=none: no page may be shown, and consent always needs one here.
+    if prompt_has(&p, "none") {
+        if let Taken::Fresh(p) = s.store.take_item::<ParRequest>(PAR, request_uri, t).await? {
+            s.metrics.count("authorize", "prompt_none");
+            let error = if session.user_id.is_some() {
+                "consent_required"
+            } else {
+                "login_required"
+            };
+            return redirect_error(&s, &p, error, "prompt=none, but the user must interact");
+        }
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            Msg::RequestExpired,
+            "invalid_request_uri",
+        );
+    }
+    let cookie = new_session(&s, &session).await?;
+    s.metrics.count("authorize", "ok");
+    Ok(see_other("/login", &[cookie]))
+}
+
+#[derive(serde::Deserialize)]
+pub struct LangQuery {
+    pub lang: Option<String>,
+}
+
+/// `GET /login`: the next step of the session's flow.
+pub async fn login_page(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Result<Response> {
+    let Some((key, mut sess)) = load_session(&s, &headers).await? else {
+        let lang = choose_lang(q.lang.as_deref(), &headers, None);
+        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
+    };
+    let flow = flow_of(&s, &sess).await?;
+    let lang = choose_lang(q.lang.as_deref(), &headers, ui_locales(&flow));
+    let cookies: Vec<String> = q
+        .lang
+        .as_deref()
+        .and_then(Lang::parse)
+        .map(lang_cookie)
+        .into_iter()
+        .collect();
+    let (p, client) = match flow {
+        Flow::Gone => return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
+        Flow::Apps if sess.user_id.is_some() => return Ok(see_other("/apps", &cookies)),
+        Flow::Apps => {
+            return Ok(html(
+                StatusCode::OK,
+                pages::sign_in(lang, &sess.csrf, None, None, ""),
+                &cookies,
+            ))
+        }
+        Flow::Authorize(p, c) => (p, c),
+    };
+    let t = now();
+    if sess.user_id.is_some() && too_old(sess.auth_time, p.max_age, t) {
+        // max_age passed while the page was open: sign in again.
+        sess = LoginSession {
+            request_uri: sess.request_uri,
+            csrf: sess.csrf,
+            ..Default::default()
+        };
+        s.store.update_item(SESSION, &key, &sess).await?;
+    }
+    let Some(user_id) = sess.user_id.clone() else {
+        return Ok(html(
+            StatusCode::OK,
+            pages::sign_in(lang, &sess.csrf, Some(&client.client_name), None, ""),
+            &cookies,
+        ));
+    };
+    let Some(user) = s.store.user(&user_id).await? else {
+        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
+    };
+    if achieved_level(&sess.amr) < Some(required_level(p.acr_values.as_deref())) {
+        if user.totp_secret.is_none() {
+            // The requested level cannot be reached by this user: the request ends here.
+            return match s.store.take_item::<ParRequest>(PAR, &sess.request_uri, t).await? {
+                Taken::Fresh(p) => redirect_error(
+                    &s,
+                    &p,
+                    "access_denied",
+                    "the requested authentication level is not available for this user",
+                ),
+                _ => Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
+            };
+        }
+        return Ok(html(
+            StatusCode::OK,
+            pages::totp(lang, &sess.csrf, None),
+            &cookies,
+        ));
+    }
+    let accounts = s.store.accounts_of(&user_id).await?;
+    let scopes: Vec<&str> = p.scope.split_whitespace().collect();
+    Ok(html(
+        StatusCode::OK,
+        pages::consent(
+            lang,
+            &sess.csrf,
+            &client.client_name,
+            &scopes,
+            &accounts,
+            &user.display_name,
+        ),
+        &cookies,
+    ))
+}
+
+fn field<'a>(form: &'a BTreeMap<String, String>, name: &str, max: usize) -> Option<&'a str> {
+    form.get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty() && v.len() <= max)
+}
+
+/// A hash to verify against when the username is unknown, so both cases take the same time.
+fn dummy_hash() -> &'static str {
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| crate::password::hash("no such user: timing equalizer"))
+}
+
+fn lock_message(l: Locked, t: i64) -> Msg {
+    match l {
+        Locked::Account { .. } => Msg::Locked {
+            minutes: l.minutes(t),
+        },
+        Locked::Address { .. } => Msg::AddressLocked {
+            minutes: l.minutes(t),
+        },
+    }
+}
+
+/// The parts every POST of the flow starts with: the session, the CSRF check, the language.
+struct Posted {
+    key: String,
+    sess: LoginSession,
+    flow: Flow,
+    lang: Lang,
+    form: BTreeMap<String, String>,
+}
+
+async fn posted(
+    s: &Shared,
+    headers: &HeaderMap,
+    form: FormPairs,
+) -> Result<std::result::Result<Posted, Response>> {
+    let fallback = choose_lang(None, headers, None);
+    let Some((key, sess)) = load_session(s, headers).await? else {
+        return Ok(Err(error_page(
+            StatusCode::BAD_REQUEST,
+            fallback,
+            Msg::SessionExpired,
+        )));
+    };
+    let form = match form.ok().map(|Form(p)| collect(p)) {
+        Some(Ok(f)) => f,
+        _ => {
+            return Ok(Err(error_page(
+                StatusCode::BAD_REQUEST,
+                fallback,
+                Msg::BadRequest,
+            )))
+        }
+    };
+    let flow = flow_of(s, &sess).await?;
+    let lang = choose_lang(None, headers, ui_locales(&flow));
+    if !csrf_ok(&sess, form.get("csrf").map(String::as_str)) {
+        s.metrics.count("login", "csrf");
+        return Ok(Err(error_page(StatusCode::FORBIDDEN, lang, Msg::Csrf)));
+    }
+    if matches!(flow, Flow::Gone) {
+        return Ok(Err(error_page(
+            StatusCode::BAD_REQUEST,
+            lang,
+            Msg::RequestExpired,
+        )));
+    }
+    Ok(Ok(Posted {
+        key,
+        sess,
+        flow,
+        lang,
+        form,
+    }))
+}
+
+/// `POST /login`: username and password.
+pub async fn password(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> Result<Response> {
+    let Posted {
+        key,
+        sess,
+        flow,
+        lang,
+        form,
+    } = match posted(&s, &headers, form).await? {
+        Ok(p) => p,
+        Err(page) => return Ok(page),
+    };
+    let client_name = match &flow {
+        Flow::Authorize(_, c) => Some(c.client_name.clone()),
+        _ => None,
+    };
+    let username = field(&form, "username", 64).map(str::trim).unwrap_or("");
+    let page = |status: StatusCode, msg: Msg| {
+        html(
+            status,
+            pages::sign_in(
+                lang,
+                &sess.csrf,
+                client_name.as_deref(),
+                Some(&msg.text(lang)),
+                username,
+            ),
+            &[],
+        )
+    };
+    let t = now();
+    let addr = limits::source_address(&headers);
+    if let Some(l) = limits::check(&s, username, addr.as_deref(), t).await? {
+        s.metrics.count("login", "locked");
+        return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
+    }
+    let pw = field(&form, "password", 256).unwrap_or("");
+    let user = if username.is_empty() {
+        None
+    } else {
+        s.store.user_by_name(username).await?
+    };
+    let ok = match &user {
+        Some(u) => crate::password::verify(pw, &u.password_hash),
+        None => {
+            let _ = crate::password::verify(pw, dummy_hash());
+            false
+        }
+    };
+    let user = match (ok, user) {
+        (true, Some(u)) => u,
+        _ => {
+            s.metrics.count("login", "failed");
+            return Ok(match limits::failed(&s, username, addr.as_deref(), t).await? {
+                Some(l) => page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)),
+                None => page(StatusCode::OK, Msg::BadCredentials),
+            });
+        }
+    };
+    limits::succeeded(&s, &user.username).await?;
+    s.metrics.count("login", "ok");
+    tracing::info!(user_id = %user.user_id, "password sign-in");
+    // A new session id once authenticated (no session fixation).
+    let signed_in = LoginSession {
+        request_uri: sess.request_uri,
+        csrf: random_token(32),
+        user_id: Some(user.user_id),
+        amr: vec!["pwd".into()],
+        acr: Some(ACR_PASSWORD.into()),
+        auth_time: Some(t),
+        webauthn_challenge: None,
+    };
+    s.store.delete_item(SESSION, &key).await?;
+    let cookie = new_session(&s, &signed_in).await?;
+    Ok(see_other("/login", &[cookie]))
+}
+
+/// `POST /login/totp`: the 6-digit code (RFC 6238), after the password.
+pub async fn totp(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> Result<Response> {
+    let Posted {
+        key,
+        mut sess,
+        lang,
+        form,
+        ..
+    } = match posted(&s, &headers, form).await? {
+        Ok(p) => p,
+        Err(page) => return Ok(page),
+    };
+    let Some(user_id) = sess.user_id.clone() else {
+        return Ok(see_other("/login", &[]));
+    };
+    let Some(user) = s.store.user(&user_id).await? else {
+        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
+    };
+    let Some(secret) = user.totp_secret.as_deref().and_then(crate::totp::base32_decode) else {
+        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::NoTotp));
+    };
+    let page = |status: StatusCode, msg: Msg| {
+        html(status, pages::totp(lang, &sess.csrf, Some(&msg.text(lang))), &[])
+    };
+    let t = now();
+    let addr = limits::source_address(&headers);
+    if let Some(l) = limits::check(&s, &user.username, addr.as_deref(), t).await? {
+        s.metrics.count("totp", "locked");
+        return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
+    }
+    let code = field(&form, "code", 16).unwrap_or("");
+    let failure = match crate::totp::verify(&secret, code, t) {
+        // RFC 6238 §5.2: a code (a step) is accepted once per user.
+        Some(step) => {
+            let until = (step + 2) * crate::totp::STEP + 60;
+            if s.store
+                .remember_jti("totp", &format!("{user_id}:{step}"), until)
+                .await?
+            {
+                None
+            } else {
+                Some(Msg::CodeUsed)
+            }
+        }
+        None => Some(Msg::BadCode),
+    };
+    if let Some(msg) = failure {
+        s.metrics.count("totp", "failed");
+        return Ok(
+            match limits::failed(&s, &user.username, addr.as_deref(), t).await? {
+                Some(l) => page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)),
+                None => page(StatusCode::OK, msg),
+            },
+        );
+    }
+    limits::succeeded(&s, &user.username).await?;
+    s.metrics.count("totp", "ok");
+    if !sess.amr.iter().any(|a| a == "otp") {
+        sess.amr.push("otp".into());
+    }
+    sess.acr = achieved_level(&sess.amr).map(|l| l.acr().to_string());
+    sess.auth_time = Some(t);
+    s.store.update_item(SESSION, &key, &sess).await?;
+    Ok(see_other("/login", &[]))
+}
+
+/// `POST /consent`: Approve or Deny.
+pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> Result<Response> {
+    let Posted {
+        key,
+        mut sess,
+        flow,
+        lang,
+        form,
+    } = match posted(&s, &headers, form).await? {
+        Ok(p) => p,
+        Err(page) => return Ok(page),
+    };
+    let Flow::Authorize(peeked, _client) = flow else {
+        return Ok(see_other("/apps", &[]));
+    };
+    let t = now();
+    let (Some(user_id), Some(auth_time)) = (sess.user_id.clone(), sess.auth_time) else {
+        return Ok(see_other("/login", &[]));
+    };
+    if achieved_level(&sess.amr) < Some(required_level(peeked.acr_values.as_deref()))
+        || too_old(Some(auth_time), peeked.max_age, t)
+    {
+        return Ok(see_other("/login", &[]));
+    }
+    let approve = match field(&form, "decision", 16) {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::BadRequest)),
+    };
+    // Single use of the request_uri (RFC 9126 §4), atomic across instances.
+    let Taken::Fresh(p) = s.store.take_item::<ParRequest>(PAR, &sess.request_uri, t).await? else {
+        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired));
+    };
+    sess.request_uri = String::new();
+    s.store.update_item(SESSION, &key, &sess).await?;
+    if !approve {
+        s.metrics.count("consent", "deny");
+        return redirect_error(&s, &p, "access_denied", "the user denied the request");
+    }
+    let grant = Grant {
+        grant_id: random_token(16),
+        client_id: p.client_id.clone(),
+        user_id: user_id.clone(),
+        scope: p.scope.clone(),
+        created_at: t,
+        last_used_at: t,
+        revoked: false,
+    };
+    s.store.put_grant(&grant).await?;
+    let code = random_token(32);
+    let record = CodeRecord {
+        client_id: p.client_id.clone(),
+        user_id,
+        redirect_uri: p.redirect_uri.clone(),
+        scope: p.scope.clone(),
+        nonce: p.nonce.clone(),
+        code_challenge: p.code_challenge.clone(),
+        dpop_jkt: p.dpop_jkt.clone(),
+        acr: sess.acr.clone().unwrap_or_else(|| ACR_PASSWORD.into()),
+        amr: sess.amr.clone(),
+        auth_time,
+        grant_id: grant.grant_id.clone(),
+        state: p.state.clone(),
+    };
+    let lifetime = s.config.tokens.code_lifetime.clamp(1, 60) as i64;
+    s.store
+        .put_item(CODE, &fapi_core::b64::sha256_b64(&code), &record, t + lifetime)
+        .await?;
+    s.metrics.count("consent", "approve");
+    tracing::info!(client_id = %p.client_id, grant_id = %grant.grant_id, "consent given, code issued");
+    let loc = response_location(&s.config.issuer, &s.keys.current, &p, &[("code", &code)], t)?;
+    Ok(see_other(&loc, &[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fapi_core::alg::Algorithm;
+    use fapi_core::sign::SigningKey;
+
+    #[test]
+    fn levels_from_acr_values() {
+        assert_eq!(required_level(None), Level::Password);
+        assert_eq!(required_level(Some("urn:unknown")), Level::Password);
+        assert_eq!(
+            required_level(Some(&format!("{ACR_TOTP} {ACR_PASSWORD}"))),
+            Level::Password
+        );
+        assert_eq!(required_level(Some(ACR_TOTP)), Level::Totp);
+        assert_eq!(
+            required_level(Some(&format!("{ACR_PASSKEY} {ACR_TOTP}"))),
+            Level::Totp
+        );
+        assert_eq!(required_level(Some(ACR_PASSKEY)), Level::Totp);
+        let amr = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(achieved_level(&amr(&[])), None);
+        assert_eq!(achieved_level(&amr(&["pwd"])), Some(Level::Password));
+        assert_eq!(achieved_level(&amr(&["pwd", "otp"])), Some(Level::Totp));
+        assert_eq!(achieved_level(&amr(&["otp"])), None);
+        assert_eq!(achieved_level(&amr(&["hwk"])), Some(Level::Passkey));
+        assert!(achieved_level(&amr(&["pwd"])) < Some(Level::Totp));
+    }
+
+    #[test]
+    fn max_age() {
+        assert!(!too_old(Some(100), None, 10_000));
+        assert!(!too_old(Some(100), Some(60), 160));
+        assert!(too_old(Some(100), Some(60), 161));
+        assert!(too_old(Some(100), Some(0), 101));
+        assert!(too_old(None, None, 0));
+    }
+
+    fn request(mode: Option<&str>, redirect: &str) -> ParRequest {
+        ParRequest {
+            client_id: "fintech".into(),
+            redirect_uri: redirect.into(),
+            scope: "openid".into(),
+            state: Some("st ate".into()),
+            nonce: None,
+            code_challenge: "x".into(),
+            response_mode: mode.map(str::to_string),
+            acr_values: None,
+            max_age: None,
+            dpop_jkt: None,
+            prompt: None,
+            ui_locales: None,
+        }
+    }
+
+    #[test]
+    fn plain_response_carries_code_state_iss() -> std::result::Result<(), String> {
+        let key = SigningKey::generate(Algorithm::ES256, None).map_err(|e| e.0)?;
+        let loc = response_location(
+            "https://as.example",
+            &key,
+            &request(None, "https://app.example/cb"),
+            &[("code", "c1")],
+            1000,
+        )
+        .map_err(|e| e.description)?;
+        assert_eq!(
+            loc,
+            "https://app.example/cb?code=c1&state=st%20ate&iss=https%3A%2F%2Fas.example"
+        );
+        let loc = response_location(
+            "https://as.example",
+            &key,
+            &request(None, "https://app.example/cb?x=1"),
+            &[("error", "access_denied")],
+            1000,
+        )
+        .map_err(|e| e.description)?;
+        assert!(loc.starts_with("https://app.example/cb?x=1&error=access_denied&state="));
+        Ok(())
+    }
+
+    #[test]
+    fn jarm_response_is_a_signed_jwt() -> std::result::Result<(), String> {
+        let key = SigningKey::generate(Algorithm::ES256, None).map_err(|e| e.0)?;
+        let loc = response_location(
+            "https://as.example",
+            &key,
+            &request(Some("jwt"), "https://app.example/cb"),
+            &[("code", "c1")],
+            1000,
+        )
+        .map_err(|e| e.description)?;
+        let jwt = loc
+            .strip_prefix("https://app.example/cb?response=")
+            .ok_or("no response parameter")?;
+        let jws = fapi_core::jws::CompactJws::parse(jwt).map_err(|e| e.describe())?;
+        let jwk = fapi_core::jwk::PublicJwk::from_value(key.public_jwk()).map_err(|e| format!("{e:?}"))?;
+        assert!(jwk.verify(Algorithm::ES256, jws.signing_input.as_bytes(), &jws.signature));
+        assert_eq!(jws.payload.get("iss"), Some(&json!("https://as.example")));
+        assert_eq!(jws.payload.get("aud"), Some(&json!("fintech")));
+        assert_eq!(jws.payload.get("exp"), Some(&json!(1060)));
+        assert_eq!(jws.payload.get("code"), Some(&json!("c1")));
+        assert_eq!(jws.payload.get("state"), Some(&json!("st ate")));
+        Ok(())
+    }
+}

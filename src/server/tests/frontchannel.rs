@@ -1,0 +1,880 @@
+//! The front channel of the real `fapi-as` binary over real TLS: PAR with private_key_jwt on the mTLS
+//! listener, the authorization endpoint, sign-in, TOTP, consent, the redirect with code, state and iss
+//! (RFC 9207), JARM, the connected-apps page, and the refusals FAPI 2.0 asks for.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use fapi_as::totp;
+use fapi_core::alg::Algorithm;
+use fapi_core::b64;
+use fapi_core::sign::{random_id, SigningKey};
+use fapi_e2e::client::{HttpsClient, Req, Resp, TlsVersion};
+use fapi_e2e::pki::TestPki;
+use fapi_e2e::process::Process;
+use fapi_e2e::util::{free_port, unix_now, wait_until, ScratchDir};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fapi-as");
+const REDIRECT: &str = "https://app.example/cb";
+const TARO_TOTP: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const PASSWORD: &str = "demo-password-2026";
+
+struct Server {
+    _proc: Process,
+    _dir: ScratchDir,
+    issuer: String,
+    browser_port: u16,
+    mtls_port: u16,
+    ca: Vec<u8>,
+    mtls: HttpsClient,
+    key: SigningKey,
+    rsa_key: SigningKey,
+    signer_key: SigningKey,
+}
+
+fn enc(v: &str) -> String {
+    let mut out = String::new();
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+fn decode_query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (pct_decode(k), pct_decode(v)))
+        .collect()
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else if b[i] == b'+' {
+            out.push(b' ');
+            i += 1;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn run(args: &[&str]) {
+    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "fapi-as {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn start(env: &[(&str, &str)]) -> Server {
+    let dir = ScratchDir::new("as-front").unwrap();
+    let pki = TestPki::generate(dir.path(), &["fintech"]).unwrap();
+    let (https, mtls, http) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
+    let issuer = format!("https://127.0.0.1:{https}");
+    let config = dir.join("fapi-as.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer = \"{issuer}\"\nmtls_base = \"https://127.0.0.1:{mtls}\"\n[listen]\nhttps = \"127.0.0.1:{https}\"\nmtls = \"127.0.0.1:{mtls}\"\nhttp = \"127.0.0.1:{http}\"\n\
+             [tls]\ncert = \"{}\"\nkey = \"{}\"\n[database]\nurl = \"sqlite://{}?mode=rwc\"\n[keys]\ndir = \"keys\"\nalg = \"ES256\"\n\
+             [login]\nmax_failures = 3\nlockout = 120\nmax_failures_per_address = 4\n",
+            pki.server.cert_pem.display(),
+            pki.server.key_pem.display(),
+            dir.join("as.db").display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap().to_string();
+    let key = SigningKey::generate(Algorithm::ES256, Some("fintech-1".into())).unwrap();
+    let rsa_key = SigningKey::generate(Algorithm::RS256, Some("fintech-rsa".into())).unwrap();
+    let jwks: PathBuf = dir.join("fintech.jwks.json");
+    std::fs::write(
+        &jwks,
+        json!({"keys": [key.public_jwk(), rsa_key.public_jwk()]}).to_string(),
+    )
+    .unwrap();
+    let signer_key = SigningKey::generate(Algorithm::ES256, Some("signer-1".into())).unwrap();
+    let signer_jwks: PathBuf = dir.join("signer.jwks.json");
+    std::fs::write(
+        &signer_jwks,
+        json!({"keys": [signer_key.public_jwk()]}).to_string(),
+    )
+    .unwrap();
+    run(&["-c", &cfg, "seed"]);
+    run(&[
+        "-c",
+        &cfg,
+        "client",
+        "add",
+        "--client-id",
+        "fintech",
+        "--name",
+        "Fintech <App>",
+        "--redirect-uri",
+        REDIRECT,
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--scope",
+        "openid accounts payments offline_access",
+    ]);
+    run(&[
+        "-c",
+        &cfg,
+        "client",
+        "add",
+        "--client-id",
+        "signer",
+        "--name",
+        "Signer",
+        "--redirect-uri",
+        REDIRECT,
+        "--jwks",
+        signer_jwks.to_str().unwrap(),
+        "--require-signed-request-object",
+    ]);
+    let mut args: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    args.extend([BIN.to_string(), "-c".into(), cfg, "serve".into()]);
+    let proc = Process::spawn(
+        "fapi-as",
+        std::path::Path::new("/usr/bin/env"),
+        &args,
+        &dir.join("serve.log"),
+    )
+    .unwrap();
+    let browser = HttpsClient::new(https, &pki.ca_der, None, TlsVersion::Default).unwrap();
+    wait_until(Duration::from_secs(20), "fapi-as to listen", || {
+        match browser.send(&Req::get("/health")) {
+            Ok(r) if r.status == 200 => Ok(Some(())),
+            Ok(r) => Err(format!("status {}", r.status)),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", proc.log()));
+    let identity = pki.client("fintech").unwrap();
+    let mtls_client = HttpsClient::new(mtls, &pki.ca_der, Some(identity), TlsVersion::Default).unwrap();
+    Server {
+        _proc: proc,
+        _dir: dir,
+        issuer,
+        browser_port: https,
+        mtls_port: mtls,
+        ca: pki.ca_der.clone(),
+        mtls: mtls_client,
+        key,
+        rsa_key,
+        signer_key,
+    }
+}
+
+impl Server {
+    fn assertion_with(&self, key: &SigningKey, client_id: &str, jti: &str) -> String {
+        let now = unix_now();
+        key.sign_jwt(None, &json!({"iss": client_id, "sub": client_id, "aud": self.issuer, "jti": jti, "iat": now, "exp": now + 60}))
+            .unwrap()
+    }
+
+    fn par_with(
+        &self,
+        assertion: &str,
+        client_id: &str,
+        params: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut pairs = vec![
+            ("client_id", client_id),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+        ];
+        pairs.extend_from_slice(params);
+        let mut req = Req::post("/par")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(&form(&pairs));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        self.mtls.send(&req).unwrap()
+    }
+
+    fn par(&self, params: &[(&str, &str)]) -> Resp {
+        self.par_with(
+            &self.assertion_with(&self.key, "fintech", &random_id()),
+            "fintech",
+            params,
+            &[],
+        )
+    }
+
+    fn token_endpoint(&self, path: &str, params: &[(&str, &str)]) -> Resp {
+        let assertion = self.assertion_with(&self.key, "fintech", &random_id());
+        let mut pairs = vec![
+            ("client_id", "fintech"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ];
+        pairs.extend_from_slice(params);
+        let req = Req::post(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(&form(&pairs));
+        self.mtls.send(&req).unwrap()
+    }
+
+    fn token(&self, params: &[(&str, &str)]) -> Resp {
+        self.token_endpoint("/token", params)
+    }
+
+    fn browser(&self) -> Browser {
+        Browser {
+            client: HttpsClient::new(self.browser_port, &self.ca, None, TlsVersion::Default).unwrap(),
+            cookies: HashMap::new(),
+            lang: "en".into(),
+        }
+    }
+}
+
+/// A PKCE pair (RFC 7636 §4.1-4.2, S256).
+fn pkce() -> (String, String) {
+    let verifier = format!("{}{}", random_id(), random_id());
+    let challenge = b64::sha256_b64(&verifier);
+    (verifier, challenge)
+}
+
+fn base_params<'a>(challenge: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut p = vec![
+        ("response_type", "code"),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid accounts"),
+        ("state", "state-123"),
+        ("nonce", "nonce-1"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    for (k, v) in extra {
+        p.retain(|(pk, _)| pk != k);
+        if !v.is_empty() {
+            p.push((k, v));
+        }
+    }
+    p
+}
+
+struct Browser {
+    client: HttpsClient,
+    cookies: HashMap<String, String>,
+    lang: String,
+}
+
+impl Browser {
+    fn send(&mut self, mut req: Req) -> Resp {
+        if !self.cookies.is_empty() {
+            let c: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            req = req.header("cookie", &c.join("; "));
+        }
+        req = req.header("accept-language", &self.lang.clone());
+        let resp = self.client.send(&req).unwrap();
+        for sc in resp.headers_named("set-cookie") {
+            let first = sc.split(';').next().unwrap_or("");
+            if let Some((k, v)) = first.split_once('=') {
+                if v.is_empty() || sc.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        resp
+    }
+
+    fn get(&mut self, path: &str) -> Resp {
+        self.send(Req::get(path))
+    }
+
+    fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Resp {
+        self.send(
+            Req::post(path)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(&form(pairs)),
+        )
+    }
+
+    fn post_with(&mut self, path: &str, pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
+        let mut req = Req::post(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(&form(pairs));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        self.send(req)
+    }
+}
+
+fn csrf(page: &Resp) -> String {
+    let text = page.text();
+    let start = text
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no csrf in {text}"))
+        + 19;
+    text[start..].split('"').next().unwrap().to_string()
+}
+
+fn location(r: &Resp) -> String {
+    assert_eq!(r.status, 303, "expected a 303, got {} {}", r.status, r.text());
+    r.header("location").unwrap().to_string()
+}
+
+fn totp_now(offset_steps: i64) -> String {
+    let secret = totp::base32_decode(TARO_TOTP).unwrap();
+    totp::hotp(&secret, (totp::step_of(unix_now()) + offset_steps) as u64, 6)
+}
+
+/// PAR then `GET /authorize` in the browser; returns the request_uri.
+fn start_flow(srv: &Server, b: &mut Browser, extra: &[(&str, &str)]) -> String {
+    let (_verifier, challenge) = pkce();
+    let r = srv.par(&base_params(&challenge, extra));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let request_uri = r.json().unwrap()["request_uri"].as_str().unwrap().to_string();
+    let r = b.get(&format!(
+        "/authorize?client_id=fintech&request_uri={}",
+        enc(&request_uri)
+    ));
+    assert_eq!(location(&r), "/login");
+    request_uri
+}
+
+#[test]
+fn authorization_code_flow_with_totp_consent_jarm_and_apps() {
+    let srv = start(&[]);
+    let mut b = srv.browser();
+    let (verifier, challenge) = pkce();
+
+    // PAR (RFC 9126 §2.2): 201 with request_uri and expires_in under 600.
+    let r = srv.par(&base_params(
+        &challenge,
+        &[("acr_values", "urn:bank:acr:totp"), ("ui_locales", "en")],
+    ));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let body = r.json().unwrap();
+    let request_uri = body["request_uri"].as_str().unwrap().to_string();
+    assert!(request_uri.starts_with("urn:ietf:params:oauth:request_uri:"));
+    assert!(
+        request_uri.len() >= "urn:ietf:params:oauth:request_uri:".len() + 43,
+        "at least 256 bits: {request_uri}"
+    );
+    assert_eq!(body["expires_in"], json!(60));
+
+    // Authorize: a session cookie with the right attributes, then the sign-in page.
+    let r = b.get(&format!(
+        "/authorize?client_id=fintech&request_uri={}",
+        enc(&request_uri)
+    ));
+    assert_eq!(location(&r), "/login");
+    let sc = r.header("set-cookie").unwrap();
+    for attr in [
+        "__Host-fapi-session=",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/",
+    ] {
+        assert!(sc.contains(attr), "{sc}");
+    }
+    let page = b.get("/login");
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(
+        html.contains("Sign in") && html.contains("Fintech &lt;App&gt;"),
+        "{html}"
+    );
+    assert!(html.contains("PASSKEY"), "passkey slot marked");
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+
+    // Password, then the TOTP step that acr_values asks for.
+    let r = b.post(
+        "/login",
+        &[
+            ("csrf", &csrf(&page)),
+            ("username", "taro"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(location(&r), "/login");
+    let page = b.get("/login");
+    assert!(
+        page.text().contains("name=\"code\""),
+        "TOTP step expected: {}",
+        page.text()
+    );
+    let r = b.post("/login/totp", &[("csrf", &csrf(&page)), ("code", "000000")]);
+    assert!(r.text().contains("not correct"), "{}", r.text());
+    let r = b.post("/login/totp", &[("csrf", &csrf(&page)), ("code", &totp_now(0))]);
+    assert_eq!(location(&r), "/login");
+
+    // Consent in English, then in Japanese through the switch link.
+    let page = b.get("/login");
+    let html = page.text();
+    assert!(
+        html.contains("view your accounts, balances and transactions"),
+        "{html}"
+    );
+    assert!(html.contains("confirm who you are"));
+    assert!(
+        html.contains("taro-1") && html.contains("山田 太郎"),
+        "accounts and user listed: {html}"
+    );
+    assert!(html.contains("lang=ja"));
+    let page = b.get("/login?lang=ja");
+    assert!(
+        page.text().contains("口座情報・残高・入出金明細の参照"),
+        "{}",
+        page.text()
+    );
+    assert!(page.text().contains("許可する"));
+
+    // Approve: 303 to the registered redirect URI with code, state and iss.
+    let r = b.post("/consent", &[("csrf", &csrf(&page)), ("decision", "approve")]);
+    let loc = location(&r);
+    let (base, query) = loc.split_once('?').unwrap();
+    assert_eq!(base, REDIRECT);
+    let q = decode_query(query);
+    assert!(q["code"].len() >= 43);
+    assert_eq!(q["state"], "state-123");
+    assert_eq!(q["iss"], srv.issuer);
+
+    // The back channel takes the code (the CodeRecord contract): the id_token says what happened.
+    let token = srv.token(&[
+        ("grant_type", "authorization_code"),
+        ("code", &q["code"]),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &verifier),
+    ]);
+    assert_eq!(token.status, 200, "{}", token.text());
+    let token = token.json().unwrap();
+    let access_token = token["access_token"].as_str().unwrap().to_string();
+    let id_token = fapi_core::jws::CompactJws::parse(token["id_token"].as_str().unwrap()).unwrap();
+    assert_eq!(id_token.payload["acr"], json!("urn:bank:acr:totp"));
+    assert_eq!(id_token.payload["amr"], json!(["pwd", "otp"]));
+    assert_eq!(id_token.payload["nonce"], json!("nonce-1"));
+    let r = srv.token_endpoint("/introspect", &[("token", &access_token)]);
+    assert_eq!(r.json().unwrap()["active"], json!(true), "{}", r.text());
+
+    // The request_uri was used up: a second authorize shows an error page, no redirect.
+    let r = b.get(&format!(
+        "/authorize?client_id=fintech&request_uri={}",
+        enc(&request_uri)
+    ));
+    assert_eq!(r.status, 400);
+    assert!(r.header("location").is_none());
+
+    // A second request reuses the signed-in session (no acr_values: password level suffices), with
+    // JARM: the response is a JWT signed by a key of /jwks.
+    start_flow(&srv, &mut b, &[("response_mode", "jwt"), ("state", "s2")]);
+    let page = b.get("/login");
+    assert!(
+        page.text().contains("id=\"approve\""),
+        "consent directly: {}",
+        page.text()
+    );
+    let r = b.post("/consent", &[("csrf", &csrf(&page)), ("decision", "approve")]);
+    let loc = location(&r);
+    let jwt = loc
+        .strip_prefix(&format!("{REDIRECT}?response="))
+        .unwrap_or_else(|| panic!("{loc}"));
+    let jws = fapi_core::jws::CompactJws::parse(jwt).unwrap();
+    let jwks = b.get("/jwks").json().unwrap();
+    let jwks = fapi_core::jwks::Jwks::from_value(&jwks).unwrap();
+    let kid = jws.header_str("kid").unwrap();
+    let fapi_core::jwks::KeySelection::Found(k) = jwks.select(kid, Algorithm::ES256) else {
+        panic!("no key")
+    };
+    assert!(k.verify(Algorithm::ES256, jws.signing_input.as_bytes(), &jws.signature));
+    assert_eq!(jws.payload["iss"], json!(srv.issuer));
+    assert_eq!(jws.payload["aud"], json!("fintech"));
+    assert_eq!(jws.payload["state"], json!("s2"));
+    assert!(jws.payload["code"].as_str().unwrap().len() >= 43);
+    assert!(jws.payload["exp"].as_i64().unwrap() <= unix_now() + 61);
+
+    // Deny: access_denied with state and iss.
+    start_flow(&srv, &mut b, &[("state", "s3")]);
+    let page = b.get("/login");
+    let loc = location(&b.post("/consent", &[("csrf", &csrf(&page)), ("decision", "deny")]));
+    let q = decode_query(loc.split_once('?').unwrap().1);
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], "s3");
+    assert_eq!(q["iss"], srv.issuer);
+
+    // Step-up: a session signed in with TOTP earlier still passes; prompt=login forces a new sign-in.
+    start_flow(&srv, &mut b, &[("prompt", "login")]);
+    assert!(b.get("/login").text().contains("name=\"password\""));
+
+    // Connected apps: both approved grants listed; revoke one.
+    let mut b2 = srv.browser();
+    let page = b2.get("/apps");
+    assert!(page.text().contains("name=\"password\""), "sign-in first");
+    let r = b2.post(
+        "/login",
+        &[
+            ("csrf", &csrf(&page)),
+            ("username", "taro"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(location(&r), "/login");
+    assert_eq!(location(&b2.get("/login")), "/apps");
+    let page = b2.get("/apps");
+    let html = page.text();
+    assert_eq!(html.matches("class=\"app\"").count(), 2, "{html}");
+    assert!(html.contains("Fintech &lt;App&gt;") && html.contains("Last used") && html.contains("JST"));
+    let start = html.find("name=\"grant_id\" value=\"").unwrap() + 23;
+    let grant_id = html[start..].split('"').next().unwrap().to_string();
+    let r = b2.post("/apps/revoke", &[("grant_id", &grant_id)]);
+    assert_eq!(r.status, 403, "CSRF token required");
+    let r = b2.post("/apps/revoke", &[("csrf", &csrf(&page)), ("grant_id", &grant_id)]);
+    assert_eq!(location(&r), "/apps?done=revoked");
+    let html = b2.get("/apps").text();
+    assert_eq!(html.matches("class=\"app\"").count(), 1, "{html}");
+    assert!(html.contains("revoked"));
+    // The first grant's access token is revoked with it.
+    let r = srv.token_endpoint("/introspect", &[("token", &access_token)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json().unwrap()["active"],
+        json!(false),
+        "revoked with its grant"
+    );
+    let html = b2.get("/apps?lang=ja").text();
+    assert!(html.contains("連携中のアプリ") && html.contains("取り消す"));
+}
+
+#[test]
+fn par_authorize_and_sign_in_refusals() {
+    let srv = start(&[]);
+    let (_v, challenge) = pkce();
+    let err = |r: &Resp| -> (u16, String) {
+        (
+            r.status,
+            r.json()
+                .map(|j| j["error"].as_str().unwrap_or("").to_string())
+                .unwrap_or_default(),
+        )
+    };
+
+    // PKCE missing / plain; redirect_uri mismatch; scope not allowed.
+    assert_eq!(
+        err(&srv.par(&base_params(
+            &challenge,
+            &[("code_challenge", ""), ("code_challenge_method", "")]
+        ))),
+        (400, "invalid_request".into())
+    );
+    assert_eq!(
+        err(&srv.par(&base_params(&challenge, &[("code_challenge_method", "")]))),
+        (400, "invalid_request".into())
+    );
+    let r = srv.par(&base_params(&challenge, &[("code_challenge_method", "plain")]));
+    assert_eq!(err(&r), (400, "invalid_request".into()));
+    assert!(r.text().contains("plain"));
+    assert_eq!(
+        err(&srv.par(&base_params(
+            &challenge,
+            &[("redirect_uri", "https://app.example/other")]
+        ))),
+        (400, "invalid_request".into())
+    );
+    assert_eq!(
+        err(&srv.par(&base_params(&challenge, &[("redirect_uri", "")]))),
+        (400, "invalid_request".into())
+    );
+    assert_eq!(
+        err(&srv.par(&base_params(&challenge, &[("scope", "openid admin")]))),
+        (400, "invalid_scope".into())
+    );
+    assert_eq!(
+        err(&srv.par(&base_params(&challenge, &[("response_type", "token")]))),
+        (400, "unsupported_response_type".into())
+    );
+
+    // Unknown client; RS256 assertion (with a registered RSA key); replayed jti.
+    let a = srv.assertion_with(&srv.key, "nobody", &random_id());
+    assert_eq!(
+        err(&srv.par_with(&a, "nobody", &base_params(&challenge, &[]), &[])),
+        (401, "invalid_client".into())
+    );
+    let a = srv.assertion_with(&srv.rsa_key, "fintech", &random_id());
+    let r = srv.par_with(&a, "fintech", &base_params(&challenge, &[]), &[]);
+    assert_eq!(err(&r), (401, "invalid_client".into()));
+    assert!(r.text().contains("algorithm"), "{}", r.text());
+    let a = srv.assertion_with(&srv.key, "fintech", "same-jti");
+    assert_eq!(
+        srv.par_with(&a, "fintech", &base_params(&challenge, &[]), &[])
+            .status,
+        201
+    );
+    assert_eq!(
+        err(&srv.par_with(&a, "fintech", &base_params(&challenge, &[]), &[])),
+        (401, "invalid_client".into())
+    );
+    // No client authentication at all.
+    let r = srv
+        .mtls
+        .send(
+            &Req::post("/par")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(&form(&base_params(&challenge, &[]))),
+        )
+        .unwrap();
+    assert_eq!(err(&r), (401, "invalid_client".into()));
+
+    // DPoP at PAR (RFC 9449 §10.1): a proof binds dpop_jkt; a different dpop_jkt is refused.
+    let dpop = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let htu = format!("https://127.0.0.1:{}/par", srv.mtls_port);
+    let proof = dpop
+        .dpop_proof("POST", &htu, None, unix_now(), &random_id(), None)
+        .unwrap();
+    let a = srv.assertion_with(&srv.key, "fintech", &random_id());
+    assert_eq!(
+        srv.par_with(&a, "fintech", &base_params(&challenge, &[]), &[("DPoP", &proof)])
+            .status,
+        201
+    );
+    let a = srv.assertion_with(&srv.key, "fintech", &random_id());
+    let r = srv.par_with(&a, "fintech", &base_params(&challenge, &[]), &[("DPoP", &proof)]);
+    assert_eq!(err(&r), (400, "invalid_dpop_proof".into()), "replayed proof");
+    let proof = dpop
+        .dpop_proof("POST", &htu, None, unix_now(), &random_id(), None)
+        .unwrap();
+    let other_jkt = b64::sha256_b64("x");
+    let a = srv.assertion_with(&srv.key, "fintech", &random_id());
+    let r = srv.par_with(
+        &a,
+        "fintech",
+        &base_params(&challenge, &[("dpop_jkt", &other_jkt)]),
+        &[("DPoP", &proof)],
+    );
+    assert_eq!(err(&r), (400, "invalid_request".into()));
+
+    // Signed request objects: required for "signer"; only the object's parameters count.
+    let now = unix_now();
+    let a = srv.assertion_with(&srv.signer_key, "signer", &random_id());
+    let r = srv.par_with(&a, "signer", &base_params(&challenge, &[]), &[]);
+    assert_eq!(err(&r), (400, "invalid_request".into()));
+    let ro = |claims: Value| {
+        srv.signer_key
+            .sign_jwt(Some("oauth-authz-req+jwt"), &claims)
+            .unwrap()
+    };
+    let good = json!({"iss": "signer", "aud": srv.issuer, "exp": now + 60, "nbf": now, "client_id": "signer",
+        "response_type": "code", "redirect_uri": REDIRECT, "scope": "openid", "code_challenge": challenge, "code_challenge_method": "S256"});
+    let a = srv.assertion_with(&srv.signer_key, "signer", &random_id());
+    let r = srv.par_with(&a, "signer", &[("request", &ro(good.clone()))], &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut no_pkce = good.clone();
+    no_pkce.as_object_mut().unwrap().remove("code_challenge");
+    let a = srv.assertion_with(&srv.signer_key, "signer", &random_id());
+    let mut outer = base_params(&challenge, &[]);
+    let ro_jwt = ro(no_pkce);
+    outer.push(("request", &ro_jwt));
+    assert_eq!(
+        err(&srv.par_with(&a, "signer", &outer, &[])),
+        (400, "invalid_request".into()),
+        "outer PKCE is not used"
+    );
+    let mut long = good.clone();
+    long["exp"] = json!(now + 3700);
+    let a = srv.assertion_with(&srv.signer_key, "signer", &random_id());
+    assert_eq!(
+        err(&srv.par_with(&a, "signer", &[("request", &ro(long))], &[])),
+        (400, "invalid_request_object".into())
+    );
+
+    // Authorize without PAR: an error page, never a redirect to an unverified URI.
+    let mut b = srv.browser();
+    let r = b.get(&format!("/authorize?response_type=code&client_id=fintech&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256", enc("https://evil.example/cb")));
+    assert_eq!(r.status, 400);
+    assert!(r.header("location").is_none());
+    assert!(r.text().contains("PAR"));
+    let r =
+        b.get("/authorize?client_id=fintech&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Anope");
+    assert_eq!(r.status, 400);
+    // client_id must match the pushed request.
+    let r = srv.par(&base_params(&challenge, &[]));
+    let request_uri = r.json().unwrap()["request_uri"].as_str().unwrap().to_string();
+    let r = b.get(&format!(
+        "/authorize?client_id=signer&request_uri={}",
+        enc(&request_uri)
+    ));
+    assert_eq!(r.status, 400);
+
+    // CSRF: a POST without the token is refused and signs nobody in.
+    let r = b.get(&format!(
+        "/authorize?client_id=fintech&request_uri={}",
+        enc(&request_uri)
+    ));
+    assert_eq!(location(&r), "/login");
+    let r = b.post("/login", &[("username", "taro"), ("password", PASSWORD)]);
+    assert_eq!(r.status, 403);
+    let r = b.post(
+        "/login",
+        &[("csrf", "forged"), ("username", "taro"), ("password", PASSWORD)],
+    );
+    assert_eq!(r.status, 403);
+    let page = b.get("/login");
+    assert!(page.text().contains("name=\"password\""));
+    let r = b.post("/consent", &[("decision", "approve")]);
+    assert_eq!(r.status, 403);
+
+    // Lockout after 3 failures (per account), with the message in both languages; the right
+    // password is refused while locked. Unknown usernames count the same way.
+    let token = csrf(&page);
+    for i in 0..2 {
+        let r = b.post(
+            "/login",
+            &[("csrf", &token), ("username", "hanako"), ("password", "wrong")],
+        );
+        assert_eq!(r.status, 200, "attempt {i}");
+        assert!(r.text().contains("not correct"));
+    }
+    let r = b.post(
+        "/login",
+        &[("csrf", &token), ("username", "hanako"), ("password", "wrong")],
+    );
+    assert_eq!(r.status, 429);
+    assert!(r.text().contains("temporarily locked"), "{}", r.text());
+    let r = b.post(
+        "/login",
+        &[("csrf", &token), ("username", "hanako"), ("password", PASSWORD)],
+    );
+    assert_eq!(r.status, 429);
+    b.lang = "ja".into();
+    b.cookies.remove("__Host-fapi-lang");
+    let r = b.post(
+        "/login",
+        &[("csrf", &token), ("username", "hanako"), ("password", PASSWORD)],
+    );
+    assert!(r.text().contains("ロック"), "{}", r.text());
+    b.lang = "en".into();
+    // Per source address (X-Forwarded-For, first value): 4 failures across usernames lock the
+    // address, even for the right password of another account.
+    let xff = [("x-forwarded-for", "203.0.113.9, 10.0.0.1")];
+    for name in ["ghost1", "ghost2", "ghost3"] {
+        let r = b.post_with(
+            "/login",
+            &[("csrf", &token), ("username", name), ("password", "x")],
+            &xff,
+        );
+        assert_eq!(r.status, 200);
+    }
+    let r = b.post_with(
+        "/login",
+        &[("csrf", &token), ("username", "ghost4"), ("password", "x")],
+        &xff,
+    );
+    assert_eq!(r.status, 429);
+    let r = b.post_with(
+        "/login",
+        &[("csrf", &token), ("username", "taro"), ("password", PASSWORD)],
+        &xff,
+    );
+    assert_eq!(r.status, 429);
+    assert!(r.text().contains("your network"), "{}", r.text());
+    // taro still signs in from another address.
+    let r = b.post(
+        "/login",
+        &[("csrf", &token), ("username", "taro"), ("password", PASSWORD)],
+    );
+    assert_eq!(location(&r), "/login");
+    // TOTP failures count as well: 3 wrong codes lock taro.
+    let (_v, challenge) = pkce();
+    let r = srv.par(&base_params(&challenge, &[("acr_values", "urn:bank:acr:totp")]));
+    let request_uri = r.json().unwrap()["request_uri"].as_str().unwrap().to_string();
+    b.get(&format!(
+        "/authorize?client_id=fintech&request_uri={}",
+        enc(&request_uri)
+    ));
+    let page = b.get("/login");
+    assert!(
+        page.text().contains("name=\"code\""),
+        "step-up to TOTP for a session signed in with a password: {}",
+        page.text()
+    );
+    let token = csrf(&page);
+    let code = totp_now(0);
+    let r = b.post("/login/totp", &[("csrf", &token), ("code", &code)]);
+    assert_eq!(location(&r), "/login");
+    // Same step again (another session): refused as used.
+    let mut b3 = srv.browser();
+    let (_v, challenge) = pkce();
+    let r = srv.par(&base_params(&challenge, &[("acr_values", "urn:bank:acr:totp")]));
+    let request_uri = r.json().unwrap()["request_uri"].as_str().unwrap().to_string();
+    b3.get(&format!(
+        "/authorize?client_id=fintech&request_uri={}",
+        enc(&request_uri)
+    ));
+    let page = b3.get("/login");
+    let r = b3.post(
+        "/login",
+        &[
+            ("csrf", &csrf(&page)),
+            ("username", "taro"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(location(&r), "/login");
+    let page = b3.get("/login");
+    let token = csrf(&page);
+    let r = b3.post("/login/totp", &[("csrf", &token), ("code", &code)]);
+    assert!(r.text().contains("already been used"), "{}", r.text());
+    b3.post("/login/totp", &[("csrf", &token), ("code", "000001")]);
+    let r = b3.post("/login/totp", &[("csrf", &token), ("code", "000002")]);
+    assert_eq!(r.status, 429);
+    assert!(r.text().contains("temporarily locked"));
+}
+
+#[test]
+fn request_uri_expires() {
+    let srv = start(&[("FAPI_AS_TOKENS_PAR_LIFETIME", "1")]);
+    let (_v, challenge) = pkce();
+    let r = srv.par(&base_params(&challenge, &[]));
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json().unwrap()["expires_in"], json!(1));
+    let request_uri = r.json().unwrap()["request_uri"].as_str().unwrap().to_string();
+    // Expiry is a matter of time passing: poll until the server refuses it (within a few seconds).
+    let mut b = srv.browser();
+    let refused = wait_until(Duration::from_secs(5), "request_uri to expire", || {
+        let r = b.get(&format!(
+            "/authorize?client_id=fintech&request_uri={}",
+            enc(&request_uri)
+        ));
+        Ok((r.status == 400).then(|| r.text()))
+    })
+    .unwrap();
+    assert!(refused.contains("expired"), "{refused}");
+}

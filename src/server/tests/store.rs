@@ -1,0 +1,704 @@
+//! One suite of storage behaviour, run against both backends: a SQLite file (the default) and a
+//! real PostgreSQL server (several instances behind a load balancer). The same assertions hold on
+//! both: any difference between the backends is a bug.
+//!
+//! Every check gets a fresh database. "Two instances" means two `Store`s (two pools) on the same
+//! database, as two fapi-as processes behind a load balancer would have.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use anyhow::{ensure, Context as _, Result};
+use fapi_as::store::{Account, ClientMetadata, Grant, RevokedToken, Store, Taken, User};
+use fapi_e2e::postgres::Postgres;
+use fapi_e2e::util::ScratchDir;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+
+/// Fixed clock: seconds, and milliseconds for the revocation feed.
+const NOW: i64 = 1_800_000_000;
+const NOW_MS: i64 = NOW * 1000;
+/// Concurrent tasks per race.
+const RACERS: usize = 24;
+
+enum Backend {
+    Sqlite(ScratchDir),
+    Postgres(Postgres),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A URL of a new, empty database.
+    fn fresh(&self, name: &str) -> Result<String> {
+        Ok(match self {
+            Backend::Sqlite(dir) => {
+                format!("sqlite://{}?mode=rwc", dir.join(&format!("{name}.db")).display())
+            }
+            Backend::Postgres(pg) => pg.create_database(name).map_err(|e| anyhow::anyhow!("{e}"))?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Item {
+    n: u32,
+    text: String,
+}
+
+fn item(n: u32) -> Item {
+    Item {
+        n,
+        text: format!("item {n} ✓"),
+    }
+}
+
+async fn open(url: &str) -> Result<Store> {
+    Store::connect(url)
+        .await
+        .with_context(|| format!("connecting to {url}"))
+}
+
+/// Two instances on one database.
+async fn open2(url: &str) -> Result<(Store, Store)> {
+    Ok((open(url).await?, open(url).await?))
+}
+
+fn client(id: &str, name: &str) -> ClientMetadata {
+    serde_json::from_value(serde_json::json!({
+        "client_id": id,
+        "client_name": name,
+        "redirect_uris": ["https://rp.example/cb"],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": []},
+        "scope": "openid accounts",
+    }))
+    .unwrap()
+}
+
+// ---- the checks
+
+async fn schema(url: String) -> Result<()> {
+    // Several instances starting at once on an empty database (a rolling deploy).
+    let opened = futures_join_all((0..4).map(|_| {
+        let url = url.clone();
+        async move { Store::connect(&url).await.map(|_| ()) }
+    }))
+    .await;
+    for r in opened {
+        r.context("concurrent Store::connect on an empty database")?;
+    }
+    // And once more on the existing schema.
+    open(&url).await?;
+    Ok(())
+}
+
+async fn clients(url: String) -> Result<()> {
+    let s = open(&url).await?;
+    ensure!(s.client("c1").await?.is_none());
+    s.put_client(&client("c2", "two"), NOW).await?;
+    s.put_client(&client("c1", "one"), NOW).await?;
+    ensure!(s.client("c1").await? == Some(client("c1", "one")));
+    // Replacing.
+    s.put_client(&client("c1", "one again"), NOW + 1).await?;
+    ensure!(s.client("c1").await? == Some(client("c1", "one again")));
+    let ids: Vec<String> = s.clients().await?.into_iter().map(|c| c.client_id).collect();
+    ensure!(ids == ["c1", "c2"], "clients() order: {ids:?}");
+    ensure!(s.delete_client("c1").await?);
+    ensure!(!s.delete_client("c1").await?);
+    ensure!(s.client("c1").await?.is_none());
+    ensure!(s.clients().await?.len() == 1);
+
+    // Re-registering on two instances at once (`fapi-as client add` while serving): no error, the
+    // client never disappears for a reader, and one of the writes wins.
+    let (a, b) = open2(&url).await?;
+    a.put_client(&client("c3", "v0"), NOW).await?;
+    let results = futures_join_all((0..RACERS).map(|i| {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move {
+            s.put_client(&client("c3", &format!("v{i}")), NOW).await?;
+            s.client("c3").await
+        }
+    }))
+    .await;
+    for r in results {
+        ensure!(
+            r.context("put_client under contention")?.is_some(),
+            "a reader missed the client"
+        );
+    }
+    let name = a.client("c3").await?.map(|c| c.client_name).unwrap_or_default();
+    ensure!(name.starts_with('v') && name != "v0", "final client_name {name}");
+    Ok(())
+}
+
+async fn users_and_accounts(url: String) -> Result<()> {
+    let s = open(&url).await?;
+    let taro = User {
+        user_id: "u1".into(),
+        username: "taro".into(),
+        display_name: "山田 太郎".into(),
+        password_hash: "hash1".into(),
+        totp_secret: Some("JBSWY3DPEHPK3PXP".into()),
+    };
+    let hanako = User {
+        user_id: "u2".into(),
+        username: "hanako".into(),
+        display_name: "Hanako".into(),
+        password_hash: "hash2".into(),
+        totp_secret: None,
+    };
+    s.put_user(&taro).await?;
+    s.put_user(&hanako).await?;
+    ensure!(s.user_by_name("taro").await? == Some(taro.clone()));
+    ensure!(
+        s.user("u2").await? == Some(hanako.clone()),
+        "a NULL totp_secret reads back as None"
+    );
+    ensure!(
+        s.user_by_name("TARO").await?.is_none(),
+        "user names match exactly"
+    );
+    ensure!(s.user("nobody").await?.is_none());
+    let taro2 = User {
+        password_hash: "hash1b".into(),
+        totp_secret: None,
+        ..taro.clone()
+    };
+    s.put_user(&taro2).await?;
+    ensure!(s.user("u1").await? == Some(taro2));
+    // A second user with a taken username is refused.
+    let dup = User {
+        user_id: "u3".into(),
+        ..hanako.clone()
+    };
+    ensure!(s.put_user(&dup).await.is_err(), "username is unique");
+
+    let big = Account {
+        account_id: "a2".into(),
+        user_id: "u1".into(),
+        name: "Savings".into(),
+        currency: "JPY".into(),
+        balance: 9_007_199_254_740_993,
+    };
+    let neg = Account {
+        account_id: "a1".into(),
+        user_id: "u1".into(),
+        name: "Card".into(),
+        currency: "JPY".into(),
+        balance: -12_345,
+    };
+    let other = Account {
+        account_id: "a0".into(),
+        user_id: "u2".into(),
+        name: "Main".into(),
+        currency: "USD".into(),
+        balance: 0,
+    };
+    s.put_account(&big).await?;
+    s.put_account(&neg).await?;
+    s.put_account(&other).await?;
+    ensure!(s.accounts_of("u1").await? == vec![neg.clone(), big.clone()]);
+    let big2 = Account {
+        balance: i64::MAX,
+        ..big.clone()
+    };
+    s.put_account(&big2).await?;
+    ensure!(s.accounts_of("u1").await? == vec![neg, big2]);
+    ensure!(s.accounts_of("nobody").await?.is_empty());
+    Ok(())
+}
+
+async fn items(url: String) -> Result<()> {
+    let s = open(&url).await?;
+    s.put_item("par", "k1", &item(1), NOW + 60).await?;
+    ensure!(s.item::<Item>("par", "k1", NOW).await? == Some(item(1)));
+    ensure!(
+        s.item::<Item>("code", "k1", NOW).await?.is_none(),
+        "kinds are separate"
+    );
+    ensure!(s.item::<Item>("par", "k1", NOW + 59).await? == Some(item(1)));
+    ensure!(
+        s.item::<Item>("par", "k1", NOW + 60).await?.is_none(),
+        "expired at expires_at"
+    );
+    ensure!(
+        s.put_item("par", "k1", &item(9), NOW + 60).await.is_err(),
+        "a key is put once"
+    );
+    s.put_item("code", "k1", &item(2), NOW + 60).await?;
+    s.update_item("par", "k1", &item(3)).await?;
+    ensure!(s.item::<Item>("par", "k1", NOW).await? == Some(item(3)));
+    ensure!(s.item::<Item>("code", "k1", NOW).await? == Some(item(2)));
+    // Read as another type: None, not an error.
+    ensure!(s.item::<u64>("par", "k1", NOW).await?.is_none());
+    s.delete_item("par", "k1").await?;
+    ensure!(s.item::<Item>("par", "k1", NOW).await?.is_none());
+    ensure!(s.item::<Item>("code", "k1", NOW).await? == Some(item(2)));
+    Ok(())
+}
+
+async fn take_single_use(url: String) -> Result<()> {
+    let s = open(&url).await?;
+    s.put_item("code", "c1", &item(1), NOW + 60).await?;
+    ensure!(s.take_item::<Item>("code", "c1", NOW).await? == Taken::Fresh(item(1)));
+    ensure!(s.take_item::<Item>("code", "c1", NOW).await? == Taken::Reused(item(1)));
+    ensure!(s.take_item::<Item>("code", "c1", NOW + 1).await? == Taken::Reused(item(1)));
+    ensure!(
+        s.item::<Item>("code", "c1", NOW).await?.is_none(),
+        "a used item is not readable"
+    );
+    // Used, then expired: still reported as reuse (so the grant can be revoked) until swept.
+    ensure!(s.take_item::<Item>("code", "c1", NOW + 600).await? == Taken::Reused(item(1)));
+    // Expired before first use.
+    s.put_item("code", "c2", &item(2), NOW + 60).await?;
+    ensure!(s.take_item::<Item>("code", "c2", NOW + 60).await? == Taken::Missing);
+    ensure!(
+        s.take_item::<Item>("code", "c2", NOW).await? == Taken::Fresh(item(2)),
+        "an expired take does not use the item up"
+    );
+    ensure!(s.take_item::<Item>("code", "unknown", NOW).await? == Taken::Missing);
+    ensure!(
+        s.take_item::<Item>("par", "c2", NOW).await? == Taken::Missing,
+        "kinds are separate"
+    );
+    s.put_item("code", "c3", &item(3), NOW + 60).await?;
+    s.delete_item("code", "c3").await?;
+    ensure!(s.take_item::<Item>("code", "c3", NOW).await? == Taken::Missing);
+    Ok(())
+}
+
+async fn take_concurrently(url: String) -> Result<()> {
+    let (a, b) = open2(&url).await?;
+    for round in 0..8u32 {
+        let key = format!("code-{round}");
+        a.put_item("code", &key, &item(round), NOW + 60).await?;
+        let results = futures_join_all((0..RACERS).map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let key = key.clone();
+            async move { s.take_item::<Item>("code", &key, NOW).await }
+        }))
+        .await;
+        let mut fresh = 0;
+        let mut reused = 0;
+        for r in results {
+            match r.context("take_item under contention")? {
+                Taken::Fresh(v) if v == item(round) => fresh += 1,
+                Taken::Reused(v) if v == item(round) => reused += 1,
+                other => anyhow::bail!("round {round}: unexpected {other:?}"),
+            }
+        }
+        ensure!(
+            fresh == 1 && reused == RACERS - 1,
+            "round {round}: {fresh} Fresh, {reused} Reused"
+        );
+    }
+    Ok(())
+}
+
+async fn replay(url: String) -> Result<()> {
+    let (a, b) = open2(&url).await?;
+    ensure!(a.remember_jti("dpop", "j1", NOW + 60).await?);
+    ensure!(!a.remember_jti("dpop", "j1", NOW + 60).await?);
+    ensure!(
+        !b.remember_jti("dpop", "j1", NOW + 60).await?,
+        "another instance sees the replay"
+    );
+    ensure!(
+        a.remember_jti("client_assertion", "j1", NOW + 60).await?,
+        "kinds are separate"
+    );
+    for round in 0..8u32 {
+        let jti = format!("race-{round}");
+        let results = futures_join_all((0..RACERS).map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let jti = jti.clone();
+            async move { s.remember_jti("dpop", &jti, NOW + 60).await }
+        }))
+        .await;
+        let mut first = 0;
+        for r in results {
+            if r.context("remember_jti under contention")? {
+                first += 1;
+            }
+        }
+        ensure!(first == 1, "round {round}: {first} tasks saw a first use");
+    }
+    // Once swept after expiry, the jti is forgotten.
+    a.sweep(NOW + 60).await?;
+    ensure!(a.remember_jti("dpop", "j1", NOW + 120).await?);
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TokenData {
+    scope: String,
+}
+
+fn data(scope: &str) -> TokenData {
+    TokenData { scope: scope.into() }
+}
+
+async fn grants_and_revocation(url: String) -> Result<()> {
+    let (s, other) = open2(&url).await?;
+    let g = |id: &str, user: &str, created: i64| Grant {
+        grant_id: id.into(),
+        client_id: "c1".into(),
+        user_id: user.into(),
+        scope: "openid accounts".into(),
+        created_at: created,
+        last_used_at: created,
+        revoked: false,
+    };
+    s.put_grant(&g("g2", "u1", NOW + 5)).await?;
+    s.put_grant(&g("g1", "u1", NOW)).await?;
+    s.put_grant(&g("g3", "u2", NOW)).await?;
+    ensure!(s.grant("g1").await? == Some(g("g1", "u1", NOW)));
+    ensure!(s.grant("nope").await?.is_none());
+    let ids: Vec<String> = s
+        .grants_of_user("u1")
+        .await?
+        .into_iter()
+        .map(|g| g.grant_id)
+        .collect();
+    ensure!(ids == ["g1", "g2"], "grants_of_user order: {ids:?}");
+    s.touch_grant("g1", NOW + 100).await?;
+    ensure!(s.grant("g1").await?.map(|g| g.last_used_at) == Some(NOW + 100));
+
+    s.put_refresh("rt1", "g1", "c1", &data("r1"), NOW + 3600).await?;
+    s.put_refresh("rt2", "g2", "c1", &data("r2"), NOW + 3600).await?;
+    ensure!(s.refresh::<TokenData>("rt1", NOW).await? == Some(("g1".into(), "c1".into(), data("r1"))));
+    ensure!(
+        s.refresh::<TokenData>("rt1", NOW + 3600).await?.is_none(),
+        "expired at expires_at"
+    );
+    s.record_access_token("at1", Some("g1"), "c1", &data("a1"), NOW + 300)
+        .await?;
+    s.record_access_token("at2", Some("g1"), "c1", &data("a2"), NOW + 300)
+        .await?;
+    s.record_access_token("at3", Some("g2"), "c1", &data("a3"), NOW + 300)
+        .await?;
+    s.record_access_token("at4", None, "c2", &data("a4"), NOW + 300)
+        .await?;
+    ensure!(s.access_token::<TokenData>("at1").await? == Some(("c1".into(), data("a1"), NOW + 300, false)));
+    ensure!(s.access_token::<TokenData>("at4").await? == Some(("c2".into(), data("a4"), NOW + 300, false)));
+    ensure!(s.access_token::<TokenData>("nope").await?.is_none());
+
+    // Revoked on one instance, seen on the other.
+    s.revoke_grant("g1", NOW_MS + 7).await?;
+    ensure!(other.grant("g1").await?.map(|g| g.revoked) == Some(true));
+    ensure!(
+        other
+            .grants_of_user("u1")
+            .await?
+            .into_iter()
+            .map(|g| g.grant_id)
+            .collect::<Vec<_>>()
+            == ["g2"]
+    );
+    ensure!(
+        other.refresh::<TokenData>("rt1", NOW).await?.is_none(),
+        "refresh token of a revoked grant"
+    );
+    ensure!(
+        other.refresh::<TokenData>("rt2", NOW).await?.is_some(),
+        "other grants untouched"
+    );
+    ensure!(other.access_token::<TokenData>("at1").await?.map(|t| t.3) == Some(true));
+    ensure!(other.access_token::<TokenData>("at2").await?.map(|t| t.3) == Some(true));
+    ensure!(other.access_token::<TokenData>("at3").await?.map(|t| t.3) == Some(false));
+    ensure!(other.access_token::<TokenData>("at4").await?.map(|t| t.3) == Some(false));
+    // Revoking again keeps the first revocation time.
+    s.revoke_grant("g1", NOW_MS + 99).await?;
+    let feed = s.revocations_since(0, "", NOW, 100).await?;
+    let expect = vec![
+        RevokedToken {
+            jti: "at1".into(),
+            exp: NOW + 300,
+            revoked_at_ms: NOW_MS + 7,
+        },
+        RevokedToken {
+            jti: "at2".into(),
+            exp: NOW + 300,
+            revoked_at_ms: NOW_MS + 7,
+        },
+    ];
+    ensure!(feed == expect, "feed after grant revocation: {feed:?}");
+
+    // Single tokens.
+    ensure!(s.revoke_access_token("at4", NOW_MS + 8).await?);
+    ensure!(
+        !s.revoke_access_token("at4", NOW_MS + 9).await?,
+        "already revoked"
+    );
+    ensure!(!s.revoke_access_token("nope", NOW_MS + 9).await?);
+    ensure!(s.access_token::<TokenData>("at4").await?.map(|t| t.3) == Some(true));
+    ensure!(s.revoke_refresh("rt2").await?);
+    ensure!(!s.revoke_refresh("nope").await?);
+    ensure!(s.refresh::<TokenData>("rt2", NOW).await?.is_none());
+    Ok(())
+}
+
+async fn revocation_feed(url: String) -> Result<()> {
+    let s = open(&url).await?;
+    let t = NOW_MS;
+    // jtis whose byte order differs from a linguistic collation's ('B' < 'a' in bytes).
+    let same_ms = ["b", "B-1", "a_2", "a-3", "Z", "aa", "a"];
+    for jti in same_ms {
+        s.record_access_token(jti, None, "c1", &data("x"), NOW + 300)
+            .await?;
+        ensure!(s.revoke_access_token(jti, t).await?);
+    }
+    s.record_access_token("early", None, "c1", &data("x"), NOW + 300)
+        .await?;
+    s.revoke_access_token("early", t - 1).await?;
+    s.record_access_token("late", None, "c1", &data("x"), NOW + 300)
+        .await?;
+    s.revoke_access_token("late", t + 1).await?;
+    s.record_access_token("expired", None, "c1", &data("x"), NOW)
+        .await?;
+    s.revoke_access_token("expired", t).await?;
+    s.record_access_token("live", None, "c1", &data("x"), NOW + 300)
+        .await?;
+
+    let mut sorted: Vec<&str> = same_ms.to_vec();
+    sorted.sort(); // byte order
+    let mut expect: Vec<(String, i64)> = vec![("early".into(), t - 1)];
+    expect.extend(sorted.iter().map(|j| (j.to_string(), t)));
+    expect.push(("late".into(), t + 1));
+
+    let all: Vec<(String, i64)> = s
+        .revocations_since(0, "", NOW, 100)
+        .await?
+        .into_iter()
+        .map(|r| (r.jti, r.revoked_at_ms))
+        .collect();
+    ensure!(
+        all == expect,
+        "feed order (by ms, then jti in byte order; expired left out):\n got  {all:?}\n want {expect:?}"
+    );
+
+    // Paging with the cursor of the last entry yields every entry once, whatever the page size.
+    for limit in [1, 2, 3, 100] {
+        let mut paged = Vec::new();
+        let (mut ms, mut jti) = (0i64, String::new());
+        loop {
+            let page = s.revocations_since(ms, &jti, NOW, limit).await?;
+            ensure!(page.len() as i64 <= limit);
+            let Some(last) = page.last() else { break };
+            (ms, jti) = (last.revoked_at_ms, last.jti.clone());
+            paged.extend(page.into_iter().map(|r| (r.jti, r.revoked_at_ms)));
+            ensure!(
+                paged.len() <= expect.len(),
+                "paging with limit {limit} does not end: {paged:?}"
+            );
+        }
+        ensure!(paged == expect, "paging with limit {limit}: {paged:?}");
+    }
+    // The cursor is exclusive: after (t, "a_2") come the same-ms jtis above "a_2", then later ones.
+    let after: Vec<String> = s
+        .revocations_since(t, "a_2", NOW, 100)
+        .await?
+        .into_iter()
+        .map(|r| r.jti)
+        .collect();
+    let mut want: Vec<String> = sorted
+        .iter()
+        .filter(|j| j.as_bytes() > b"a_2".as_slice())
+        .map(|j| j.to_string())
+        .collect();
+    want.push("late".into());
+    ensure!(after == want, "after (t, a_2): {after:?}, want {want:?}");
+    let none = s.revocations_since(t + 1, "late", NOW, 100).await?;
+    ensure!(none.is_empty(), "nothing after the last entry: {none:?}");
+    // A later clock drops what has expired by then.
+    ensure!(s.revocations_since(0, "", NOW + 300, 100).await?.is_empty());
+    Ok(())
+}
+
+async fn login_failures(url: String) -> Result<()> {
+    let (s, other) = open2(&url).await?;
+    let window = 900;
+    ensure!(s.locked_until("user:taro").await? == 0, "unknown key: not locked");
+    ensure!(s.record_failure("user:taro", NOW, window).await? == 1);
+    ensure!(s.record_failure("user:taro", NOW + 10, window).await? == 2);
+    ensure!(
+        other.record_failure("user:taro", NOW + 899, window).await? == 3,
+        "another instance counts on"
+    );
+    ensure!(
+        s.record_failure("ip:127.0.0.1", NOW, window).await? == 1,
+        "keys are separate"
+    );
+    // The window is counted from its first failure.
+    ensure!(
+        s.record_failure("user:taro", NOW + 900, window).await? == 1,
+        "a new window"
+    );
+    ensure!(s.record_failure("user:taro", NOW + 901, window).await? == 2);
+    s.lock("user:taro", NOW + 1800).await?;
+    ensure!(other.locked_until("user:taro").await? == NOW + 1800);
+    // A failure recorded while locked does not lift the lock.
+    ensure!(s.record_failure("user:taro", NOW + 902, window).await? == 3);
+    ensure!(
+        s.locked_until("user:taro").await? == NOW + 1800,
+        "a failure must not unlock"
+    );
+    s.clear_failures("user:taro").await?;
+    ensure!(s.locked_until("user:taro").await? == 0);
+    ensure!(s.record_failure("user:taro", NOW + 903, window).await? == 1);
+    ensure!(s.locked_until("ip:127.0.0.1").await? == 0);
+
+    // Parallel guesses on two instances: every failure counted, no errors.
+    let results = futures_join_all((0..RACERS).map(|i| {
+        let st = if i % 2 == 0 { s.clone() } else { other.clone() };
+        async move { st.record_failure("user:hanako", NOW, window).await }
+    }))
+    .await;
+    let mut counts = Vec::new();
+    for r in results {
+        counts.push(r.context("record_failure under contention")?);
+    }
+    counts.sort();
+    let want: Vec<i64> = (1..=RACERS as i64).collect();
+    ensure!(counts == want, "concurrent failures counted {counts:?}");
+    Ok(())
+}
+
+async fn sweep(url: String) -> Result<()> {
+    let s = open(&url).await?;
+    s.put_item("code", "old", &item(1), NOW).await?;
+    s.put_item("code", "used-old", &item(2), NOW).await?;
+    ensure!(s.take_item::<Item>("code", "used-old", NOW - 1).await? == Taken::Fresh(item(2)));
+    s.put_item("code", "new", &item(3), NOW + 1).await?;
+    ensure!(s.remember_jti("dpop", "old", NOW).await?);
+    ensure!(s.remember_jti("dpop", "new", NOW + 1).await?);
+    s.record_access_token("at-old", None, "c1", &data("x"), NOW - 3600)
+        .await?;
+    s.record_access_token("at-recent", None, "c1", &data("x"), NOW - 3599)
+        .await?;
+    s.put_refresh("rt-old", "g", "c1", &data("x"), NOW).await?;
+    s.put_refresh("rt-new", "g", "c1", &data("x"), NOW + 1).await?;
+
+    s.sweep(NOW).await?;
+    ensure!(
+        s.take_item::<Item>("code", "old", NOW - 1).await? == Taken::Missing,
+        "expired item swept"
+    );
+    ensure!(
+        s.take_item::<Item>("code", "used-old", NOW - 1).await? == Taken::Missing,
+        "used expired item swept"
+    );
+    ensure!(s.item::<Item>("code", "new", NOW).await? == Some(item(3)));
+    ensure!(
+        s.remember_jti("dpop", "old", NOW + 60).await?,
+        "expired jti swept"
+    );
+    ensure!(!s.remember_jti("dpop", "new", NOW + 60).await?, "live jti kept");
+    ensure!(
+        s.access_token::<TokenData>("at-old").await?.is_none(),
+        "access token an hour past exp swept"
+    );
+    ensure!(
+        s.access_token::<TokenData>("at-recent").await?.is_some(),
+        "kept for an hour past exp"
+    );
+    ensure!(s.refresh::<TokenData>("rt-new", NOW).await?.is_some());
+    // rt-old is gone: putting it again works.
+    s.put_refresh("rt-old", "g", "c1", &data("y"), NOW + 10).await?;
+    ensure!(s.refresh::<TokenData>("rt-old", NOW).await? == Some(("g".into(), "c1".into(), data("y"))));
+    Ok(())
+}
+
+// ---- the runner
+
+type Check = fn(String) -> Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+macro_rules! checks {
+    ($($f:ident),* $(,)?) => {
+        &[$((stringify!($f), (|url| Box::pin($f(url))) as Check)),*]
+    };
+}
+
+const CHECKS: &[(&str, Check)] = checks![
+    schema,
+    clients,
+    users_and_accounts,
+    items,
+    take_single_use,
+    take_concurrently,
+    replay,
+    grants_and_revocation,
+    revocation_feed,
+    login_failures,
+    sweep,
+];
+
+/// Joins futures spawned as tasks (real parallelism on the multi-thread runtime).
+async fn futures_join_all<F, T>(futures: impl IntoIterator<Item = F>) -> Vec<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("task panicked"));
+    }
+    out
+}
+
+async fn run_suite(backend: Backend) {
+    let mut failed = Vec::new();
+    for (name, check) in CHECKS {
+        let result = match backend.fresh(name) {
+            Ok(url) => check(url).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => println!("{:<8} {name:<24} ok", backend.name()),
+            Err(e) => {
+                println!("{:<8} {name:<24} FAILED: {e:#}", backend.name());
+                failed.push(*name);
+            }
+        }
+    }
+    if let Backend::Postgres(pg) = &backend {
+        let log = pg.log();
+        let errors: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("FATAL"))
+            .map(str::trim)
+            .collect();
+        if !errors.is_empty() {
+            println!(
+                "postgres log errors (expected ones come from refused duplicates):\n{}",
+                errors.join("\n")
+            );
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} store checks failed: {failed:?}",
+        backend.name()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite() {
+    let dir = ScratchDir::new("store-sqlite").unwrap();
+    run_suite(Backend::Sqlite(dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres() {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("starting PostgreSQL (scripts/setup installs it): {e}"));
+    run_suite(Backend::Postgres(pg)).await;
+}
