@@ -5,7 +5,8 @@
 //! - the listener requires a client certificate and accepts any (self-signed) one: that takes
 //!   `require_client_certificate: true` plus a `trusted_ca` (any CA) plus `ACCEPT_UNTRUSTED`;
 //! - the plugin runs in V8 with `failure_policy: FAIL_CLOSED` (never FAIL_OPEN);
-//! - every cluster is a static plain-HTTP cluster on 127.0.0.1;
+//! - every cluster is a static plain-HTTP cluster on 127.0.0.1 ([`upstream_tls`] turns one into
+//!   TLS, e.g. towards the real authorization server);
 //! - Envoy runs with `--use-dynamic-base-id`, so several can run at once.
 
 use crate::client::http_get;
@@ -184,6 +185,19 @@ impl Envoy {
     /// Writes `<name>.json` into `dir`, starts Envoy with its log in `<name>.log`, and waits (up to
     /// `timeout`) until the admin interface says it is ready, or until Envoy exits.
     pub fn start(config: EnvoyConfig, dir: &Path, name: &str, timeout: Duration) -> Result<Self, StartError> {
+        let document = config.render();
+        Self::start_document(config, document, dir, name, timeout)
+    }
+
+    /// [`Envoy::start`] with a configuration document the caller derived from `config.render()`
+    /// (for example with [`upstream_tls`] applied to a cluster); `config` still names the ports.
+    pub fn start_document(
+        config: EnvoyConfig,
+        document: Value,
+        dir: &Path,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Self, StartError> {
         let envoy = envoy_binary();
         if !envoy.exists() {
             return Err(StartError::Other(Error(format!(
@@ -192,7 +206,7 @@ impl Envoy {
             ))));
         }
         let config_path = dir.join(format!("{name}.json"));
-        let text = serde_json::to_string_pretty(&config.render()).ctx("serializing the config")?;
+        let text = serde_json::to_string_pretty(&document).ctx("serializing the config")?;
         std::fs::write(&config_path, text).ctx(format!("writing {}", config_path.display()))?;
         let args: Vec<String> = vec![
             "-c".into(),
@@ -281,6 +295,33 @@ impl Envoy {
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.process.stop()
     }
+}
+
+/// Makes the static cluster `cluster` of a rendered configuration speak TLS to its endpoint: an
+/// `UpstreamTlsContext` that trusts only `ca_pem` and requires the server certificate to name the
+/// IP address `san_ip` (Envoy checks the chain by `trusted_ca`, the name only with a SAN matcher).
+pub fn upstream_tls(document: &mut Value, cluster: &str, ca_pem: &Path, san_ip: &str) -> Result<()> {
+    let clusters = document["static_resources"]["clusters"]
+        .as_array_mut()
+        .ok_or_else(|| Error("the document has no static clusters".into()))?;
+    let Some(c) = clusters.iter_mut().find(|c| c["name"] == cluster) else {
+        return Err(Error(format!("no cluster {cluster}")));
+    };
+    c["transport_socket"] = json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "validation_context": {
+                    "trusted_ca": {"filename": ca_pem},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "IP_ADDRESS", "matcher": {"exact": san_ip}}
+                    ]
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The last `n` lines of `text`.

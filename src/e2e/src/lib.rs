@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod envoy;
+pub mod fapi_as;
 pub mod pki;
 pub mod postgres;
 pub mod process;

@@ -21,6 +21,8 @@ pub struct AppState {
     pub keys: Keys,
     /// DPoP nonces (RFC 9449 §8): stateless, so any instance sharing the key folder validates them.
     pub nonces: NonceIssuer,
+    /// fapi-core's guard for our own access tokens at UserInfo (same nonce key as `nonces`).
+    pub resource: crate::resource::ResourceGuard,
     pub metrics: Metrics,
 }
 

@@ -141,6 +141,67 @@ pub struct Login {
     pub lockout: u64,
     /// Failed attempts per source address per 10 minutes.
     pub max_failures_per_address: u32,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs such as `10.0.0.0/8` or exact
+    /// addresses). From any other peer the header is ignored and the TCP peer address is the
+    /// source address of the per-address limit. Default: none.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An IP network: `10.0.0.0/8`, `2001:db8::/32`, or one address (`192.0.2.7`, a /32 or /128).
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are taken as the IPv4 address they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl TryFrom<String> for IpNet {
+    type Error = String;
+
+    fn try_from(v: String) -> Result<Self, String> {
+        v.parse()
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(v: &str) -> Result<Self, String> {
+        let bad = || format!("\"{v}\" is not an IP address or CIDR");
+        let (addr, prefix) = match v.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (v.trim(), None),
+        };
+        let addr = addr
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| bad())?
+            .to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl IpNet {
+    /// Whether `ip` is in this network.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Default for Login {
@@ -149,6 +210,7 @@ impl Default for Login {
             max_failures: 5,
             lockout: 900,
             max_failures_per_address: 50,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -258,6 +320,34 @@ mod tests {
         assert_eq!(c.tokens.code_lifetime, 60);
         assert_eq!(c.login.lockout, 60);
         assert_eq!(c.login.max_failures, 5);
+        assert!(c.login.trusted_proxies.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks() -> Result<(), String> {
+        let c: Config = toml::from_str(
+            "issuer = \"https://a\"\nmtls_base = \"https://m\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n[login]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]",
+        )
+        .map_err(|e| e.to_string())?;
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().map_err(|e| e.to_string());
+        let nets = &c.login.trusted_proxies;
+        assert!(nets[0].contains(ip("10.200.3.4")?));
+        assert!(!nets[0].contains(ip("11.0.0.1")?));
+        assert!(nets[0].contains(ip("::ffff:10.1.2.3")?), "IPv4-mapped");
+        assert!(nets[1].contains(ip("192.0.2.7")?));
+        assert!(!nets[1].contains(ip("192.0.2.8")?));
+        assert!(nets[2].contains(ip("2001:db8:1::5")?));
+        assert!(!nets[2].contains(ip("2001:db9::5")?));
+        assert!(!nets[2].contains(ip("10.0.0.1")?));
+        assert!("0.0.0.0/0".parse::<IpNet>()?.contains(ip("203.0.113.1")?));
+        for bad in ["10.0.0.0/33", "host.example", "10.0.0.1/x", ""] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<Config>(
+            "issuer = \"https://a\"\nmtls_base = \"https://m\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n[login]\ntrusted_proxies = [\"nope\"]",
+        )
+        .is_err());
         Ok(())
     }
 }

@@ -508,12 +508,17 @@ mod tests {
 
     #[test]
     fn an_invalid_recipient_point_is_refused() {
-        // x and y of the right size but not on P-256: ring's ECDH refuses it.
+        // x and y of the right size but not on P-256: refused, either when the key is read (fapi-core
+        // with `p256-tables` checks points at parse time, as in a workspace build) or by ring's ECDH.
         let jwks = json!({"keys": [{"kty":"EC","crv":"P-256","use":"enc",
             "x": b64::encode([1u8; 32]), "y": b64::encode([2u8; 32])}]});
-        assert_eq!(
-            encrypt_to_client(&jwks, "ECDH-ES", "A256GCM", b"x", None),
-            Err(JweError::KeyAgreementFailed)
+        let refused = encrypt_to_client(&jwks, "ECDH-ES", "A256GCM", b"x", None);
+        assert!(
+            matches!(
+                refused,
+                Err(JweError::KeyAgreementFailed | JweError::NoEncryptionKey)
+            ),
+            "{refused:?}"
         );
     }
 

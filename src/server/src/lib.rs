@@ -12,6 +12,7 @@ pub mod jwe;
 pub mod keys;
 pub mod model;
 pub mod password;
+pub mod resource;
 pub mod serve;
 pub mod store;
 pub mod tls;

@@ -121,6 +121,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("database {}", config.database.url))?;
     let keys = Keys::load_or_create(&config.keys.dir, &config.keys.alg)?;
     let nonce_secret = nonce_secret(&config)?;
+    let resource = fapi_as::resource::ResourceGuard::new(&config, &keys.jwks(), &nonce_secret)?;
     let (plain_tls, mtls) = fapi_as::tls::configs(&config.tls.cert, &config.tls.key)?;
     let https = tokio::net::TcpListener::bind(&config.listen.https)
         .await
@@ -132,7 +133,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| config.listen.http.clone())?;
     let state = Arc::new(AppState {
-        nonces: fapi_core::dpop::NonceIssuer::new(&nonce_secret, 300),
+        nonces: fapi_core::dpop::NonceIssuer::new(&nonce_secret, fapi_as::resource::DPOP_NONCE_LIFETIME),
+        resource,
         config,
         store: store.clone(),
         keys,

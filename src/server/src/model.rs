@@ -56,6 +56,7 @@ pub struct CodeRecord {
 /// The browser's sign-in progress for one authorization request (cookie `__Host-fapi-session`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LoginSession {
+    /// The authorization request's `request_uri` (empty: a connected-apps session).
     pub request_uri: String,
     /// Anti-CSRF token embedded in the forms.
     pub csrf: String,
@@ -64,6 +65,15 @@ pub struct LoginSession {
     pub amr: Vec<String>,
     pub acr: Option<String>,
     pub auth_time: Option<i64>,
-    /// WebAuthn challenge of a ceremony under way.
+    /// WebAuthn challenge of a ceremony under way, as `get:<issued at>:<challenge>` (sign-in) or
+    /// `create:<issued at>:<challenge>` (registration); single use.
     pub webauthn_challenge: Option<String>,
+    /// The pushed request, taken (used up) from the store at `GET /authorize` (RFC 9126 §4: the
+    /// `request_uri` is single use), so the person has the flow's lifetime to sign in and consent
+    /// rather than the request_uri's 60 s. `None` once the flow is answered (approve, deny, error).
+    #[serde(default)]
+    pub par: Option<ParRequest>,
+    /// Until when (unix seconds) the authorization flow may still be answered.
+    #[serde(default)]
+    pub flow_expires_at: Option<i64>,
 }

@@ -1,5 +1,8 @@
 //! The listeners: browser-facing TLS, mTLS (client certificate required, any issuer), plain-HTTP
 //! health; graceful shutdown on SIGTERM/SIGINT (stop accepting, let requests in flight finish).
+//!
+//! Every request on a TLS listener carries, in its extensions, the connection's
+//! [`PeerCertificate`] and its TCP peer address as [`ClientAddr`].
 
 use crate::tls::PeerCertificate;
 use axum::Router;
@@ -12,6 +15,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+/// The TCP peer address of the connection a request came on (a proxy's, when there is one in front:
+/// `frontchannel::limits` then believes `X-Forwarded-For` only from `login.trusted_proxies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);
 
 /// Serves `app` over TLS on `listener` until `shutdown` turns true.
 pub async fn serve_tls(
@@ -27,9 +35,10 @@ pub async fn serve_tls(
             a = listener.accept() => a,
             _ = shutdown.changed() => break,
         };
-        let Ok((tcp, _peer)) = accepted else { continue };
+        let Ok((tcp, peer_addr)) = accepted else { continue };
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let mut stop = shutdown.clone();
         tasks.spawn(async move {
             let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
             else {
@@ -42,16 +51,30 @@ pub async fn serve_tls(
                 .and_then(|c| c.first())
                 .map(|c| Arc::new(c.as_ref().to_vec()));
             let peer = PeerCertificate(cert);
+            let addr = ClientAddr(peer_addr);
             let service =
                 hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(peer.clone());
+                    req.extensions_mut().insert(addr);
                     app.clone().oneshot(req.map(axum::body::Body::new))
                 });
-            let _ = Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                // On shutdown the request in flight finishes, then the connection closes: idle
+                // keep-alive connections (a proxy's pool, e.g. Envoy fetching /jwks and the feed)
+                // would otherwise hold the shutdown until the bound below.
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
         });
     }
+    // New connections are refused from now on, not left waiting in the backlog.
+    drop(listener);
     // Let requests in flight finish, up to a bound.
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         while tasks.join_next().await.is_some() {}

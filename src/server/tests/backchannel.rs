@@ -474,7 +474,8 @@ fn dpop_bound_client_credentials_with_server_nonce() {
                 .header("DPoP", &proof),
         )
         .unwrap();
-    assert_eq!((r.status, error_of(&r).as_str()), (401, "invalid_dpop_proof"));
+    // A valid proof by another key: the token is not this key's (fapi-core: dpop_key_mismatch).
+    assert_eq!((r.status, error_of(&r).as_str()), (401, "invalid_token"));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The front channel of the real `fapi-as` binary over real TLS: PAR with private_key_jwt on the mTLS
 //! listener, the authorization endpoint, sign-in, TOTP, consent, the redirect with code, state and iss
-//! (RFC 9207), JARM, the connected-apps page, and the refusals FAPI 2.0 asks for.
+//! (RFC 9207), JARM, the connected-apps page, passkeys (WebAuthn, with a software authenticator), the
+//! per-address sign-in limit, and the refusals FAPI 2.0 asks for.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use fapi_as::totp;
@@ -90,17 +91,22 @@ fn run(args: &[&str]) {
 }
 
 fn start(env: &[(&str, &str)]) -> Server {
+    start_at("127.0.0.1", env)
+}
+
+/// `host` names the issuer (`localhost` for passkeys: an IP address cannot be a WebAuthn RP ID).
+fn start_at(host: &str, env: &[(&str, &str)]) -> Server {
     let dir = ScratchDir::new("as-front").unwrap();
     let pki = TestPki::generate(dir.path(), &["fintech"]).unwrap();
     let (https, mtls, http) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
-    let issuer = format!("https://127.0.0.1:{https}");
+    let issuer = format!("https://{host}:{https}");
     let config = dir.join("fapi-as.toml");
     std::fs::write(
         &config,
         format!(
             "issuer = \"{issuer}\"\nmtls_base = \"https://127.0.0.1:{mtls}\"\n[listen]\nhttps = \"127.0.0.1:{https}\"\nmtls = \"127.0.0.1:{mtls}\"\nhttp = \"127.0.0.1:{http}\"\n\
              [tls]\ncert = \"{}\"\nkey = \"{}\"\n[database]\nurl = \"sqlite://{}?mode=rwc\"\n[keys]\ndir = \"keys\"\nalg = \"ES256\"\n\
-             [login]\nmax_failures = 3\nlockout = 120\nmax_failures_per_address = 4\n",
+             [login]\nmax_failures = 3\nlockout = 120\nmax_failures_per_address = 50\n",
             pki.server.cert_pem.display(),
             pki.server.key_pem.display(),
             dir.join("as.db").display()
@@ -414,8 +420,25 @@ fn authorization_code_flow_with_totp_consent_jarm_and_apps() {
         html.contains("Sign in") && html.contains("Fintech &lt;App&gt;"),
         "{html}"
     );
-    assert!(html.contains("PASSKEY"), "passkey slot marked");
+    // An IP-address issuer cannot be a WebAuthn RP: no passkey button, no script at all.
+    assert!(
+        !html.contains("<script") && !html.contains("data-passkey"),
+        "{html}"
+    );
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(
+        page.header("content-security-policy"),
+        Some(fapi_as::frontchannel::CSP)
+    );
+    assert!(html.contains("data-testid=\"username\"") && html.contains("data-testid=\"sign-in\""));
+    // RFC 9126 §4: the request_uri was used up by the first /authorize.
+    let mut other = srv.browser();
+    let r = other.get(&format!(
+        "/authorize?client_id=fintech&request_uri={}",
+        enc(&request_uri)
+    ));
+    assert_eq!(r.status, 400, "reused request_uri");
+    assert!(r.header("location").is_none());
 
     // Password, then the TOTP step that acr_values asks for.
     let r = b.post(
@@ -486,7 +509,7 @@ fn authorization_code_flow_with_totp_consent_jarm_and_apps() {
     let r = srv.token_endpoint("/introspect", &[("token", &access_token)]);
     assert_eq!(r.json().unwrap()["active"], json!(true), "{}", r.text());
 
-    // The request_uri was used up: a second authorize shows an error page, no redirect.
+    // Still used up after the flow: a second authorize shows an error page, no redirect.
     let r = b.get(&format!(
         "/authorize?client_id=fintech&request_uri={}",
         enc(&request_uri)
@@ -781,31 +804,7 @@ fn par_authorize_and_sign_in_refusals() {
     );
     assert!(r.text().contains("ロック"), "{}", r.text());
     b.lang = "en".into();
-    // Per source address (X-Forwarded-For, first value): 4 failures across usernames lock the
-    // address, even for the right password of another account.
-    let xff = [("x-forwarded-for", "203.0.113.9, 10.0.0.1")];
-    for name in ["ghost1", "ghost2", "ghost3"] {
-        let r = b.post_with(
-            "/login",
-            &[("csrf", &token), ("username", name), ("password", "x")],
-            &xff,
-        );
-        assert_eq!(r.status, 200);
-    }
-    let r = b.post_with(
-        "/login",
-        &[("csrf", &token), ("username", "ghost4"), ("password", "x")],
-        &xff,
-    );
-    assert_eq!(r.status, 429);
-    let r = b.post_with(
-        "/login",
-        &[("csrf", &token), ("username", "taro"), ("password", PASSWORD)],
-        &xff,
-    );
-    assert_eq!(r.status, 429);
-    assert!(r.text().contains("your network"), "{}", r.text());
-    // taro still signs in from another address.
+    // taro (another account) still signs in: the account limit is per account.
     let r = b.post(
         "/login",
         &[("csrf", &token), ("username", "taro"), ("password", PASSWORD)],
@@ -859,22 +858,402 @@ fn par_authorize_and_sign_in_refusals() {
 }
 
 #[test]
-fn request_uri_expires() {
-    let srv = start(&[("FAPI_AS_TOKENS_PAR_LIFETIME", "1")]);
-    let (_v, challenge) = pkce();
+fn request_uri_is_single_use_and_expires_but_the_flow_lives_on() {
+    let srv = start(&[("FAPI_AS_TOKENS_PAR_LIFETIME", "2")]);
+    let (verifier, challenge) = pkce();
     let r = srv.par(&base_params(&challenge, &[]));
     assert_eq!(r.status, 201);
-    assert_eq!(r.json().unwrap()["expires_in"], json!(1));
+    assert_eq!(r.json().unwrap()["expires_in"], json!(2));
     let request_uri = r.json().unwrap()["request_uri"].as_str().unwrap().to_string();
-    // Expiry is a matter of time passing: poll until the server refuses it (within a few seconds).
+    let authorize = format!("/authorize?client_id=fintech&request_uri={}", enc(&request_uri));
     let mut b = srv.browser();
-    let refused = wait_until(Duration::from_secs(5), "request_uri to expire", || {
-        let r = b.get(&format!(
-            "/authorize?client_id=fintech&request_uri={}",
-            enc(&request_uri)
-        ));
-        Ok((r.status == 400).then(|| r.text()))
-    })
-    .unwrap();
-    assert!(refused.contains("expired"), "{refused}");
+    assert_eq!(location(&b.get(&authorize)), "/login");
+    // Reuse (RFC 9126 §4), even by the same browser: an error page, no redirect.
+    let r = b.get(&authorize);
+    assert_eq!(r.status, 400);
+    assert!(r.header("location").is_none());
+    // The browser's session still holds the flow, which outlives the request_uri's 2 s.
+    std::thread::sleep(Duration::from_secs(3));
+    let page = b.get("/login");
+    assert!(page.text().contains("name=\"password\""), "{}", page.text());
+    let r = b.post(
+        "/login",
+        &[
+            ("csrf", &csrf(&page)),
+            ("username", "taro"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(location(&r), "/login");
+    let page = b.get("/login");
+    let loc = location(&b.post("/consent", &[("csrf", &csrf(&page)), ("decision", "approve")]));
+    let q = decode_query(loc.split_once('?').unwrap().1);
+    let token = srv.token(&[
+        ("grant_type", "authorization_code"),
+        ("code", &q["code"]),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &verifier),
+    ]);
+    assert_eq!(token.status, 200, "{}", token.text());
+    // Answered once: a second consent POST finds no flow.
+    let r = b.post("/consent", &[("csrf", &csrf(&page)), ("decision", "approve")]);
+    assert_eq!(location(&r), "/apps", "the session is an apps session now");
+
+    // A request_uri not used in time is refused.
+    let (_v, challenge) = pkce();
+    let r = srv.par(&base_params(&challenge, &[]));
+    let request_uri = r.json().unwrap()["request_uri"].as_str().unwrap().to_string();
+    // (Not polled: a GET /authorize in time would use it up.)
+    std::thread::sleep(Duration::from_secs(3));
+    let mut b = srv.browser();
+    let r = b.get(&format!(
+        "/authorize?client_id=fintech&request_uri={}",
+        enc(&request_uri)
+    ));
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("expired"), "{}", r.text());
+    // Told apart in the metrics: one expired request_uri, one reuse.
+    let metrics = b.get("/metrics").text();
+    assert!(
+        metrics.contains("endpoint=\"authorize\",outcome=\"invalid_request_uri\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("endpoint=\"authorize\",outcome=\"reused_request_uri\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// Signs `name` in from `b`'s sign-in page with headers; returns the response.
+fn sign_in_with(b: &mut Browser, token: &str, name: &str, password: &str, headers: &[(&str, &str)]) -> Resp {
+    b.post_with(
+        "/login",
+        &[("csrf", token), ("username", name), ("password", password)],
+        headers,
+    )
+}
+
+#[test]
+fn per_address_limit_keys_on_the_peer_not_on_a_forged_forwarded_for() {
+    // No trusted proxies (the default): X-Forwarded-For is the client's own word and is ignored;
+    // this test connects from 127.0.0.1, which is the address that gets counted and locked.
+    let srv = start(&[("FAPI_AS_LOGIN_MAX_FAILURES_PER_ADDRESS", "4")]);
+    let mut b = srv.browser();
+    let token = csrf(&b.get("/apps"));
+    for (i, forged) in ["203.0.113.1", "203.0.113.2", "198.51.100.3"].iter().enumerate() {
+        let r = sign_in_with(
+            &mut b,
+            &token,
+            &format!("ghost{i}"),
+            "x",
+            &[("x-forwarded-for", forged)],
+        );
+        assert_eq!(r.status, 200, "attempt {i}");
+    }
+    let r = sign_in_with(
+        &mut b,
+        &token,
+        "ghost9",
+        "x",
+        &[("x-forwarded-for", "192.0.2.44")],
+    );
+    assert_eq!(r.status, 429, "the 4th failure locks the peer address");
+    assert!(r.text().contains("your network"), "{}", r.text());
+    // A new forged address does not get the attacker out, even with a right password.
+    for forged in ["192.0.2.99", "2001:db8::7", "10.0.0.1, 192.0.2.98"] {
+        let r = sign_in_with(&mut b, &token, "taro", PASSWORD, &[("x-forwarded-for", forged)]);
+        assert_eq!(r.status, 429, "forged {forged}");
+        assert!(r.text().contains("your network"));
+    }
+    let r = sign_in_with(&mut b, &token, "taro", PASSWORD, &[]);
+    assert_eq!(r.status, 429);
+
+    // Behind a trusted proxy (here 127.0.0.1 plays the bank's reverse proxy) the header is believed:
+    // the client address it names is what gets locked, and other clients still sign in.
+    let srv = start(&[
+        ("FAPI_AS_LOGIN_MAX_FAILURES_PER_ADDRESS", "4"),
+        ("FAPI_AS_LOGIN_TRUSTED_PROXIES", "[\"127.0.0.1\", \"10.0.0.0/8\"]"),
+    ]);
+    let mut b = srv.browser();
+    let token = csrf(&b.get("/apps"));
+    let attacker = [("x-forwarded-for", "203.0.113.9")];
+    for i in 0..3 {
+        let r = sign_in_with(&mut b, &token, &format!("ghost{i}"), "x", &attacker);
+        assert_eq!(r.status, 200, "attempt {i}");
+    }
+    // What the attacker prepends is not believed: the right-most untrusted hop is the client.
+    let prepended = [("x-forwarded-for", "192.0.2.1, 203.0.113.9, 10.1.2.3")];
+    let r = sign_in_with(&mut b, &token, "ghost3", "x", &prepended);
+    assert_eq!(r.status, 429, "{}", r.text());
+    let r = sign_in_with(&mut b, &token, "taro", PASSWORD, &attacker);
+    assert_eq!(r.status, 429);
+    assert!(r.text().contains("your network"));
+    let r = sign_in_with(
+        &mut b,
+        &token,
+        "taro",
+        PASSWORD,
+        &[("x-forwarded-for", "198.51.100.20")],
+    );
+    assert_eq!(location(&r), "/login", "another client behind the proxy");
+}
+
+/// A software passkey (ES256, user presence and verification), as Chromium's virtual authenticator
+/// would answer (WebAuthn Level 2 §6.1, §6.5, fmt "none").
+struct SoftPasskey {
+    key: ring::signature::EcdsaKeyPair,
+    id: Vec<u8>,
+    origin: String,
+}
+
+impl SoftPasskey {
+    fn new(origin: &str) -> Self {
+        use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        SoftPasskey {
+            key,
+            id: random_id().into_bytes(),
+            origin: origin.to_string(),
+        }
+    }
+
+    fn cbor(v: &ciborium::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(v, &mut out).unwrap();
+        out
+    }
+
+    fn client_data(&self, kind: &str, challenge: &str) -> Vec<u8> {
+        json!({"type": kind, "challenge": challenge, "origin": self.origin, "crossOrigin": false})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn auth_data(&self, rp_id: &str, count: u32, attested: bool) -> Vec<u8> {
+        use ring::signature::KeyPair;
+        let mut out = b64::sha256(rp_id.as_bytes()).to_vec();
+        out.push(0x05 | if attested { 0x40 } else { 0 });
+        out.extend_from_slice(&count.to_be_bytes());
+        if attested {
+            use ciborium::Value as C;
+            let p = self.key.public_key().as_ref();
+            let i = |n: i64| C::Integer(n.into());
+            let cose = C::Map(vec![
+                (i(1), i(2)),
+                (i(3), i(-7)),
+                (i(-1), i(1)),
+                (i(-2), C::Bytes(p[1..33].to_vec())),
+                (i(-3), C::Bytes(p[33..65].to_vec())),
+            ]);
+            out.extend_from_slice(&[0u8; 16]);
+            out.extend_from_slice(&(self.id.len() as u16).to_be_bytes());
+            out.extend_from_slice(&self.id);
+            out.extend(Self::cbor(&cose));
+        }
+        out
+    }
+
+    /// What the page posts after `navigator.credentials.create`.
+    fn register(&self, options: &Value) -> String {
+        use ciborium::Value as C;
+        let cd = self.client_data("webauthn.create", options["challenge"].as_str().unwrap());
+        let att = C::Map(vec![
+            (C::Text("fmt".into()), C::Text("none".into())),
+            (C::Text("attStmt".into()), C::Map(vec![])),
+            (
+                C::Text("authData".into()),
+                C::Bytes(self.auth_data(options["rp"]["id"].as_str().unwrap(), 0, true)),
+            ),
+        ]);
+        json!({"id": b64::encode(&self.id), "rawId": b64::encode(&self.id), "type": "public-key",
+               "response": {"clientDataJSON": b64::encode(&cd), "attestationObject": b64::encode(Self::cbor(&att)),
+                            "transports": ["internal"]}})
+        .to_string()
+    }
+
+    /// What the page posts after `navigator.credentials.get`; `tamper` breaks the signature.
+    fn assert(&self, options: &Value, count: u32, user_handle: &str, tamper: bool) -> String {
+        let cd = self.client_data("webauthn.get", options["challenge"].as_str().unwrap());
+        let auth = self.auth_data(options["rpId"].as_str().unwrap(), count, false);
+        let mut message = auth.clone();
+        message.extend_from_slice(&b64::sha256(&cd));
+        if tamper {
+            message.push(0);
+        }
+        let sig = self.key.sign(&ring::rand::SystemRandom::new(), &message).unwrap();
+        json!({"id": b64::encode(&self.id), "rawId": b64::encode(&self.id), "type": "public-key",
+               "response": {"clientDataJSON": b64::encode(&cd), "authenticatorData": b64::encode(&auth),
+                            "signature": b64::encode(sig.as_ref()), "userHandle": b64::encode(user_handle)}})
+        .to_string()
+    }
+}
+
+#[test]
+fn passkeys_register_sign_in_and_refusals_count_as_failures() {
+    let srv = start_at("localhost", &[("FAPI_AS_LOGIN_MAX_FAILURES_PER_ADDRESS", "4")]);
+    assert!(srv.issuer.starts_with("https://localhost:"));
+    let passkey = SoftPasskey::new(&srv.issuer);
+
+    // The sign-in page offers passkeys, with its one same-origin script and a CSP that allows it.
+    let mut b = srv.browser();
+    let page = b.get("/apps");
+    let html = page.text();
+    assert!(html.contains("data-testid=\"passkey-sign-in\"") && html.contains("Sign in with a passkey"));
+    assert!(html.contains("<script src=\"/assets/passkey.js\" defer></script>"));
+    assert_eq!(html.matches("<script").count(), 1);
+    assert_eq!(
+        page.header("content-security-policy"),
+        Some(fapi_as::frontchannel::CSP_PASSKEY)
+    );
+    let js = b.get("/assets/passkey.js");
+    assert_eq!(js.status, 200);
+    assert!(js.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(js.text().contains("navigator.credentials.get"));
+
+    // Registration needs a signed-in session.
+    let r = b.post("/passkey/register/options", &[("csrf", &csrf(&page))]);
+    assert_eq!(r.status, 403);
+    let r = b.post(
+        "/login",
+        &[
+            ("csrf", &csrf(&page)),
+            ("username", "taro"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(location(&r), "/login");
+    let page = b.get("/apps");
+    assert!(
+        page.text().contains("data-testid=\"passkey-register\""),
+        "{}",
+        page.text()
+    );
+    let token = csrf(&page);
+    let r = b.post("/passkey/register/options", &[("token", &token)]);
+    assert_eq!(r.status, 403, "CSRF token required");
+    let options = b
+        .post("/passkey/register/options", &[("csrf", &token)])
+        .json()
+        .unwrap();
+    assert_eq!(options["rp"]["id"], json!("localhost"));
+    assert_eq!(options["user"]["id"], json!(b64::encode("user-taro")));
+    assert_eq!(
+        options["authenticatorSelection"]["userVerification"],
+        json!("required")
+    );
+    let r = b.post(
+        "/passkey/register",
+        &[("csrf", &token), ("credential", &passkey.register(&options))],
+    );
+    assert_eq!(location(&r), "/apps?done=passkey_registered");
+    let html = b.get("/apps?done=passkey_registered").text();
+    assert!(html.contains("data-testid=\"notice\"") && html.contains("passkey is registered"));
+    // The challenge was single use: the same registration again is refused.
+    let r = b.post(
+        "/passkey/register",
+        &[("csrf", &token), ("credential", &passkey.register(&options))],
+    );
+    assert_eq!(location(&r), "/apps?done=passkey_failed");
+    // And the same credential cannot be registered twice (now excluded by the options, too).
+    let options = b
+        .post("/passkey/register/options", &[("csrf", &token)])
+        .json()
+        .unwrap();
+    assert_eq!(
+        options["excludeCredentials"][0]["id"],
+        json!(b64::encode(&passkey.id))
+    );
+    let r = b.post(
+        "/passkey/register",
+        &[("csrf", &token), ("credential", &passkey.register(&options))],
+    );
+    assert_eq!(location(&r), "/apps?done=passkey_failed");
+
+    // Sign-in with the passkey in an authorization flow that asks for TOTP: the passkey is stronger.
+    let mut b2 = srv.browser();
+    let (verifier, challenge) = pkce();
+    let r = srv.par(&base_params(&challenge, &[("acr_values", "urn:bank:acr:totp")]));
+    let request_uri = r.json().unwrap()["request_uri"].as_str().unwrap().to_string();
+    b2.get(&format!(
+        "/authorize?client_id=fintech&request_uri={}",
+        enc(&request_uri)
+    ));
+    let page = b2.get("/login");
+    let token = csrf(&page);
+    let options = b2
+        .post("/login/passkey/options", &[("csrf", &token)])
+        .json()
+        .unwrap();
+    assert_eq!(options["rpId"], json!("localhost"));
+    assert_eq!(options["userVerification"], json!("required"));
+    let good = passkey.assert(&options, 1, "user-taro", false);
+    let r = b2.post("/login/passkey", &[("csrf", &token), ("credential", &good)]);
+    assert_eq!(location(&r), "/login");
+    let page = b2.get("/login");
+    assert!(
+        page.text().contains("data-testid=\"approve\""),
+        "consent: {}",
+        page.text()
+    );
+    let loc = location(&b2.post("/consent", &[("csrf", &csrf(&page)), ("decision", "approve")]));
+    let q = decode_query(loc.split_once('?').unwrap().1);
+    let token_resp = srv.token(&[
+        ("grant_type", "authorization_code"),
+        ("code", &q["code"]),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &verifier),
+    ]);
+    assert_eq!(token_resp.status, 200, "{}", token_resp.text());
+    let body = token_resp.json().unwrap();
+    let id_token = fapi_core::jws::CompactJws::parse(body["id_token"].as_str().unwrap()).unwrap();
+    assert_eq!(id_token.payload["acr"], json!("urn:bank:acr:passkey"));
+    assert_eq!(id_token.payload["amr"], json!(["hwk", "user"]));
+
+    // Refusals, each counted against the source address (limit 4 here), the known-credential ones
+    // against taro's account too (limit 3: two of them below).
+    let mut b3 = srv.browser();
+    let token = csrf(&b3.get("/apps"));
+    let refused = |r: &Resp| {
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains("passkey could not be verified"), "{}", r.text());
+    };
+    // 1. A replayed assertion: its challenge is gone (single use), none issued to this session.
+    refused(&b3.post("/login/passkey", &[("csrf", &token), ("credential", &good)]));
+    // 2. A bad signature.
+    let options = b3
+        .post("/login/passkey/options", &[("csrf", &token)])
+        .json()
+        .unwrap();
+    let bad = passkey.assert(&options, 2, "user-taro", true);
+    refused(&b3.post("/login/passkey", &[("csrf", &token), ("credential", &bad)]));
+    // 3. A signature counter that did not increase (a possible clone).
+    let options = b3
+        .post("/login/passkey/options", &[("csrf", &token)])
+        .json()
+        .unwrap();
+    let cloned = passkey.assert(&options, 1, "user-taro", false);
+    refused(&b3.post("/login/passkey", &[("csrf", &token), ("credential", &cloned)]));
+    // 4. Garbage: the fourth failure from this address locks it; a good assertion is then refused.
+    let r = b3.post("/login/passkey", &[("csrf", &token), ("credential", "{not json")]);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("your network"));
+    let options = b3
+        .post("/login/passkey/options", &[("csrf", &token)])
+        .json()
+        .unwrap();
+    let r = b3.post(
+        "/login/passkey",
+        &[
+            ("csrf", &token),
+            ("credential", &passkey.assert(&options, 9, "user-taro", false)),
+        ],
+    );
+    assert_eq!(r.status, 429);
+    let metrics = b3.get("/metrics").text();
+    assert!(
+        metrics.contains("endpoint=\"passkey\",outcome=\"failed\"} 4"),
+        "{metrics}"
+    );
 }

@@ -120,11 +120,13 @@ async fn fixture() -> Fixture {
         })
         .await
         .unwrap();
+    let resource = crate::resource::ResourceGuard::new(&config, &keys.jwks(), &[7u8; 32]).unwrap();
     let state = Arc::new(AppState {
         config,
         store,
         keys,
         nonces: NonceIssuer::new(&[7u8; 32], 300),
+        resource,
         metrics: Metrics::default(),
     });
     Fixture {
@@ -524,4 +526,316 @@ async fn dpop_code_binding_and_nonces() {
             .unwrap()["active"],
         false
     );
+}
+
+// --- UserInfo (OIDC Core §5.3) through fapi-core's guard ---
+
+const USERINFO_URL: &str = "https://as.example/userinfo";
+
+/// What the UserInfo endpoint answered.
+struct Answer {
+    status: u16,
+    challenges: Vec<String>,
+    body: Value,
+    no_store: bool,
+    dpop_nonce: Option<String>,
+}
+
+impl Answer {
+    fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+}
+
+async fn get_userinfo(f: &Fixture, authorization: &[&str], dpop: &[&str], peer: PeerCertificate) -> Answer {
+    get_userinfo_at(f, "/userinfo", authorization, dpop, peer).await
+}
+
+/// `GET path` on the listener the certificate implies (mTLS alias with one, issuer without).
+async fn get_userinfo_at(
+    f: &Fixture,
+    path: &'static str,
+    authorization: &[&str],
+    dpop: &[&str],
+    peer: PeerCertificate,
+) -> Answer {
+    use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+    let mut headers = HeaderMap::new();
+    let host = if peer.0.is_some() {
+        "mtls.as.example"
+    } else {
+        "as.example"
+    };
+    headers.insert(header::HOST, HeaderValue::from_static(host));
+    for a in authorization {
+        headers.append(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+    }
+    for d in dpop {
+        headers.append("dpop", HeaderValue::from_str(d).unwrap());
+    }
+    let r = super::userinfo::userinfo(
+        axum::extract::State(f.state.clone()),
+        Method::GET,
+        Uri::from_static(path),
+        Some(axum::Extension(peer)),
+        headers,
+    )
+    .await;
+    let status = r.status().as_u16();
+    let challenges = r
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let no_store = r.headers().get(header::CACHE_CONTROL).map(|v| v.as_bytes()) == Some(b"no-store");
+    let dpop_nonce = r
+        .headers()
+        .get("dpop-nonce")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+    Answer {
+        status,
+        challenges,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        no_store,
+        dpop_nonce,
+    }
+}
+
+/// An access token as the token endpoint records it, with the given scope and `cnf`; returns the
+/// token and its jti.
+async fn mint(f: &Fixture, client_id: &str, scope: &str, cnf: Value) -> (String, String) {
+    let t = now();
+    let jti = random_token(16);
+    let claims = json!({
+        "iss": ISSUER, "sub": "user-taro", "aud": "https://api.bank.example", "exp": t + 300,
+        "iat": t, "nbf": t, "jti": jti, "client_id": client_id, "scope": scope, "cnf": cnf,
+    });
+    let token = f.state.keys.current.sign_jwt(Some("at+jwt"), &claims).unwrap();
+    f.state
+        .store
+        .record_access_token(&jti, None, client_id, &claims, t + 300)
+        .await
+        .unwrap();
+    (token, jti)
+}
+
+#[tokio::test]
+async fn userinfo_checks_the_certificate_binding_and_revocation() {
+    let f = fixture().await;
+    let (code, _) = code_for(&f, "mtls-client", None, now() + 60).await;
+    let issued = call(&f, code_params("mtls-client", &code), cert("A"), None, now())
+        .await
+        .unwrap();
+    let token = issued.body["access_token"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {token}");
+
+    // The holder's certificate: the user's claims.
+    let a = get_userinfo(&f, &[&bearer], &[], cert("A")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["sub"], "user-taro");
+    assert_eq!(a.body["preferred_username"], "taro");
+    assert!(a.no_store);
+
+    // RFC 8705 §3: another certificate of the same client is refused.
+    let a = get_userinfo(&f, &[&bearer], &[], cert("B")).await;
+    assert_eq!((a.status, a.error()), (401, "invalid_token"));
+    assert_eq!(a.challenges.len(), 1);
+    assert!(
+        a.challenges[0].starts_with("Bearer error=\"invalid_token\"")
+            && a.challenges[0].contains("bound to another client certificate"),
+        "{:?}",
+        a.challenges
+    );
+    assert!(a.no_store);
+    // No certificate at all (the browser-facing listener).
+    let a = get_userinfo(&f, &[&bearer], &[], PeerCertificate(None)).await;
+    assert_eq!((a.status, a.error()), (401, "invalid_token"));
+    assert!(
+        a.challenges[0].contains("no client certificate"),
+        "{:?}",
+        a.challenges
+    );
+
+    // No token: both schemes offered, no error code (RFC 6750 §3.1).
+    let a = get_userinfo(&f, &[], &[], cert("A")).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.error(), "");
+    assert_eq!(
+        a.challenges,
+        vec![
+            "Bearer".to_string(),
+            "DPoP algs=\"ES256 PS256 EdDSA\"".to_string()
+        ]
+    );
+    // Two Authorization headers: invalid_request.
+    let a = get_userinfo(&f, &[&bearer, &bearer], &[], cert("A")).await;
+    assert_eq!((a.status, a.error()), (400, "invalid_request"));
+
+    // Revoked (RFC 7009): refused from then on, though the signature is still good.
+    let jti = claims(&token)["jti"].as_str().unwrap().to_string();
+    assert!(f.state.store.revoke_access_token(&jti, now_ms()).await.unwrap());
+    let a = get_userinfo(&f, &[&bearer], &[], cert("A")).await;
+    assert_eq!((a.status, a.error()), (401, "invalid_token"));
+    assert!(
+        a.challenges[0].starts_with("Bearer error=\"invalid_token\"") && a.challenges[0].contains("revoked"),
+        "{:?}",
+        a.challenges
+    );
+}
+
+// The production runtime (the guard's replay store waits on the database from a blocking thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_checks_dpop_binding_proofs_and_replay() {
+    let f = fixture().await;
+    let key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let (token, _) = mint(
+        &f,
+        "dpop-client",
+        "openid accounts",
+        json!({"jkt": key.thumbprint()}),
+    )
+    .await;
+    let dpop_auth = format!("DPoP {token}");
+    let proof = |k: &SigningKey, url: &str| {
+        k.dpop_proof("GET", url, Some(&token), now(), &random_token(16), None)
+            .unwrap()
+    };
+
+    // RFC 9449 §7.1: a DPoP-bound token sent as a bearer token is refused, with a DPoP challenge.
+    let a = get_userinfo(&f, &[&format!("Bearer {token}")], &[], PeerCertificate(None)).await;
+    assert_eq!((a.status, a.error()), (401, "invalid_token"));
+    assert!(
+        a.challenges[0].starts_with("DPoP error=\"invalid_token\""),
+        "{:?}",
+        a.challenges
+    );
+    // The DPoP scheme without a proof.
+    let a = get_userinfo(&f, &[&dpop_auth], &[], PeerCertificate(None)).await;
+    assert_eq!((a.status, a.error()), (401, "invalid_dpop_proof"));
+
+    // A good proof: the user's claims.
+    let good = proof(&key, USERINFO_URL);
+    let a = get_userinfo(&f, &[&dpop_auth], &[&good], PeerCertificate(None)).await;
+    assert_eq!(a.status, 200, "{} {:?}", a.body, a.challenges);
+    assert_eq!(a.body["sub"], "user-taro");
+    // RFC 9449 §11.1: the same proof again is a replay, refused through the database.
+    let a = get_userinfo(&f, &[&dpop_auth], &[&good], PeerCertificate(None)).await;
+    assert_eq!((a.status, a.error()), (401, "invalid_dpop_proof"));
+    assert!(a.challenges[0].contains("used before"), "{:?}", a.challenges);
+
+    // A proof for another URL (htu, RFC 9449 §4.3), or by another key than cnf.jkt.
+    let a = get_userinfo(
+        &f,
+        &[&dpop_auth],
+        &[&proof(&key, "https://elsewhere.example/userinfo")],
+        PeerCertificate(None),
+    )
+    .await;
+    assert_eq!((a.status, a.error()), (401, "invalid_dpop_proof"));
+    let other = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let a = get_userinfo(
+        &f,
+        &[&dpop_auth],
+        &[&proof(&other, USERINFO_URL)],
+        PeerCertificate(None),
+    )
+    .await;
+    assert_eq!((a.status, a.error()), (401, "invalid_token"));
+    assert!(
+        a.challenges[0].contains("does not match the token binding"),
+        "{:?}",
+        a.challenges
+    );
+    // A nonce we never issued (RFC 9449 §9): use_dpop_nonce with a fresh one.
+    let bad_nonce = key
+        .dpop_proof(
+            "GET",
+            USERINFO_URL,
+            Some(&token),
+            now(),
+            &random_token(16),
+            Some("forged"),
+        )
+        .unwrap();
+    let a = get_userinfo(&f, &[&dpop_auth], &[&bad_nonce], PeerCertificate(None)).await;
+    assert_eq!((a.status, a.error()), (401, "use_dpop_nonce"));
+    assert!(
+        a.challenges[0].starts_with("DPoP error=\"use_dpop_nonce\""),
+        "{:?}",
+        a.challenges
+    );
+    assert!(f.state.nonces.is_valid(a.dpop_nonce.as_deref().unwrap(), now()));
+    // A nonce the token endpoint issued (same key): accepted.
+    let nonce = f.state.nonces.issue(now());
+    let with_nonce = key
+        .dpop_proof(
+            "GET",
+            USERINFO_URL,
+            Some(&token),
+            now(),
+            &random_token(16),
+            Some(&nonce),
+        )
+        .unwrap();
+    let a = get_userinfo(&f, &[&dpop_auth], &[&with_nonce], PeerCertificate(None)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+#[tokio::test]
+async fn userinfo_needs_openid_and_a_known_token() {
+    let f = fixture().await;
+    let cnf = json!({"x5t#S256": x5t("A")});
+    // RFC 6750 §3.1: insufficient_scope names the scope needed.
+    let (token, _) = mint(&f, "mtls-client", "accounts", cnf.clone()).await;
+    let a = get_userinfo(&f, &[&format!("Bearer {token}")], &[], cert("A")).await;
+    assert_eq!((a.status, a.error()), (403, "insufficient_scope"));
+    assert!(
+        a.challenges[0].starts_with("Bearer error=\"insufficient_scope\"")
+            && a.challenges[0].ends_with("scope=\"openid\""),
+        "{:?}",
+        a.challenges
+    );
+    // Signed by us but never recorded: not active.
+    let t = now();
+    let unknown = f
+        .state
+        .keys
+        .current
+        .sign_jwt(
+            Some("at+jwt"),
+            &json!({"iss": ISSUER, "sub": "user-taro", "aud": "https://api.bank.example", "exp": t + 300,
+                "iat": t, "jti": "never-issued", "client_id": "mtls-client", "scope": "openid", "cnf": cnf}),
+        )
+        .unwrap();
+    let a = get_userinfo(&f, &[&format!("Bearer {unknown}")], &[], cert("A")).await;
+    assert_eq!((a.status, a.error()), (401, "invalid_token"));
+    // Another signer, or an unbound token: refused.
+    let stranger = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let forged = stranger
+        .sign_jwt(
+            Some("at+jwt"),
+            &json!({"iss": ISSUER, "sub": "user-taro", "aud": "https://api.bank.example", "exp": t + 300,
+                "iat": t, "jti": "j", "client_id": "mtls-client", "scope": "openid", "cnf": cnf}),
+        )
+        .unwrap();
+    let a = get_userinfo(&f, &[&format!("Bearer {forged}")], &[], cert("A")).await;
+    assert_eq!((a.status, a.error()), (401, "invalid_token"));
+    let (unbound, _) = mint(&f, "mtls-client", "openid", json!({})).await;
+    let a = get_userinfo(&f, &[&format!("Bearer {unbound}")], &[], cert("A")).await;
+    assert_eq!((a.status, a.error()), (401, "invalid_token"));
+    // A good token, but an access_token query parameter besides (FAPI 2.0 §5.3.4): refused.
+    let (good, _) = mint(&f, "mtls-client", "openid", cnf).await;
+    let a = get_userinfo_at(
+        &f,
+        "/userinfo?access_token=x",
+        &[&format!("Bearer {good}")],
+        &[],
+        cert("A"),
+    )
+    .await;
+    assert_eq!((a.status, a.error()), (400, "invalid_request"));
+    let a = get_userinfo(&f, &[&format!("Bearer {good}")], &[], cert("A")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
 }

@@ -8,7 +8,7 @@
 //! sign-in `GET /login` sends the browser back here (a session with no `request_uri` is an apps
 //! session: that is the page's "next").
 
-use super::pages::{self, ConnectedApp, Lang, Msg};
+use super::pages::{self, AppsExtras, ConnectedApp, Lang, Msg};
 use super::par::collect;
 use super::{
     choose_lang, clear_session_cookie, csrf_ok, error_page, html, lang_cookie, load_session, new_session,
@@ -46,8 +46,11 @@ pub async fn apps_page(
     let notice = match q.done.as_deref() {
         Some("revoked") => Some(Msg::Revoked.text(lang)),
         Some("signed_out") => Some(Msg::SignedOut.text(lang)),
+        Some("passkey_registered") => Some(Msg::PasskeyRegistered.text(lang)),
         _ => None,
     };
+    let error = (q.done.as_deref() == Some("passkey_failed")).then(|| Msg::PasskeyRegisterFailed.text(lang));
+    let passkeys = super::passkey::enabled(&s);
     let session = load_session(&s, &headers).await?;
     let signed_in = session
         .as_ref()
@@ -62,12 +65,12 @@ pub async fn apps_page(
             ..Default::default()
         };
         cookies.push(new_session(&s, &sess).await?);
-        let mut body = pages::sign_in(lang, &sess.csrf, None, None, "");
+        let mut body = pages::sign_in(lang, &sess.csrf, None, None, "", passkeys);
         if let Some(n) = notice {
             body = body.replacen(
                 "<form",
                 &format!(
-                    "<div class=\"notice\" role=\"status\">{}</div><form",
+                    "<div class=\"notice\" role=\"status\" data-testid=\"notice\">{}</div><form",
                     pages::esc(&n)
                 ),
                 1,
@@ -92,7 +95,17 @@ pub async fn apps_page(
     }
     Ok(html(
         StatusCode::OK,
-        pages::apps(lang, &csrf, &user.display_name, &apps, notice.as_deref()),
+        pages::apps(
+            lang,
+            &csrf,
+            &user.display_name,
+            &apps,
+            &AppsExtras {
+                notice: notice.as_deref(),
+                error: error.as_deref(),
+                passkey_register: passkeys,
+            },
+        ),
         &cookies,
     ))
 }

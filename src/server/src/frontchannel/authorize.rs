@@ -6,18 +6,25 @@
 //! sign-in (password), the TOTP step when the request's `acr_values` accept only stronger methods,
 //! then consent. Approve creates a grant and a single-use code (at most 60 s, FAPI 2.0 §5.3.2.1) and
 //! redirects (303) to the registered `redirect_uri` with `code`, `state` and `iss` (RFC 9207), or a
-//! JARM response JWT (`response_mode=jwt`). The `request_uri` is used up when the flow completes.
+//! JARM response JWT (`response_mode=jwt`).
+//!
+//! The `request_uri` is used up at `GET /authorize` (RFC 9126 §4: single use; a second
+//! `/authorize` with it, or one after its 60 s, gets an error page): the pushed request then lives in
+//! the browser's [`LoginSession`], which the person has [`FLOW_LIFETIME`] to finish (sign-in, TOTP or
+//! passkey, consent). The flow is answered once ([`finish_flow`], atomic across instances).
 //!
 //! Authentication levels (`acr`, with RFC 8176 `amr`): password alone `urn:bank:acr:password`
 //! (`pwd`); password then TOTP `urn:bank:acr:totp` (`pwd otp`); passkeys `urn:bank:acr:passkey`
-//! (`hwk`, added by the passkey pages). A signed-in session is reused by a later authorization
+//! (`hwk user`, [`super::passkey`]). A signed-in session is reused by a later authorization
 //! request unless `prompt=login` or `max_age` (OIDC Core §3.1.2.1) asks for a fresh sign-in.
 
 use super::limits::{self, Locked};
 use super::pages::{self, Lang, Msg};
 use super::par::collect;
+use super::passkey;
 use super::{
     choose_lang, csrf_ok, error_page, form_encode, html, lang_cookie, load_session, new_session, see_other,
+    FLOW_LIFETIME,
 };
 use crate::app::{now, random_token, Shared, ACR_PASSKEY, ACR_PASSWORD, ACR_TOTP};
 use crate::error::{OAuthError, Result};
@@ -28,6 +35,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
+use limits::SourceAddr;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -101,7 +109,7 @@ fn prompt_has(p: &ParRequest, value: &str) -> bool {
 }
 
 /// Where the session's flow stands.
-enum Flow {
+pub(super) enum Flow {
     /// Signing in for the connected-apps page.
     Apps,
     Authorize(Box<ParRequest>, Box<ClientMetadata>),
@@ -113,9 +121,12 @@ async fn flow_of(s: &Shared, sess: &LoginSession) -> Result<Flow> {
     if sess.request_uri.is_empty() {
         return Ok(Flow::Apps);
     }
-    let Some(p) = s.store.item::<ParRequest>(PAR, &sess.request_uri, now()).await? else {
+    let Some(p) = sess.par.clone() else {
         return Ok(Flow::Gone);
     };
+    if sess.flow_expires_at.is_none_or(|until| until <= now()) {
+        return Ok(Flow::Gone);
+    }
     let Some(client) = s.store.client(&p.client_id).await? else {
         return Ok(Flow::Gone);
     };
@@ -167,6 +178,23 @@ pub fn response_location(
     Ok(format!("{}{sep}{}", p.redirect_uri, query.join("&")))
 }
 
+/// Answers the session's authorization request: returns the request the first time only (a single
+/// answer per `request_uri`, atomic across instances and concurrent POSTs), and clears the flow from
+/// the session (which stays signed in).
+pub(super) async fn finish_flow(
+    s: &Shared,
+    key: &str,
+    sess: &mut LoginSession,
+) -> Result<Option<ParRequest>> {
+    let par = sess.par.take();
+    let until = sess.flow_expires_at.take().unwrap_or(0).max(now()) + 60;
+    let request_uri = std::mem::take(&mut sess.request_uri);
+    s.store.update_item(SESSION, key, sess).await?;
+    let Some(p) = par else { return Ok(None) };
+    let first = s.store.remember_jti("authz_answer", &request_uri, until).await?;
+    Ok(first.then_some(p))
+}
+
 fn redirect_error(s: &Shared, p: &ParRequest, error: &str, description: &str) -> Result<Response> {
     let loc = response_location(
         &s.config.issuer,
@@ -199,24 +227,31 @@ pub async fn authorize(State(s): State<Shared>, headers: HeaderMap, query: Query
         return refuse(StatusCode::BAD_REQUEST, Msg::RequestMissing, "invalid_request");
     }
     let t = now();
-    let Some(p) = s.store.item::<ParRequest>(PAR, request_uri, t).await? else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            Msg::RequestExpired,
-            "invalid_request_uri",
-        );
+    // Looked at first, so that a wrong client_id does not use it up.
+    let Some(peeked) = s.store.item::<ParRequest>(PAR, request_uri, t).await? else {
+        let outcome = match s.store.take_item::<ParRequest>(PAR, request_uri, t).await? {
+            Taken::Reused(_) => "reused_request_uri",
+            _ => "invalid_request_uri",
+        };
+        return refuse(StatusCode::BAD_REQUEST, Msg::RequestExpired, outcome);
     };
-    if p.client_id != *client_id {
+    if peeked.client_id != *client_id {
         return refuse(StatusCode::BAD_REQUEST, Msg::ClientMismatch, "invalid_request");
     }
     if s.store.client(client_id).await?.is_none() {
         return refuse(StatusCode::BAD_REQUEST, Msg::UnknownClient, "invalid_client");
     }
+    // RFC 9126 §4: single use, atomically (a concurrent second /authorize sees it used).
+    let Taken::Fresh(p) = s.store.take_item::<ParRequest>(PAR, request_uri, t).await? else {
+        return refuse(StatusCode::BAD_REQUEST, Msg::RequestExpired, "reused_request_uri");
+    };
     // A live signed-in session carries over, unless the request wants a fresh sign-in.
     let old = load_session(&s, &headers).await?;
     let mut session = LoginSession {
         request_uri: request_uri.clone(),
         csrf: random_token(32),
+        par: Some(p.clone()),
+        flow_expires_at: Some(t + FLOW_LIFETIME),
         ..Default::default()
     };
     if let Some((old_key, old)) = old {
@@ -230,20 +265,13 @@ pub async fn authorize(State(s): State<Shared>, headers: HeaderMap, query: Query
     }
     // OIDC Core §3.1.2.1 prompt=none: no page may be shown, and consent always needs one here.
     if prompt_has(&p, "none") {
-        if let Taken::Fresh(p) = s.store.take_item::<ParRequest>(PAR, request_uri, t).await? {
-            s.metrics.count("authorize", "prompt_none");
-            let error = if session.user_id.is_some() {
-                "consent_required"
-            } else {
-                "login_required"
-            };
-            return redirect_error(&s, &p, error, "prompt=none, but the user must interact");
-        }
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            Msg::RequestExpired,
-            "invalid_request_uri",
-        );
+        s.metrics.count("authorize", "prompt_none");
+        let error = if session.user_id.is_some() {
+            "consent_required"
+        } else {
+            "login_required"
+        };
+        return redirect_error(&s, &p, error, "prompt=none, but the user must interact");
     }
     let cookie = new_session(&s, &session).await?;
     s.metrics.count("authorize", "ok");
@@ -253,6 +281,8 @@ pub async fn authorize(State(s): State<Shared>, headers: HeaderMap, query: Query
 #[derive(serde::Deserialize)]
 pub struct LangQuery {
     pub lang: Option<String>,
+    /// `passkey_registered` or `passkey_failed`: the outcome of a passkey registration.
+    pub done: Option<String>,
 }
 
 /// `GET /login`: the next step of the session's flow.
@@ -274,13 +304,14 @@ pub async fn login_page(
         .map(lang_cookie)
         .into_iter()
         .collect();
+    let passkeys = passkey::enabled(&s);
     let (p, client) = match flow {
         Flow::Gone => return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
         Flow::Apps if sess.user_id.is_some() => return Ok(see_other("/apps", &cookies)),
         Flow::Apps => {
             return Ok(html(
                 StatusCode::OK,
-                pages::sign_in(lang, &sess.csrf, None, None, ""),
+                pages::sign_in(lang, &sess.csrf, None, None, "", passkeys),
                 &cookies,
             ))
         }
@@ -290,16 +321,19 @@ pub async fn login_page(
     if sess.user_id.is_some() && too_old(sess.auth_time, p.max_age, t) {
         // max_age passed while the page was open: sign in again.
         sess = LoginSession {
-            request_uri: sess.request_uri,
-            csrf: sess.csrf,
-            ..Default::default()
+            user_id: None,
+            amr: Vec::new(),
+            acr: None,
+            auth_time: None,
+            webauthn_challenge: None,
+            ..sess
         };
         s.store.update_item(SESSION, &key, &sess).await?;
     }
     let Some(user_id) = sess.user_id.clone() else {
         return Ok(html(
             StatusCode::OK,
-            pages::sign_in(lang, &sess.csrf, Some(&client.client_name), None, ""),
+            pages::sign_in(lang, &sess.csrf, Some(&client.client_name), None, "", passkeys),
             &cookies,
         ));
     };
@@ -307,41 +341,52 @@ pub async fn login_page(
         return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
     };
     if achieved_level(&sess.amr) < Some(required_level(p.acr_values.as_deref())) {
-        if user.totp_secret.is_none() {
+        let passkey_step = passkeys && !s.store.passkeys_of_user(&user_id).await?.is_empty();
+        if user.totp_secret.is_none() && !passkey_step {
             // The requested level cannot be reached by this user: the request ends here.
-            return match s.store.take_item::<ParRequest>(PAR, &sess.request_uri, t).await? {
-                Taken::Fresh(p) => redirect_error(
+            return match finish_flow(&s, &key, &mut sess).await? {
+                Some(p) => redirect_error(
                     &s,
                     &p,
                     "access_denied",
                     "the requested authentication level is not available for this user",
                 ),
-                _ => Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
+                None => Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
             };
         }
         return Ok(html(
             StatusCode::OK,
-            pages::totp(lang, &sess.csrf, None),
+            pages::totp(lang, &sess.csrf, None, user.totp_secret.is_some(), passkey_step),
             &cookies,
         ));
     }
     let accounts = s.store.accounts_of(&user_id).await?;
     let scopes: Vec<&str> = p.scope.split_whitespace().collect();
+    let (notice, error) = match q.done.as_deref() {
+        Some("passkey_registered") => (Some(Msg::PasskeyRegistered.text(lang)), None),
+        Some("passkey_failed") => (None, Some(Msg::PasskeyRegisterFailed.text(lang))),
+        _ => (None, None),
+    };
     Ok(html(
         StatusCode::OK,
         pages::consent(
             lang,
-            &sess.csrf,
-            &client.client_name,
-            &scopes,
-            &accounts,
-            &user.display_name,
+            &pages::ConsentPage {
+                csrf: &sess.csrf,
+                client_name: &client.client_name,
+                scopes: &scopes,
+                accounts: &accounts,
+                user_name: &user.display_name,
+                passkey_register: passkeys,
+                notice: notice.as_deref(),
+                error: error.as_deref(),
+            },
         ),
         &cookies,
     ))
 }
 
-fn field<'a>(form: &'a BTreeMap<String, String>, name: &str, max: usize) -> Option<&'a str> {
+pub(super) fn field<'a>(form: &'a BTreeMap<String, String>, name: &str, max: usize) -> Option<&'a str> {
     form.get(name)
         .map(String::as_str)
         .filter(|v| !v.is_empty() && v.len() <= max)
@@ -353,7 +398,7 @@ fn dummy_hash() -> &'static str {
     H.get_or_init(|| crate::password::hash("no such user: timing equalizer"))
 }
 
-fn lock_message(l: Locked, t: i64) -> Msg {
+pub(super) fn lock_message(l: Locked, t: i64) -> Msg {
     match l {
         Locked::Account { .. } => Msg::Locked {
             minutes: l.minutes(t),
@@ -365,15 +410,15 @@ fn lock_message(l: Locked, t: i64) -> Msg {
 }
 
 /// The parts every POST of the flow starts with: the session, the CSRF check, the language.
-struct Posted {
-    key: String,
-    sess: LoginSession,
-    flow: Flow,
-    lang: Lang,
-    form: BTreeMap<String, String>,
+pub(super) struct Posted {
+    pub key: String,
+    pub sess: LoginSession,
+    pub flow: Flow,
+    pub lang: Lang,
+    pub form: BTreeMap<String, String>,
 }
 
-async fn posted(
+pub(super) async fn posted(
     s: &Shared,
     headers: &HeaderMap,
     form: FormPairs,
@@ -419,7 +464,12 @@ async fn posted(
 }
 
 /// `POST /login`: username and password.
-pub async fn password(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> Result<Response> {
+pub async fn password(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    addr: SourceAddr,
+    form: FormPairs,
+) -> Result<Response> {
     let Posted {
         key,
         sess,
@@ -435,6 +485,7 @@ pub async fn password(State(s): State<Shared>, headers: HeaderMap, form: FormPai
         _ => None,
     };
     let username = field(&form, "username", 64).map(str::trim).unwrap_or("");
+    let passkeys = passkey::enabled(&s);
     let page = |status: StatusCode, msg: Msg| {
         html(
             status,
@@ -444,13 +495,13 @@ pub async fn password(State(s): State<Shared>, headers: HeaderMap, form: FormPai
                 client_name.as_deref(),
                 Some(&msg.text(lang)),
                 username,
+                passkeys,
             ),
             &[],
         )
     };
     let t = now();
-    let addr = limits::source_address(&headers);
-    if let Some(l) = limits::check(&s, username, addr.as_deref(), t).await? {
+    if let Some(l) = limits::check(&s, Some(username), addr, t).await? {
         s.metrics.count("login", "locked");
         return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
     }
@@ -471,7 +522,7 @@ pub async fn password(State(s): State<Shared>, headers: HeaderMap, form: FormPai
         (true, Some(u)) => u,
         _ => {
             s.metrics.count("login", "failed");
-            return Ok(match limits::failed(&s, username, addr.as_deref(), t).await? {
+            return Ok(match limits::failed(&s, Some(username), addr, t).await? {
                 Some(l) => page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)),
                 None => page(StatusCode::OK, Msg::BadCredentials),
             });
@@ -482,13 +533,13 @@ pub async fn password(State(s): State<Shared>, headers: HeaderMap, form: FormPai
     tracing::info!(user_id = %user.user_id, "password sign-in");
     // A new session id once authenticated (no session fixation).
     let signed_in = LoginSession {
-        request_uri: sess.request_uri,
         csrf: random_token(32),
         user_id: Some(user.user_id),
         amr: vec!["pwd".into()],
         acr: Some(ACR_PASSWORD.into()),
         auth_time: Some(t),
         webauthn_challenge: None,
+        ..sess
     };
     s.store.delete_item(SESSION, &key).await?;
     let cookie = new_session(&s, &signed_in).await?;
@@ -496,7 +547,12 @@ pub async fn password(State(s): State<Shared>, headers: HeaderMap, form: FormPai
 }
 
 /// `POST /login/totp`: the 6-digit code (RFC 6238), after the password.
-pub async fn totp(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> Result<Response> {
+pub async fn totp(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    addr: SourceAddr,
+    form: FormPairs,
+) -> Result<Response> {
     let Posted {
         key,
         mut sess,
@@ -516,12 +572,16 @@ pub async fn totp(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) 
     let Some(secret) = user.totp_secret.as_deref().and_then(crate::totp::base32_decode) else {
         return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::NoTotp));
     };
+    let passkey_step = passkey::enabled(&s) && !s.store.passkeys_of_user(&user_id).await?.is_empty();
     let page = |status: StatusCode, msg: Msg| {
-        html(status, pages::totp(lang, &sess.csrf, Some(&msg.text(lang))), &[])
+        html(
+            status,
+            pages::totp(lang, &sess.csrf, Some(&msg.text(lang)), true, passkey_step),
+            &[],
+        )
     };
     let t = now();
-    let addr = limits::source_address(&headers);
-    if let Some(l) = limits::check(&s, &user.username, addr.as_deref(), t).await? {
+    if let Some(l) = limits::check(&s, Some(&user.username), addr, t).await? {
         s.metrics.count("totp", "locked");
         return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
     }
@@ -543,12 +603,10 @@ pub async fn totp(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) 
     };
     if let Some(msg) = failure {
         s.metrics.count("totp", "failed");
-        return Ok(
-            match limits::failed(&s, &user.username, addr.as_deref(), t).await? {
-                Some(l) => page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)),
-                None => page(StatusCode::OK, msg),
-            },
-        );
+        return Ok(match limits::failed(&s, Some(&user.username), addr, t).await? {
+            Some(l) => page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)),
+            None => page(StatusCode::OK, msg),
+        });
     }
     limits::succeeded(&s, &user.username).await?;
     s.metrics.count("totp", "ok");
@@ -590,12 +648,10 @@ pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPair
         Some("deny") => false,
         _ => return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::BadRequest)),
     };
-    // Single use of the request_uri (RFC 9126 §4), atomic across instances.
-    let Taken::Fresh(p) = s.store.take_item::<ParRequest>(PAR, &sess.request_uri, t).await? else {
+    // One answer per authorization request, atomic across instances.
+    let Some(p) = finish_flow(&s, &key, &mut sess).await? else {
         return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired));
     };
-    sess.request_uri = String::new();
-    s.store.update_item(SESSION, &key, &sess).await?;
     if !approve {
         s.metrics.count("consent", "deny");
         return redirect_error(&s, &p, "access_denied", "the user denied the request");

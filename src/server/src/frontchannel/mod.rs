@@ -5,6 +5,8 @@
 //! - [`authorize`]: `GET /authorize` (request_uri only), `GET /login` (the next step of the flow),
 //!   `POST /login` (password), `POST /login/totp` (RFC 6238), `POST /consent`; the authorization
 //!   response with `iss` (RFC 9207), plain or as a JARM JWT.
+//! - [`passkey`]: passkeys (WebAuthn): `POST /login/passkey/options`, `POST /login/passkey`,
+//!   `POST /passkey/register/options`, `POST /passkey/register`, and `GET /assets/passkey.js`.
 //! - [`apps`]: `GET /apps`, `POST /apps/revoke`, `POST /logout` (FISC item 38).
 //! - [`limits`]: sign-in abuse limits per account and per source address (FISC item 41).
 //! - [`pages`]: the HTML, Japanese and English.
@@ -18,6 +20,7 @@ pub mod authorize;
 pub mod limits;
 pub mod pages;
 pub mod par;
+pub mod passkey;
 
 use crate::app::{random_token, Shared};
 use crate::error::Result;
@@ -35,6 +38,11 @@ pub fn routes() -> Router<Shared> {
         .route("/login", get(authorize::login_page).post(authorize::password))
         .route("/login/totp", post(authorize::totp))
         .route("/consent", post(authorize::consent))
+        .route("/login/passkey/options", post(passkey::sign_in_options))
+        .route("/login/passkey", post(passkey::sign_in))
+        .route("/passkey/register/options", post(passkey::register_options))
+        .route("/passkey/register", post(passkey::register))
+        .route("/assets/passkey.js", get(passkey::script))
         .route("/apps", get(apps::apps_page))
         .route("/apps/revoke", post(apps::revoke))
         .route("/logout", post(apps::logout))
@@ -46,6 +54,9 @@ pub const SESSION_COOKIE: &str = "__Host-fapi-session";
 pub const LANG_COOKIE: &str = "__Host-fapi-lang";
 /// How long a browser session lives (sign-in, then consent or the apps page), seconds.
 pub const SESSION_LIFETIME: i64 = 1800;
+/// How long a person has, from `GET /authorize`, to sign in, step up and answer the consent page,
+/// seconds (the request_uri itself is used up at `/authorize`).
+pub const FLOW_LIFETIME: i64 = 600;
 
 /// A cookie value from the request.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -131,9 +142,17 @@ pub fn lang_cookie(lang: Lang) -> String {
     )
 }
 
+/// The Content-Security-Policy of every page: nothing but inline styles and same-origin images.
+pub const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The same for a page with a passkey button: its one script, `/assets/passkey.js` (no inline
+/// script), and that script's `fetch` of the ceremony options, both same-origin only.
+pub const CSP_PASSKEY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// An HTML page with the headers every page carries: no caching, no framing (clickjacking on the
-/// consent page), no script (CSP), no referrer.
+/// consent page), no script (CSP) except `/assets/passkey.js` on the pages that load it, no referrer.
 pub fn html(status: StatusCode, body: String, set_cookies: &[String]) -> Response {
+    let body_has_script = body.contains(pages::PASSKEY_SCRIPT_TAG);
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -148,11 +167,10 @@ pub fn html(status: StatusCode, body: String, set_cookies: &[String]) -> Respons
     );
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     // No form-action: Chromium applies it to the redirect after the consent POST, which goes to the
-    // client's redirect URI. The passkey page will need a script-src for its script.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    );
+    // client's redirect URI. Interpolated text is escaped, so only the pages themselves can carry the
+    // script tag.
+    let csp = if body_has_script { CSP_PASSKEY } else { CSP };
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     for c in set_cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
             h.append(header::SET_COOKIE, v);

@@ -1,6 +1,19 @@
 //! The HTML a person sees: sign-in, TOTP, consent, connected apps and error pages, in Japanese and
-//! English, server-rendered with inline CSS and no script (the passkey button, added later, is the
-//! only place that will need one). Everything interpolated is HTML-escaped.
+//! English, server-rendered with inline CSS. The only script is `/assets/passkey.js`
+//! ([`PASSKEY_SCRIPT_TAG`]), on pages with a passkey button; no inline script or event handler.
+//! Everything interpolated is HTML-escaped.
+//!
+//! # Page contract (stable, for the browser test)
+//! Every control has a `data-testid` (and, for the older ones, the same `id`):
+//! - sign-in (`GET /login`, `GET /apps` signed out): `username`, `password`, `sign-in` (submit);
+//!   `passkey-sign-in` (button: "パスキーでサインイン" / "Sign in with a passkey").
+//! - step-up (`GET /login`): `totp-code` (input `name=code`, `id=code`), `totp-submit` (`id=verify`);
+//!   `passkey-sign-in` when the user has a passkey.
+//! - consent: `approve`, `deny`, `passkey-register` ("パスキーを登録" / "Register a passkey").
+//! - connected apps (`/apps`): one `data-testid="app"` block per app, with `data-client-id`; its
+//!   button `revoke`; `passkey-register`; `sign-out`.
+//! - messages: `error` (role=alert), `notice` (role=status), `passkey-error` (the passkey
+//!   script's own failures, e.g. a cancelled ceremony; hidden until then).
 
 use crate::store::{Account, Grant};
 
@@ -123,7 +136,37 @@ button{padding:.65rem 1.2rem;border:0;border-radius:6px;font-size:1rem;cursor:po
 button.secondary{background:#e6e9ee;color:#1c2430}button.danger{background:#b3261e}.actions{display:flex;gap:.8rem;margin-top:1.5rem}\
 .error{background:#fdecea;color:#8a1c14;border-radius:6px;padding:.7rem;margin-bottom:1rem}.notice{background:#e8f4ea;color:#1e5b2a;border-radius:6px;padding:.7rem;margin-bottom:1rem}\
 ul{padding-left:1.2rem}.muted{color:#5a6573;font-size:.9rem}.app{border-top:1px solid #e6e9ee;padding:1rem 0}.app:first-of-type{border-top:0}\
-.code{letter-spacing:.4em;font-size:1.4rem;text-align:center}";
+.code{letter-spacing:.4em;font-size:1.4rem;text-align:center}.passkey{border-top:1px solid #e6e9ee;margin-top:1.5rem}";
+
+/// The one script a page may load (CSP `script-src 'self'` on the pages that carry it).
+pub const PASSKEY_SCRIPT_TAG: &str = "<script src=\"/assets/passkey.js\" defer></script>";
+
+/// A passkey ceremony form: the script (`/assets/passkey.js`) fetches the options from `options`
+/// (POST, with the form's `csrf`), runs `navigator.credentials.get` (`kind` "get") or `.create`
+/// ("create"), puts `JSON.stringify`-ed credential in the hidden `credential` field and submits the
+/// form to `action`; without the script the form posts an empty credential, which is refused.
+fn passkey_form(lang: Lang, csrf: &str, kind: &str, label: &str) -> String {
+    let (action, options, testid) = match kind {
+        "get" => ("/login/passkey", "/login/passkey/options", "passkey-sign-in"),
+        _ => (
+            "/passkey/register",
+            "/passkey/register/options",
+            "passkey-register",
+        ),
+    };
+    format!(
+        "<form class=\"passkey\" method=\"post\" action=\"{action}\" data-passkey=\"{kind}\" data-options=\"{options}\" id=\"{testid}-form\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"credential\" value=\"\">\
+<p class=\"error\" role=\"alert\" data-testid=\"passkey-error\" data-message=\"{message}\" hidden></p>\
+<div class=\"actions\"><button type=\"submit\" class=\"secondary\" id=\"{testid}\" data-testid=\"{testid}\">{label}</button></div></form>{PASSKEY_SCRIPT_TAG}",
+        csrf = esc(csrf),
+        message = esc(lang.pick(
+            "パスキーの操作が完了しませんでした。もう一度お試しください。",
+            "The passkey step did not complete. Try again."
+        )),
+        label = esc(label),
+    )
+}
 
 /// The page frame: bank name, language switch (to `switch_path?lang=..` when given), title, body.
 pub fn layout(lang: Lang, title: &str, switch_path: Option<&str>, body: &str) -> String {
@@ -155,17 +198,35 @@ pub fn layout(lang: Lang, title: &str, switch_path: Option<&str>, body: &str) ->
 
 fn error_box(message: Option<&str>) -> String {
     message
-        .map(|m| format!("<div class=\"error\" role=\"alert\">{}</div>", esc(m)))
+        .map(|m| {
+            format!(
+                "<div class=\"error\" role=\"alert\" data-testid=\"error\">{}</div>",
+                esc(m)
+            )
+        })
         .unwrap_or_default()
 }
 
-/// The sign-in form (username + password). `client_name` is the app asking, if any.
+fn notice_box(message: Option<&str>) -> String {
+    message
+        .map(|m| {
+            format!(
+                "<div class=\"notice\" role=\"status\" data-testid=\"notice\">{}</div>",
+                esc(m)
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The sign-in form (username + password), and "Sign in with a passkey" when `passkey` (the issuer
+/// can be a WebAuthn RP). `client_name` is the app asking, if any.
 pub fn sign_in(
     lang: Lang,
     csrf: &str,
     client_name: Option<&str>,
     error: Option<&str>,
     username: &str,
+    passkey: bool,
 ) -> String {
     let intro = match client_name {
         Some(name) => format!(
@@ -180,54 +241,101 @@ pub fn sign_in(
     let body = format!(
         "{intro}{error}<form method=\"post\" action=\"/login\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label for=\"username\">{user_label}</label><input type=\"text\" id=\"username\" name=\"username\" value=\"{username}\" autocomplete=\"username\" maxlength=\"64\" required autofocus>\
-<label for=\"password\">{pass_label}</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" maxlength=\"256\" required>\
-<div class=\"actions\"><button type=\"submit\" id=\"sign-in\">{submit}</button></div></form>\
-<!-- PASSKEY: the passkey helper adds the \"Sign in with a passkey\" button here (WebAuthn; it uses LoginSession.webauthn_challenge). -->\
-<div id=\"passkey-slot\"></div>",
+<label for=\"username\">{user_label}</label><input type=\"text\" id=\"username\" data-testid=\"username\" name=\"username\" value=\"{username}\" autocomplete=\"username\" maxlength=\"64\" required autofocus>\
+<label for=\"password\">{pass_label}</label><input type=\"password\" id=\"password\" data-testid=\"password\" name=\"password\" autocomplete=\"current-password\" maxlength=\"256\" required>\
+<div class=\"actions\"><button type=\"submit\" id=\"sign-in\" data-testid=\"sign-in\">{submit}</button></div></form>{passkey}",
         error = error_box(error),
         csrf = esc(csrf),
         username = esc(username),
         user_label = lang.pick("ユーザー名", "Username"),
         pass_label = lang.pick("パスワード", "Password"),
         submit = lang.pick("サインイン", "Sign in"),
+        passkey = if passkey {
+            passkey_form(
+                lang,
+                csrf,
+                "get",
+                lang.pick("パスキーでサインイン", "Sign in with a passkey"),
+            )
+        } else {
+            String::new()
+        },
     );
     layout(lang, lang.pick("サインイン", "Sign in"), Some("/login"), &body)
 }
 
-/// The TOTP step (RFC 6238 code from an authenticator app).
-pub fn totp(lang: Lang, csrf: &str, error: Option<&str>) -> String {
-    let body = format!(
-        "<p>{intro}</p>{error}<form method=\"post\" action=\"/login/totp\">\
+/// The step-up page: the TOTP code (RFC 6238, from an authenticator app) when `totp`, and/or a
+/// passkey when `passkey` (the user has one).
+pub fn totp(lang: Lang, csrf: &str, error: Option<&str>, totp: bool, passkey: bool) -> String {
+    let form = if totp {
+        format!(
+            "<form method=\"post\" action=\"/login/totp\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label for=\"code\">{label}</label><input class=\"code\" type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required autofocus>\
-<div class=\"actions\"><button type=\"submit\" id=\"verify\">{submit}</button></div></form>",
-        intro = lang.pick(
-            "この操作には追加の確認が必要です。認証アプリに表示されている6桁のコードを入力してください。",
-            "This needs one more check. Enter the 6-digit code shown in your authenticator app."
-        ),
+<label for=\"code\">{label}</label><input class=\"code\" type=\"text\" id=\"code\" data-testid=\"totp-code\" name=\"code\" inputmode=\"numeric\" pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required autofocus>\
+<div class=\"actions\"><button type=\"submit\" id=\"verify\" data-testid=\"totp-submit\">{submit}</button></div></form>",
+            csrf = esc(csrf),
+            label = lang.pick("確認コード（6桁）", "Verification code (6 digits)"),
+            submit = lang.pick("確認", "Verify"),
+        )
+    } else {
+        String::new()
+    };
+    let passkey = if passkey {
+        passkey_form(
+            lang,
+            csrf,
+            "get",
+            lang.pick("パスキーで確認", "Use a passkey instead"),
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "<p>{intro}</p>{error}{form}{passkey}",
+        intro = if totp {
+            lang.pick(
+                "この操作には追加の確認が必要です。認証アプリに表示されている6桁のコードを入力してください。",
+                "This needs one more check. Enter the 6-digit code shown in your authenticator app.",
+            )
+        } else {
+            lang.pick(
+                "この操作には追加の確認が必要です。パスキーで確認してください。",
+                "This needs one more check. Confirm with your passkey.",
+            )
+        },
         error = error_box(error),
-        csrf = esc(csrf),
-        label = lang.pick("確認コード（6桁）", "Verification code (6 digits)"),
-        submit = lang.pick("確認", "Verify"),
     );
-    layout(
-        lang,
-        lang.pick("確認コード", "Verification code"),
-        Some("/login"),
-        &body,
-    )
+    let title = if totp {
+        lang.pick("確認コード", "Verification code")
+    } else {
+        lang.pick("追加の確認", "One more check")
+    };
+    layout(lang, title, Some("/login"), &body)
+}
+
+/// What the consent page shows.
+pub struct ConsentPage<'a> {
+    pub csrf: &'a str,
+    pub client_name: &'a str,
+    pub scopes: &'a [&'a str],
+    pub accounts: &'a [Account],
+    pub user_name: &'a str,
+    /// Offer "Register a passkey" (the issuer can be a WebAuthn RP).
+    pub passkey_register: bool,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
 }
 
 /// The consent page: who asks, for what (in plain words), on which accounts.
-pub fn consent(
-    lang: Lang,
-    csrf: &str,
-    client_name: &str,
-    scopes: &[&str],
-    accounts: &[Account],
-    user_name: &str,
-) -> String {
+pub fn consent(lang: Lang, page: &ConsentPage<'_>) -> String {
+    let ConsentPage {
+        csrf,
+        client_name,
+        scopes,
+        accounts,
+        user_name,
+        ..
+    } = *page;
     let items: String = scopes
         .iter()
         .map(|s| format!("<li>{}</li>", esc(&scope_words(s, lang))))
@@ -250,12 +358,24 @@ pub fn consent(
     } else {
         format!("<ul>{account_items}</ul>")
     };
+    let register = if page.passkey_register {
+        passkey_form(
+            lang,
+            csrf,
+            "create",
+            lang.pick("パスキーを登録", "Register a passkey"),
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
-        "<p>{asks}</p><ul id=\"scopes\">{items}</ul><h2 style=\"font-size:1rem\">{accounts_label}</h2>{accounts_html}\
+        "{notice}{error}<p>{asks}</p><ul id=\"scopes\">{items}</ul><h2 style=\"font-size:1rem\">{accounts_label}</h2>{accounts_html}\
 <p class=\"muted\">{signed_in}: {user}</p><p class=\"muted\">{revoke_hint}</p>\
 <form method=\"post\" action=\"/consent\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<div class=\"actions\"><button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\">{approve}</button>\
-<button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\" class=\"secondary\">{deny}</button></div></form>",
+<div class=\"actions\"><button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\" data-testid=\"approve\">{approve}</button>\
+<button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\" data-testid=\"deny\" class=\"secondary\">{deny}</button></div></form>{register}",
+        notice = notice_box(page.notice),
+        error = error_box(page.error),
         asks = match lang {
             Lang::Ja => format!("<strong>{}</strong> が次のことを求めています:", esc(client_name)),
             Lang::En => format!("<strong>{}</strong> would like to:", esc(client_name)),
@@ -285,6 +405,15 @@ pub struct ConnectedApp<'a> {
     pub client_name: String,
 }
 
+/// The apps page's messages and options.
+#[derive(Default)]
+pub struct AppsExtras<'a> {
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// Offer "Register a passkey".
+    pub passkey_register: bool,
+}
+
 /// FISC item 38: every client holding a live grant, with scopes, when granted and last used, and a
 /// Revoke button each.
 pub fn apps(
@@ -292,21 +421,20 @@ pub fn apps(
     csrf: &str,
     user_name: &str,
     apps: &[ConnectedApp<'_>],
-    notice: Option<&str>,
+    extras: &AppsExtras<'_>,
 ) -> String {
-    let notice = notice
-        .map(|n| format!("<div class=\"notice\" role=\"status\">{}</div>", esc(n)))
-        .unwrap_or_default();
+    let notice = format!("{}{}", notice_box(extras.notice), error_box(extras.error));
     let list: String = apps
         .iter()
         .map(|a| {
             let scopes: String =
                 a.grant.scope.split_whitespace().map(|s| format!("<li>{}</li>", esc(&scope_words(s, lang)))).collect();
             format!(
-                "<div class=\"app\"><strong class=\"client\">{name}</strong><ul>{scopes}</ul>\
+                "<div class=\"app\" data-testid=\"app\" data-client-id=\"{client_id}\"><strong class=\"client\">{name}</strong><ul>{scopes}</ul>\
 <p class=\"muted\">{granted}: {g}<br>{used}: {u}</p>\
 <form method=\"post\" action=\"/apps/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"grant_id\" value=\"{id}\"><button type=\"submit\" class=\"danger\">{revoke}</button></form></div>",
+<input type=\"hidden\" name=\"grant_id\" value=\"{id}\"><button type=\"submit\" class=\"danger\" data-testid=\"revoke\">{revoke}</button></form></div>",
+                client_id = esc(&a.grant.client_id),
                 name = esc(&a.client_name),
                 granted = lang.pick("許可した日時", "Granted"),
                 g = format_time(a.grant.created_at),
@@ -329,9 +457,19 @@ pub fn apps(
     } else {
         list
     };
+    let register = if extras.passkey_register {
+        passkey_form(
+            lang,
+            csrf,
+            "create",
+            lang.pick("パスキーを登録", "Register a passkey"),
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
         "{notice}<p>{intro}</p>{list}<p class=\"muted\">{signed_in}: {user}</p>\
-<form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" class=\"secondary\">{logout}</button></form>",
+<form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" class=\"secondary\" data-testid=\"sign-out\">{logout}</button></form>{register}",
         intro = lang.pick(
             "あなたの口座にアクセスできるアプリの一覧です。心当たりのないアプリや使わなくなったアプリは取り消してください。取り消すと、そのアプリは数秒以内にアクセスできなくなります。",
             "These apps can access your accounts. Revoke any you do not recognise or no longer use: a revoked app loses access within seconds."
@@ -380,6 +518,9 @@ pub enum Msg {
     BadRequest,
     Revoked,
     SignedOut,
+    PasskeyFailed,
+    PasskeyRegistered,
+    PasskeyRegisterFailed,
 }
 
 impl Msg {
@@ -424,6 +565,12 @@ impl Msg {
             (Revoked, Lang::En) => "The app's access has been revoked.".into(),
             (SignedOut, Lang::Ja) => "サインアウトしました。".into(),
             (SignedOut, Lang::En) => "You have signed out.".into(),
+            (PasskeyFailed, Lang::Ja) => "パスキーを確認できませんでした。".into(),
+            (PasskeyFailed, Lang::En) => "The passkey could not be verified.".into(),
+            (PasskeyRegistered, Lang::Ja) => "パスキーを登録しました。次回からパスキーでサインインできます。".into(),
+            (PasskeyRegistered, Lang::En) => "Your passkey is registered: next time, sign in with it.".into(),
+            (PasskeyRegisterFailed, Lang::Ja) => "パスキーを登録できませんでした。".into(),
+            (PasskeyRegisterFailed, Lang::En) => "The passkey could not be registered.".into(),
         }
     }
 }
@@ -477,12 +624,15 @@ mod tests {
 
     #[test]
     fn escapes_everything_interpolated() {
-        let html = sign_in(Lang::En, "c\"srf", Some("<script>x</script>"), None, "a'b");
+        let html = sign_in(Lang::En, "c\"srf", Some("<script>x</script>"), None, "a'b", true);
         assert!(!html.contains("<script>x"));
         assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(html.contains("value=\"c&quot;srf\""));
         assert!(html.contains("value=\"a&#39;b\""));
-        assert!(html.contains("PASSKEY"));
+        assert_eq!(html.matches("<script").count(), 1, "only the passkey script");
+        assert!(html.contains(PASSKEY_SCRIPT_TAG) && html.contains("data-testid=\"passkey-sign-in\""));
+        let html = sign_in(Lang::Ja, "c", None, None, "", false);
+        assert!(!html.contains("<script") && !html.contains("data-passkey"));
     }
 
     #[test]
