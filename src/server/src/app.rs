@@ -157,7 +157,10 @@ pub fn metadata(c: &Config) -> serde_json::Value {
         "request_parameter_supported": true,
         "request_uri_parameter_supported": false,
         "request_object_signing_alg_values_supported": algs,
-        "authorization_signing_alg_values_supported": algs,
+        // JARM responses are signed by the current key only (registration refuses another alg).
+        "authorization_signing_alg_values_supported": [c.keys.alg],
+        "authorization_encryption_alg_values_supported": crate::jwe::ALG_VALUES,
+        "authorization_encryption_enc_values_supported": crate::jwe::ENC_VALUES,
         "id_token_signing_alg_values_supported": algs,
         "introspection_signing_alg_values_supported": algs,
         "id_token_encryption_alg_values_supported": ["ECDH-ES"],

@@ -81,6 +81,22 @@ enum ClientCommand {
         /// fapi2, fapi2-message-signing or fapi1-advanced.
         #[arg(long, default_value = "fapi2")]
         profile: String,
+        /// JARM signing alg (authorization_signed_response_alg): only the server's key alg ([keys] alg).
+        #[arg(long)]
+        authorization_signed_response_alg: Option<String>,
+        /// Encrypt JARM responses (authorization_encrypted_response_alg): ECDH-ES, to a P-256 key of
+        /// --jwks marked for encryption (use "enc"); needs --authorization-encrypted-response-enc.
+        #[arg(long)]
+        authorization_encrypted_response_alg: Option<String>,
+        /// A256GCM or A128GCM.
+        #[arg(long)]
+        authorization_encrypted_response_enc: Option<String>,
+        /// Encrypt id_tokens (id_token_encrypted_response_alg): ECDH-ES, like JARM responses.
+        #[arg(long)]
+        id_token_encrypted_response_alg: Option<String>,
+        /// A256GCM or A128GCM.
+        #[arg(long)]
+        id_token_encrypted_response_enc: Option<String>,
     },
     /// List clients as JSON lines.
     List,
@@ -233,6 +249,11 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
             grant_types,
             require_signed_request_object,
             profile,
+            authorization_signed_response_alg,
+            authorization_encrypted_response_alg,
+            authorization_encrypted_response_enc,
+            id_token_encrypted_response_alg,
+            id_token_encrypted_response_enc,
         } => {
             if ![
                 "private_key_jwt",
@@ -258,6 +279,34 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
             if auth_method != "tls_client_auth" && jwks.is_none() && jwks_uri.is_none() {
                 anyhow::bail!("{auth_method} needs the client's keys: --jwks FILE or --jwks-uri URL");
             }
+            if let Some(alg) = &authorization_signed_response_alg {
+                if *alg != config.keys.alg {
+                    anyhow::bail!(
+                        "authorization_signed_response_alg must be {}, the algorithm of the server's keys",
+                        config.keys.alg
+                    );
+                }
+            }
+            for (what, alg, enc) in [
+                (
+                    "authorization",
+                    &authorization_encrypted_response_alg,
+                    &authorization_encrypted_response_enc,
+                ),
+                (
+                    "id_token",
+                    &id_token_encrypted_response_alg,
+                    &id_token_encrypted_response_enc,
+                ),
+            ] {
+                fapi_as::backchannel::register::check_encryption(
+                    what,
+                    alg.as_deref(),
+                    enc.as_deref(),
+                    jwks.as_ref(),
+                )
+                .map_err(|e| anyhow::anyhow!(e))?;
+            }
             let meta = ClientMetadata {
                 client_name: if name.is_empty() { client_id.clone() } else { name },
                 client_id,
@@ -275,9 +324,11 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
                 },
                 require_signed_request_object,
                 profile,
-                authorization_signed_response_alg: None,
-                id_token_encrypted_response_alg: None,
-                id_token_encrypted_response_enc: None,
+                authorization_signed_response_alg,
+                id_token_encrypted_response_alg,
+                id_token_encrypted_response_enc,
+                authorization_encrypted_response_alg,
+                authorization_encrypted_response_enc,
             };
             store.put_client(&meta, app::now()).await?;
             println!("client {} registered", meta.client_id);

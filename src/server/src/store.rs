@@ -78,11 +78,17 @@ pub struct ClientMetadata {
     /// JARM (response_mode=jwt) signing alg, if the client uses JARM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_signed_response_alg: Option<String>,
-    /// JWE for id_token and JARM responses (`ECDH-ES` / `A256GCM`), with a key from the client's jwks.
+    /// JWE for id_tokens (OIDC Core §10.2: `ECDH-ES` with `A256GCM` or `A128GCM`), to a key of the
+    /// client's jwks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token_encrypted_response_alg: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token_encrypted_response_enc: Option<String>,
+    /// JWE for JARM responses (JARM §2.3 and §3: signed, then encrypted), to a key of the client's jwks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_encrypted_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_encrypted_response_enc: Option<String>,
 }
 
 fn default_binding() -> String {
@@ -141,6 +147,11 @@ impl Store {
         let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
         if url.starts_with("sqlite:") {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            // WAL with synchronous=NORMAL: commits are atomic and the file never corrupts; a power
+            // loss may drop the last commits (a remembered jti could be forgotten within its short
+            // lifetime). FULL costs an fsync per commit: about 3x fewer tokens per second
+            // (docs/performance.md). Several instances, or stricter durability: use PostgreSQL.
+            sqlx::query("PRAGMA synchronous = NORMAL").execute(&pool).await?;
         }
         let postgres = !url.starts_with("sqlite:");
         // One transaction; on PostgreSQL under an advisory lock: `CREATE TABLE IF NOT EXISTS` run by

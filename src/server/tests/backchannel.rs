@@ -2,6 +2,7 @@
 //! private_key_jwt and tls_client_auth (mTLS-bound tokens), DPoP-bound tokens with server nonces,
 //! refusals (no certificate, RS256 assertion, replayed assertion, scope, grant type), revocation then
 //! introspection (JSON and RFC 9701 JWT) and the revocation feed, dynamic client registration.
+//! On SQLite, or on PostgreSQL with `FAPI_TEST_DATABASE=postgres` (tests/common/mod.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use fapi_core::alg::Algorithm;
@@ -16,11 +17,17 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
 
+mod common;
+
+use common::TestDb;
+
 const FEED_TOKEN: &str = "feed-credential-0123456789";
 const INITIAL_TOKEN: &str = "initial-access-token-0123456789";
 
 struct Server {
     _process: Process,
+    /// After the process: a PostgreSQL server stops only once fapi-as has.
+    _db: TestDb,
     pki: TestPki,
     https: u16,
     mtls: u16,
@@ -56,6 +63,7 @@ fn start() -> Server {
     let pki = TestPki::generate(dir.path(), &["alpha", "beta"]).unwrap();
     let (https, mtls, http) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
     let issuer = format!("https://127.0.0.1:{https}");
+    let (db, db_url) = TestDb::from_env(dir.path());
     let config = dir.join("fapi-as.toml");
     std::fs::write(
         &config,
@@ -63,13 +71,12 @@ fn start() -> Server {
             "issuer = \"{issuer}\"\nmtls_base = \"https://127.0.0.1:{mtls}\"\n\
              [listen]\nhttps = \"127.0.0.1:{https}\"\nmtls = \"127.0.0.1:{mtls}\"\nhttp = \"127.0.0.1:{http}\"\n\
              [tls]\ncert = \"{}\"\nkey = \"{}\"\n\
-             [database]\nurl = \"sqlite://{}/as.db?mode=rwc\"\n\
+             [database]\nurl = \"{db_url}\"\n\
              [keys]\ndir = \"{}/keys\"\nalg = \"ES256\"\n\
              [feed]\ntoken = \"{FEED_TOKEN}\"\n\
              [registration]\ninitial_access_token = \"{INITIAL_TOKEN}\"\n",
             pki.server.cert_pem.display(),
             pki.server.key_pem.display(),
-            dir.path().display(),
             dir.path().display(),
         ),
     )
@@ -143,6 +150,7 @@ fn start() -> Server {
     .unwrap();
     Server {
         _process: process,
+        _db: db,
         pki,
         https,
         mtls,

@@ -5,7 +5,8 @@
 //! per RFC 9207 and the id_token), userinfo, refresh, client_credentials, revocation (RFC 7009) and
 //! introspection (RFC 7662, and RFC 9701 signed responses); the same with mTLS-bound tokens over the
 //! mtls_endpoint_aliases (RFC 8705 §5) with JARM, and with self_signed_tls_client_auth (RFC 8705 §2.2);
-//! and a client it registers itself (RFC 7591) that gets its id_tokens encrypted (ECDH-ES, A256GCM).
+//! and a client it registers itself (RFC 7591) that gets its id_tokens and JARM responses encrypted
+//! (ECDH-ES, A256GCM).
 //! This test registers the clients, hands the script their keys, and checks what openid-client
 //! accepted against what only this side knows (the certificate thumbprint, the feed).
 //!
@@ -440,6 +441,19 @@ fn openid_client_6_drives_the_fapi2_flows() {
     assert_eq!(jwe["header"]["enc"], json!("A256GCM"));
     assert_eq!(jwe["header"]["kid"], json!("dcr-enc"));
     assert_eq!(jwe["inner_signed"]["alg"], json!("ES256"), "{jwe}");
+    // Its JARM responses are encrypted too (JARM §2.3): openid-client decrypted and verified the
+    // response before redeeming the code it carried.
+    assert_eq!(
+        r["registration"]["authorization_encrypted_response_alg"],
+        json!("ECDH-ES")
+    );
+    assert_eq!(r["browser"]["callback_keys"], json!(["response"]), "JARM");
+    assert_eq!(r["browser"]["jarm_parts"], json!(5), "a compact JWE");
+    let jarm = &r["browser"]["jarm_header"];
+    assert_eq!(jarm["alg"], json!("ECDH-ES"), "{jarm}");
+    assert_eq!(jarm["enc"], json!("A256GCM"));
+    assert_eq!(jarm["cty"], json!("JWT"));
+    assert_eq!(jarm["kid"], json!("dcr-enc"));
 
     // The revocations openid-client made reach the plugin's feed.
     let listed = feed_jtis(&f);

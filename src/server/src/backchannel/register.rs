@@ -14,7 +14,12 @@
 //! - the token binding: `dpop_bound_access_tokens: true` (RFC 9449 §5.2) or
 //!   `tls_client_certificate_bound_access_tokens: true` (RFC 8705 §3.4, the default); not both, not
 //!   neither when one is explicitly false;
-//! - `scope` among the scopes this server supports.
+//! - `scope` among the scopes this server supports;
+//! - `authorization_signed_response_alg` (JARM §3): only the algorithm of the server's current
+//!   signing key, since that key signs JARM responses;
+//! - `id_token_encrypted_response_alg`/`_enc` (OIDC Registration §2) and
+//!   `authorization_encrypted_response_alg`/`_enc` (JARM §3): ECDH-ES with A256GCM or A128GCM
+//!   ([`crate::jwe`]), enc named explicitly, and a P-256 key marked for encryption in `jwks`.
 //!
 //! Unknown metadata is ignored (RFC 7591 §2). The registration access token is returned once and
 //! stored hashed, as a store item of kind [`REGISTRATION`] under the client_id that never expires
@@ -96,7 +101,8 @@ fn redirect_ok(uri: &str) -> bool {
 }
 
 /// Validates registration metadata (RFC 7591 §2 names) into a client record for `client_id`.
-pub fn validate(v: &Value, client_id: &str) -> Result<ClientMetadata> {
+/// `signing_alg` is the algorithm of the server's current signing key (the only JARM alg it honours).
+pub fn validate(v: &Value, client_id: &str, signing_alg: &str) -> Result<ClientMetadata> {
     if !v.is_object() {
         return Err(bad_metadata("the registration request must be a JSON object"));
     }
@@ -195,29 +201,14 @@ pub fn validate(v: &Value, client_id: &str) -> Result<ClientMetadata> {
             "fapi_profile must be fapi2, fapi2-message-signing or fapi1-advanced",
         ));
     }
-    let enc_alg = opt_str(v, "id_token_encrypted_response_alg")?;
-    let enc_enc = opt_str(v, "id_token_encrypted_response_enc")?;
-    // OIDC Registration §2: enc defaults to A128CBC-HS256, which is not implemented: enc is required.
-    match (enc_alg, enc_enc) {
-        (None, None) => {}
-        (Some(a), Some(e)) if crate::jwe::supported(a, e) => {
-            if crate::jwe::select_key(jwks.as_ref().unwrap_or(&Value::Null), a).is_err() {
-                return Err(bad_metadata(
-                    "id_token encryption needs a P-256 key marked for encryption (use \"enc\") in jwks",
-                ));
-            }
-        }
-        _ => {
-            return Err(bad_metadata(
-                "id_token encryption supports ECDH-ES with A256GCM or A128GCM, both named",
-            ))
-        }
-    }
+    let (id_alg, id_enc) = encryption(v, jwks.as_ref(), "id_token")?;
+    let (jarm_alg, jarm_enc) = encryption(v, jwks.as_ref(), "authorization")?;
+    // JARM §3: the client's alg is honoured, and this server signs with its current key only.
     let jarm = opt_str(v, "authorization_signed_response_alg")?;
-    if jarm.is_some_and(|a| !["PS256", "ES256", "EdDSA"].contains(&a)) {
-        return Err(bad_metadata(
-            "authorization_signed_response_alg must be PS256, ES256 or EdDSA",
-        ));
+    if jarm.is_some_and(|a| a != signing_alg) {
+        return Err(bad_metadata(format!(
+            "authorization_signed_response_alg must be {signing_alg}, the algorithm of this server's signing key"
+        )));
     }
     Ok(ClientMetadata {
         client_id: client_id.to_string(),
@@ -233,9 +224,47 @@ pub fn validate(v: &Value, client_id: &str) -> Result<ClientMetadata> {
         require_signed_request_object: opt_bool(v, "require_signed_request_object")?.unwrap_or(false),
         profile: profile.to_string(),
         authorization_signed_response_alg: jarm.map(str::to_string),
-        id_token_encrypted_response_alg: enc_alg.map(str::to_string),
-        id_token_encrypted_response_enc: enc_enc.map(str::to_string),
+        id_token_encrypted_response_alg: id_alg,
+        id_token_encrypted_response_enc: id_enc,
+        authorization_encrypted_response_alg: jarm_alg,
+        authorization_encrypted_response_enc: jarm_enc,
     })
+}
+
+/// `{what}_encrypted_response_alg` / `_enc` (OIDC Registration §2 for id_token, JARM §3 for
+/// authorization): both or neither, a pair [`crate::jwe`] implements, and a key of `jwks` to encrypt to.
+/// The registration default enc, A128CBC-HS256, is not implemented, so enc must be named.
+fn encryption(v: &Value, jwks: Option<&Value>, what: &str) -> Result<(Option<String>, Option<String>)> {
+    let alg = opt_str(v, &format!("{what}_encrypted_response_alg"))?;
+    let enc = opt_str(v, &format!("{what}_encrypted_response_enc"))?;
+    check_encryption(what, alg, enc, jwks).map_err(bad_metadata)?;
+    Ok((alg.map(str::to_string), enc.map(str::to_string)))
+}
+
+/// The rule of [`encryption`], also for `fapi-as client add`: `Err` says what is wrong.
+pub fn check_encryption(
+    what: &str,
+    alg: Option<&str>,
+    enc: Option<&str>,
+    jwks: Option<&Value>,
+) -> std::result::Result<(), String> {
+    match (alg, enc) {
+        (None, None) => Ok(()),
+        (Some(a), Some(e)) if crate::jwe::supported(a, e) => {
+            match crate::jwe::select_key(jwks.unwrap_or(&Value::Null), a) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(format!(
+                    "{what} encryption needs a P-256 key marked for encryption (use \"enc\") in jwks"
+                )),
+            }
+        }
+        (None, Some(_)) => Err(format!(
+            "{what}_encrypted_response_enc needs {what}_encrypted_response_alg"
+        )),
+        _ => Err(format!(
+            "{what} encryption supports ECDH-ES with A256GCM or A128GCM, both named (the default enc, A128CBC-HS256, is not supported)"
+        )),
+    }
 }
 
 fn has_keys(jwks: &Option<Value>) -> bool {
@@ -312,7 +341,7 @@ pub async fn create(State(state): State<Shared>, headers: HeaderMap, body: Bytes
     let result: Result<Value> = async {
         let v = parse_body(&headers, &body)?;
         let client_id = random_token(16);
-        let client = validate(&v, &client_id)?;
+        let client = validate(&v, &client_id, state.keys.current.alg().as_str())?;
         let token = random_token(32);
         let t = now();
         state.store.put_client(&client, t).await?;
@@ -406,7 +435,7 @@ pub async fn update(
                 }
             }
         }
-        let client = validate(&v, &client_id)?;
+        let client = validate(&v, &client_id, state.keys.current.alg().as_str())?;
         state.store.put_client(&client, now()).await?;
         Ok(describe(&state, &client))
     }
@@ -448,33 +477,33 @@ mod tests {
     fn validation() {
         let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", "kid": "k1"}]});
         let ok = json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "redirect_uris": ["https://app.example/cb"], "dpop_bound_access_tokens": true});
-        let c = validate(&ok, "c1");
+        let c = validate(&ok, "c1", "ES256");
         assert!(matches!(&c, Ok(c) if c.token_binding == "dpop" && c.scope == "openid accounts"));
         let mut bad = ok.clone();
         bad["redirect_uris"] = json!(["http://app.example/cb"]);
-        assert!(matches!(validate(&bad, "c1"), Err(e) if e.error == "invalid_redirect_uri"));
+        assert!(matches!(validate(&bad, "c1", "ES256"), Err(e) if e.error == "invalid_redirect_uri"));
         let mut bad = ok.clone();
         bad["token_endpoint_auth_method"] = json!("client_secret_basic");
-        assert!(matches!(validate(&bad, "c1"), Err(e) if e.error == "invalid_client_metadata"));
+        assert!(matches!(validate(&bad, "c1", "ES256"), Err(e) if e.error == "invalid_client_metadata"));
         let mut bad = ok.clone();
         bad["jwks"] = Value::Null;
-        assert!(validate(&bad, "c1").is_err());
+        assert!(validate(&bad, "c1", "ES256").is_err());
         let mut bad = ok.clone();
         bad["dpop_bound_access_tokens"] = json!(false);
         bad["tls_client_certificate_bound_access_tokens"] = json!(false);
-        assert!(validate(&bad, "c1").is_err());
+        assert!(validate(&bad, "c1", "ES256").is_err());
         let mut bad = ok.clone();
         bad["grant_types"] = json!(["password"]);
-        assert!(validate(&bad, "c1").is_err());
+        assert!(validate(&bad, "c1", "ES256").is_err());
         let mut enc = ok.clone();
         enc["id_token_encrypted_response_alg"] = json!("ECDH-ES");
         assert!(
-            validate(&enc, "c1").is_err(),
+            validate(&enc, "c1", "ES256").is_err(),
             "enc is required, and a key marked for encryption"
         );
         enc["id_token_encrypted_response_enc"] = json!("A256GCM");
         assert!(
-            validate(&enc, "c1").is_err(),
+            validate(&enc, "c1", "ES256").is_err(),
             "the only key is not marked for encryption"
         );
         let mut enc_key = jwks["keys"][0].clone();
@@ -482,11 +511,44 @@ mod tests {
         enc_key["kid"] = json!("e1");
         enc["jwks"]["keys"] = json!([jwks["keys"][0], enc_key]);
         assert!(
-            matches!(validate(&enc, "c1"), Ok(c) if c.id_token_encrypted_response_enc.as_deref() == Some("A256GCM"))
+            matches!(validate(&enc, "c1", "ES256"), Ok(c) if c.id_token_encrypted_response_enc.as_deref() == Some("A256GCM"))
         );
+        // JARM encryption: the same rule as id_token's; JARM signing only with the server's alg.
+        let mut jarm = enc.clone();
+        jarm["authorization_encrypted_response_alg"] = json!("ECDH-ES");
+        assert!(
+            matches!(validate(&jarm, "c1", "ES256"), Err(e) if e.description.contains("authorization")),
+            "enc is required (its default, A128CBC-HS256, is not implemented)"
+        );
+        jarm["authorization_encrypted_response_enc"] = json!("A128CBC-HS256");
+        assert!(validate(&jarm, "c1", "ES256").is_err());
+        jarm["authorization_encrypted_response_enc"] = json!("A128GCM");
+        let c = validate(&jarm, "c1", "ES256");
+        assert!(
+            matches!(&c, Ok(c) if c.authorization_encrypted_response_alg.as_deref() == Some("ECDH-ES")
+                && c.authorization_encrypted_response_enc.as_deref() == Some("A128GCM")),
+            "{c:?}"
+        );
+        let mut no_alg = ok.clone();
+        no_alg["authorization_encrypted_response_enc"] = json!("A256GCM");
+        assert!(validate(&no_alg, "c1", "ES256").is_err(), "enc without alg");
+        let mut no_key = ok.clone();
+        no_key["authorization_encrypted_response_alg"] = json!("ECDH-ES");
+        no_key["authorization_encrypted_response_enc"] = json!("A256GCM");
+        assert!(validate(&no_key, "c1", "ES256").is_err(), "no encryption key");
+        jarm["authorization_signed_response_alg"] = json!("ES256");
+        assert!(
+            matches!(validate(&jarm, "c1", "ES256"), Ok(c) if c.authorization_signed_response_alg.as_deref() == Some("ES256"))
+        );
+        assert!(
+            matches!(validate(&jarm, "c1", "PS256"), Err(e) if e.error == "invalid_client_metadata"),
+            "an alg the current key does not have"
+        );
+        jarm["authorization_signed_response_alg"] = json!("RS256");
+        assert!(validate(&jarm, "c1", "ES256").is_err());
         let tls = json!({"token_endpoint_auth_method": "tls_client_auth", "grant_types": ["client_credentials"], "scope": "accounts"});
-        assert!(validate(&tls, "c2").is_err());
+        assert!(validate(&tls, "c2", "ES256").is_err());
         let tls = json!({"token_endpoint_auth_method": "tls_client_auth", "grant_types": ["client_credentials"], "scope": "accounts", "tls_client_auth_subject_dn": "CN=x"});
-        assert!(matches!(validate(&tls, "c2"), Ok(c) if c.token_binding == "mtls"));
+        assert!(matches!(validate(&tls, "c2", "ES256"), Ok(c) if c.token_binding == "mtls"));
     }
 }

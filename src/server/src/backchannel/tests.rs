@@ -59,6 +59,8 @@ fn meta(client_id: &str, method: &str, binding: &str, jwks: Value) -> ClientMeta
         authorization_signed_response_alg: None,
         id_token_encrypted_response_alg: None,
         id_token_encrypted_response_enc: None,
+        authorization_encrypted_response_alg: None,
+        authorization_encrypted_response_enc: None,
     }
 }
 

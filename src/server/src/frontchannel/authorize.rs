@@ -142,10 +142,13 @@ fn ui_locales(flow: &Flow) -> Option<&str> {
 
 /// The authorization response (RFC 6749 §4.1.2 / §4.1.2.1) with `iss` (RFC 9207 §2), or with
 /// `response_mode=jwt` a JARM response JWT signed by the current key (`iss`, `aud` = client_id,
-/// `exp` in 60 s, and the response parameters). Returns the redirect location.
+/// `exp` in 60 s, and the response parameters), encrypted to the client (JARM §2.3, a nested JWT with
+/// `cty` JWT) when it registered `authorization_encrypted_response_alg`/`_enc`. Returns the redirect
+/// location.
 pub fn response_location(
     issuer: &str,
     key: &fapi_core::sign::SigningKey,
+    client: &ClientMetadata,
     p: &ParRequest,
     fields: &[(&str, &str)],
     now: i64,
@@ -162,10 +165,7 @@ pub fn response_location(
         for (k, v) in &pairs {
             claims[k.as_str()] = json!(v);
         }
-        let jwt = key
-            .sign_jwt(None, &claims)
-            .map_err(|e| OAuthError::server(format!("JARM signing: {e:?}")))?;
-        vec![("response".to_string(), jwt)]
+        vec![("response".to_string(), jarm_response(key, client, &claims)?)]
     } else {
         pairs.push(("iss".into(), issuer.to_string()));
         pairs
@@ -176,6 +176,46 @@ pub fn response_location(
         .collect();
     let sep = if p.redirect_uri.contains('?') { '&' } else { '?' };
     Ok(format!("{}{sep}{}", p.redirect_uri, query.join("&")))
+}
+
+/// The JARM response (JARM §2.3): signed with the current key, in the client's
+/// `authorization_signed_response_alg` (registration only accepts the current key's algorithm; after a
+/// change of algorithm the response is refused rather than signed with one the client does not
+/// expect), then encrypted when the client registered it (sign then encrypt, `cty` JWT, RFC 7519 §5.2).
+fn jarm_response(
+    key: &fapi_core::sign::SigningKey,
+    client: &ClientMetadata,
+    claims: &serde_json::Value,
+) -> Result<String> {
+    if let Some(alg) = &client.authorization_signed_response_alg {
+        if alg != key.alg().as_str() {
+            return Err(OAuthError::server(format!(
+                "JARM: the client registered authorization_signed_response_alg {}, the signing key is {}",
+                crate::backchannel::support::sanitize(alg),
+                key.alg()
+            )));
+        }
+    }
+    let jwt = key
+        .sign_jwt(None, claims)
+        .map_err(|e| OAuthError::server(format!("JARM signing: {e:?}")))?;
+    match (
+        &client.authorization_encrypted_response_alg,
+        &client.authorization_encrypted_response_enc,
+    ) {
+        (Some(alg), Some(enc)) => {
+            let jwks = client
+                .jwks
+                .as_ref()
+                .ok_or_else(|| OAuthError::server("JARM encryption without client keys"))?;
+            crate::jwe::encrypt_to_client(jwks, alg, enc, jwt.as_bytes(), Some("JWT"))
+                .map_err(|e| OAuthError::server(format!("JARM encryption: {e}")))
+        }
+        (Some(_), None) => Err(OAuthError::server(
+            "JARM: authorization_encrypted_response_enc is not registered",
+        )),
+        _ => Ok(jwt),
+    }
 }
 
 /// Answers the session's authorization request: returns the request the first time only (a single
@@ -195,10 +235,17 @@ pub(super) async fn finish_flow(
     Ok(first.then_some(p))
 }
 
-fn redirect_error(s: &Shared, p: &ParRequest, error: &str, description: &str) -> Result<Response> {
+fn redirect_error(
+    s: &Shared,
+    client: &ClientMetadata,
+    p: &ParRequest,
+    error: &str,
+    description: &str,
+) -> Result<Response> {
     let loc = response_location(
         &s.config.issuer,
         &s.keys.current,
+        client,
         p,
         &[("error", error), ("error_description", description)],
         now(),
@@ -238,9 +285,9 @@ pub async fn authorize(State(s): State<Shared>, headers: HeaderMap, query: Query
     if peeked.client_id != *client_id {
         return refuse(StatusCode::BAD_REQUEST, Msg::ClientMismatch, "invalid_request");
     }
-    if s.store.client(client_id).await?.is_none() {
+    let Some(client) = s.store.client(client_id).await? else {
         return refuse(StatusCode::BAD_REQUEST, Msg::UnknownClient, "invalid_client");
-    }
+    };
     // RFC 9126 §4: single use, atomically (a concurrent second /authorize sees it used).
     let Taken::Fresh(p) = s.store.take_item::<ParRequest>(PAR, request_uri, t).await? else {
         return refuse(StatusCode::BAD_REQUEST, Msg::RequestExpired, "reused_request_uri");
@@ -271,7 +318,7 @@ pub async fn authorize(State(s): State<Shared>, headers: HeaderMap, query: Query
         } else {
             "login_required"
         };
-        return redirect_error(&s, &p, error, "prompt=none, but the user must interact");
+        return redirect_error(&s, &client, &p, error, "prompt=none, but the user must interact");
     }
     let cookie = new_session(&s, &session).await?;
     s.metrics.count("authorize", "ok");
@@ -347,6 +394,7 @@ pub async fn login_page(
             return match finish_flow(&s, &key, &mut sess).await? {
                 Some(p) => redirect_error(
                     &s,
+                    &client,
                     &p,
                     "access_denied",
                     "the requested authentication level is not available for this user",
@@ -631,7 +679,7 @@ pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPair
         Ok(p) => p,
         Err(page) => return Ok(page),
     };
-    let Flow::Authorize(peeked, _client) = flow else {
+    let Flow::Authorize(peeked, client) = flow else {
         return Ok(see_other("/apps", &[]));
     };
     let t = now();
@@ -654,7 +702,7 @@ pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPair
     };
     if !approve {
         s.metrics.count("consent", "deny");
-        return redirect_error(&s, &p, "access_denied", "the user denied the request");
+        return redirect_error(&s, &client, &p, "access_denied", "the user denied the request");
     }
     let grant = Grant {
         grant_id: random_token(16),
@@ -687,7 +735,14 @@ pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPair
         .await?;
     s.metrics.count("consent", "approve");
     tracing::info!(client_id = %p.client_id, grant_id = %grant.grant_id, "consent given, code issued");
-    let loc = response_location(&s.config.issuer, &s.keys.current, &p, &[("code", &code)], t)?;
+    let loc = response_location(
+        &s.config.issuer,
+        &s.keys.current,
+        &client,
+        &p,
+        &[("code", &code)],
+        t,
+    )?;
     Ok(see_other(&loc, &[]))
 }
 
@@ -746,12 +801,22 @@ mod tests {
         }
     }
 
+    /// The client `fintech` with `extra` metadata.
+    fn client(extra: serde_json::Value) -> ClientMetadata {
+        let mut v = json!({"client_id": "fintech", "token_endpoint_auth_method": "private_key_jwt"});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        serde_json::from_value(v).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
     #[test]
     fn plain_response_carries_code_state_iss() -> std::result::Result<(), String> {
         let key = SigningKey::generate(Algorithm::ES256, None).map_err(|e| e.0)?;
         let loc = response_location(
             "https://as.example",
             &key,
+            &client(json!({})),
             &request(None, "https://app.example/cb"),
             &[("code", "c1")],
             1000,
@@ -764,6 +829,7 @@ mod tests {
         let loc = response_location(
             "https://as.example",
             &key,
+            &client(json!({})),
             &request(None, "https://app.example/cb?x=1"),
             &[("error", "access_denied")],
             1000,
@@ -779,6 +845,7 @@ mod tests {
         let loc = response_location(
             "https://as.example",
             &key,
+            &client(json!({})),
             &request(Some("jwt"), "https://app.example/cb"),
             &[("code", "c1")],
             1000,
@@ -795,6 +862,93 @@ mod tests {
         assert_eq!(jws.payload.get("exp"), Some(&json!(1060)));
         assert_eq!(jws.payload.get("code"), Some(&json!("c1")));
         assert_eq!(jws.payload.get("state"), Some(&json!("st ate")));
+        Ok(())
+    }
+
+    /// Static-key ECDH on P-256, the client's side (ring has only ephemeral agreement).
+    fn ecdh(d: &[u8], point: &[u8]) -> Option<Vec<u8>> {
+        use p256::elliptic_curve::point::AffineCoordinates;
+        use p256::elliptic_curve::sec1::FromSec1Point;
+        use p256::elliptic_curve::PrimeField;
+        let repr: [u8; 32] = d.try_into().ok()?;
+        let scalar: Option<p256::Scalar> = p256::Scalar::from_repr(repr.into()).into();
+        let peer = p256::AffinePoint::from_sec1_bytes(point).ok()?;
+        Some(
+            (p256::ProjectivePoint::from(peer) * scalar?)
+                .to_affine()
+                .x()
+                .to_vec(),
+        )
+    }
+
+    #[test]
+    fn jarm_response_is_encrypted_to_the_client_when_registered() -> std::result::Result<(), String> {
+        let key = SigningKey::generate(Algorithm::ES256, None).map_err(|e| e.0)?;
+        let enc_key = SigningKey::generate(Algorithm::ES256, None).map_err(|e| e.0)?;
+        let private = enc_key.private_jwk();
+        let d = private["d"]
+            .as_str()
+            .and_then(fapi_core::b64::decode)
+            .ok_or("no d")?;
+        let jwks = json!({"keys": [
+            key.public_jwk(),
+            {"kty": "EC", "crv": "P-256", "use": "enc", "kid": "fintech-enc", "x": private["x"], "y": private["y"]},
+        ]});
+        let c = client(json!({
+            "jwks": jwks,
+            "authorization_signed_response_alg": "ES256",
+            "authorization_encrypted_response_alg": "ECDH-ES",
+            "authorization_encrypted_response_enc": "A128GCM",
+        }));
+        let p = request(Some("jwt"), "https://app.example/cb");
+        let loc = response_location("https://as.example", &key, &c, &p, &[("code", "c1")], 1000)
+            .map_err(|e| e.description)?;
+        let jwe = loc
+            .strip_prefix("https://app.example/cb?response=")
+            .ok_or("no response parameter")?;
+        assert_eq!(jwe.split('.').count(), 5, "a compact JWE");
+        let opened = crate::jwe::decrypt_with(jwe, |pt| ecdh(&d, pt)).map_err(|e| e.to_string())?;
+        assert_eq!(opened.header.get("cty"), Some(&json!("JWT")));
+        assert_eq!(opened.header.get("enc"), Some(&json!("A128GCM")));
+        assert_eq!(opened.header.get("kid"), Some(&json!("fintech-enc")));
+        let inner = String::from_utf8(opened.plaintext).map_err(|e| e.to_string())?;
+        let jws = fapi_core::jws::CompactJws::parse(&inner).map_err(|e| e.describe())?;
+        let jwk = fapi_core::jwk::PublicJwk::from_value(key.public_jwk()).map_err(|e| format!("{e:?}"))?;
+        assert!(jwk.verify(Algorithm::ES256, jws.signing_input.as_bytes(), &jws.signature));
+        assert_eq!(jws.payload.get("code"), Some(&json!("c1")));
+        assert_eq!(jws.payload.get("aud"), Some(&json!("fintech")));
+
+        // Error responses go the same way; the plain mode is not affected.
+        let loc = response_location(
+            "https://as.example",
+            &key,
+            &c,
+            &p,
+            &[("error", "access_denied")],
+            1000,
+        )
+        .map_err(|e| e.description)?;
+        let jwe = loc.split_once("response=").ok_or("no response")?.1;
+        assert!(crate::jwe::decrypt_with(jwe, |pt| ecdh(&d, pt)).is_ok());
+        let loc = response_location(
+            "https://as.example",
+            &key,
+            &c,
+            &request(None, "https://app.example/cb"),
+            &[("code", "c1")],
+            1000,
+        )
+        .map_err(|e| e.description)?;
+        assert!(loc.contains("code=c1&"), "{loc}");
+
+        // An alg the key does not have, or alg without enc: refused, never a response the client
+        // would not expect.
+        let mut other = c.clone();
+        other.authorization_signed_response_alg = Some("PS256".into());
+        assert!(response_location("https://as.example", &key, &other, &p, &[("code", "c1")], 1000).is_err());
+        let mut half = c.clone();
+        half.authorization_encrypted_response_enc = None;
+        assert!(response_location("https://as.example", &key, &half, &p, &[("code", "c1")], 1000).is_err());
         Ok(())
     }
 }

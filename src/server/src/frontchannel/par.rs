@@ -477,6 +477,8 @@ mod tests {
             authorization_signed_response_alg: None,
             id_token_encrypted_response_alg: None,
             id_token_encrypted_response_enc: None,
+            authorization_encrypted_response_alg: None,
+            authorization_encrypted_response_enc: None,
         }
     }
 

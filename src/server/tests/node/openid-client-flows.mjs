@@ -261,8 +261,13 @@ async function codeFlow(config, browser, out, { dpop, params }) {
     callback_iss: callback.searchParams.get('iss'),
   }
   if (callback.searchParams.has('response')) {
-    out.browser.jarm_header = headerOf(callback.searchParams.get('response'))
-    out.browser.jarm_claim_keys = Object.keys(claimsOf(callback.searchParams.get('response'))).sort()
+    const response = callback.searchParams.get('response')
+    out.browser.jarm_header = headerOf(response)
+    out.browser.jarm_parts = response.split('.').length
+    // An encrypted JARM response (5 parts) has no readable claims: openid-client decrypts it.
+    if (out.browser.jarm_parts === 3) {
+      out.browser.jarm_claim_keys = Object.keys(claimsOf(response)).sort()
+    }
   }
   const tokens = await step(out, 'code_grant', () =>
     client.authorizationCodeGrant(
@@ -449,6 +454,9 @@ async function registeredFlow(out) {
         id_token_signed_response_alg: 'ES256',
         id_token_encrypted_response_alg: 'ECDH-ES',
         id_token_encrypted_response_enc: 'A256GCM',
+        authorization_signed_response_alg: 'ES256',
+        authorization_encrypted_response_alg: 'ECDH-ES',
+        authorization_encrypted_response_enc: 'A256GCM',
         use_mtls_endpoint_aliases: true,
       },
       auth,
@@ -472,9 +480,13 @@ async function registeredFlow(out) {
     token_endpoint_auth_method: meta.token_endpoint_auth_method,
     tls_client_certificate_bound_access_tokens: meta.tls_client_certificate_bound_access_tokens,
     id_token_encrypted_response_alg: meta.id_token_encrypted_response_alg,
+    authorization_encrypted_response_alg: meta.authorization_encrypted_response_alg,
+    authorization_encrypted_response_enc: meta.authorization_encrypted_response_enc,
   }
   client.enableDecryptingResponses(config, ['A256GCM'], { key: enc.privateKey, kid: 'dcr-enc', alg: 'ECDH-ES' })
   client.enableNonRepudiationChecks(config)
+  // JARM (response_mode=jwt), signed then encrypted to the client's key: openid-client decrypts it.
+  client.useJwtResponseMode(config)
   const browser = new Browser(input.issuer)
   const tokens = await codeFlow(config, browser, out, { params: {} })
   const decrypted = client.getDecryptedResponses(tokens)
