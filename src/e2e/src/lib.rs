@@ -11,12 +11,15 @@
 //!   request it received, [`stub::IssuerStub`] plays JWKS endpoint, revocation feed and RFC 7662
 //!   introspection with answers a test changes at run time.
 //! - [`pki`]: a test PKI (CA, server certificate, self-signed client certificates) with rcgen.
+//! - [`fintech`]: a FAPI 2.0 client of a running stack described by its `endpoints.json` (the demo
+//!   client `fapi-fintech` and the scenario suite `fapi-scenarios` use it).
 //! - [`client`]: an HTTPS client with a client certificate (rustls on ring), raw enough to send
 //!   duplicate headers and to tell a failed TLS handshake from an HTTP refusal.
 
 pub mod client;
 pub mod envoy;
 pub mod fapi_as;
+pub mod fintech;
 pub mod pki;
 pub mod postgres;
 pub mod process;

@@ -15,16 +15,13 @@
 //! Tokens are saved in `<run>/fintech/` and never printed in full.
 
 use fapi_core::alg::Algorithm;
-use fapi_core::b64;
-use fapi_core::sign::{random_id, SigningKey};
-use fapi_e2e::client::{http_get, HttpsClient, Req, Resp, TlsVersion};
-use fapi_e2e::fapi_as::{csrf, decode_query, form, pct_encode, see_other, totp, Browser, JWT_BEARER};
-use fapi_e2e::pki::Identity;
+use fapi_core::sign::SigningKey;
+use fapi_e2e::client::{http_get, Resp};
+use fapi_e2e::fapi_as::decode_query;
+use fapi_e2e::fintech::{claims_of, port_of, read_json, write_private, Client, Pending, Stack};
 use fapi_e2e::server::{HttpServer, Request, Response};
 use fapi_e2e::util::{unix_now, workspace_root};
 use fapi_e2e::{bail, Context as _, Error, Result};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -196,19 +193,11 @@ fn run(mut args: Vec<String>) -> Result<i32> {
     }
 }
 
-/// The run folder's endpoints and the files of a client.
+/// The run folder: the stack's endpoints ([`Stack`], shared with `fapi-scenarios`) and this client's
+/// saved state in `<run>/fintech/` (DPoP keys, pending requests, tokens).
 struct App {
     dir: PathBuf,
-    ep: Value,
-    ca_der: Vec<u8>,
-}
-
-struct Client {
-    key: String,
-    id: String,
-    binding: String,
-    signing: SigningKey,
-    cert: Identity,
+    stack: Stack,
 }
 
 /// What finishing a flow gave: a text for the terminal, an HTML page for the browser.
@@ -217,50 +206,11 @@ struct Report {
     text: String,
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).ctx(format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).ctx(format!("parsing {}", path.display()))
-}
-
-fn write_private(path: &Path, value: &Value) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .ctx(format!("writing {}", path.display()))?;
-    f.write_all(value.to_string().as_bytes())
-        .ctx(format!("writing {}", path.display()))
-}
-
-fn claims_of(jwt: &str) -> Result<Value> {
-    let payload = jwt.split('.').nth(1).ok_or_else(|| Error("not a JWT".into()))?;
-    let bytes = b64::decode(payload).ok_or_else(|| Error("JWT payload is not base64url".into()))?;
-    serde_json::from_slice(&bytes).ctx("JWT claims")
-}
-
 fn pretty(r: &Resp) -> String {
     match r.json() {
         Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_else(|_| r.text()),
         Err(_) => r.text(),
     }
-}
-
-fn port_of(url: &str) -> Result<u16> {
-    let authority = url
-        .split_once("://")
-        .map(|(_, r)| r)
-        .unwrap_or(url)
-        .split('/')
-        .next()
-        .unwrap_or("");
-    authority
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .ok_or_else(|| Error(format!("no port in {url}")))
 }
 
 fn html_escape(s: &str) -> String {
@@ -272,61 +222,22 @@ fn html_escape(s: &str) -> String {
 
 impl App {
     fn load(dir: &Path) -> Result<App> {
-        let path = dir.join("endpoints.json");
-        if !path.is_file() {
-            bail!(
-                "no {}: start the stack first with test-harness/up (or point FAPI_HARNESS_DIR at its run folder)",
-                path.display()
-            );
-        }
-        let ep = read_json(&path)?;
-        let ca = ep["ca"].as_str().unwrap_or("");
-        let ca_der = CertificateDer::from_pem_file(ca)
-            .ctx(format!("reading the CA certificate {ca}"))?
-            .to_vec();
         Ok(App {
             dir: dir.to_path_buf(),
-            ep,
-            ca_der,
+            stack: Stack::load(&dir.join("endpoints.json"))?,
         })
     }
 
     fn str(&self, pointer: &str) -> Result<String> {
-        self.ep
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| Error(format!("endpoints.json has no {pointer}")))
-    }
-
-    fn issuer(&self) -> Result<String> {
-        self.str("/as/issuer")
+        self.stack.str(pointer)
     }
 
     fn envoy_url(&self, path: &str) -> String {
-        format!("{}{path}", self.str("/envoy/url").unwrap_or_default())
+        self.stack.envoy_url(path)
     }
 
     fn client(&self, key: &str) -> Result<Client> {
-        let c = self
-            .ep
-            .pointer(&format!("/clients/{key}"))
-            .ok_or_else(|| Error(format!("no client {key:?} in endpoints.json (mtls or dpop)")))?;
-        let s = |f: &str| {
-            c[f].as_str()
-                .map(str::to_string)
-                .ok_or_else(|| Error(format!("client {key}: no {f}")))
-        };
-        let jwk = read_json(Path::new(&s("signing_key")?))?;
-        let signing = SigningKey::from_jwk(&jwk).map_err(|e| Error(format!("client key: {e:?}")))?;
-        let cert = Identity::from_pem_files(key, Path::new(&s("cert")?), Path::new(&s("key")?))?;
-        Ok(Client {
-            key: key.to_string(),
-            id: s("client_id")?,
-            binding: s("binding")?,
-            signing,
-            cert,
-        })
+        self.stack.client(key)
     }
 
     fn state_dir(&self) -> Result<PathBuf> {
@@ -335,147 +246,42 @@ impl App {
         Ok(d)
     }
 
-    /// The client's DPoP key (RFC 9449): made once per run folder, kept private there.
-    fn dpop_key(&self, client: &Client) -> Result<SigningKey> {
+    /// The client's DPoP key (RFC 9449): made once per run folder, kept private there; none for
+    /// an mTLS-bound client.
+    fn dpop_key(&self, client: &Client) -> Result<Option<SigningKey>> {
+        if client.binding != "dpop" {
+            return Ok(None);
+        }
         let path = self.state_dir()?.join(format!("{}.dpop.jwk.json", client.key));
         if path.is_file() {
             let jwk = read_json(&path)?;
-            return SigningKey::from_jwk(&jwk).map_err(|e| Error(format!("DPoP key: {e:?}")));
+            return SigningKey::from_jwk(&jwk)
+                .map(Some)
+                .map_err(|e| Error(format!("DPoP key: {e:?}")));
         }
         let key = SigningKey::generate(Algorithm::ES256, None).map_err(|e| Error(format!("{e:?}")))?;
         write_private(&path, key.private_jwk())?;
-        Ok(key)
-    }
-
-    /// The client's connection to the authorization server: the mTLS alias with its certificate
-    /// for an mTLS-bound client, the plain listener for a DPoP-bound one.
-    fn as_client(&self, client: &Client) -> Result<(HttpsClient, String)> {
-        if client.binding == "mtls" {
-            let base = self.str("/as/mtls_base")?;
-            let c = HttpsClient::new(
-                port_of(&base)?,
-                &self.ca_der,
-                Some(&client.cert),
-                TlsVersion::Default,
-            )?;
-            Ok((c, base))
-        } else {
-            let base = self.issuer()?;
-            let c = HttpsClient::new(port_of(&base)?, &self.ca_der, None, TlsVersion::Default)?;
-            Ok((c, base))
-        }
-    }
-
-    /// `pairs` with RFC 7523 private_key_jwt client authentication (aud: the issuer).
-    fn authenticated(&self, client: &Client, pairs: &[(&str, &str)]) -> Result<Vec<u8>> {
-        let now = unix_now();
-        let assertion = client
-            .signing
-            .sign_jwt(
-                None,
-                &json!({"iss": client.id, "sub": client.id, "aud": self.issuer()?,
-                        "iat": now, "exp": now + 60, "jti": random_id()}),
-            )
-            .map_err(|e| Error(format!("signing the client assertion: {e:?}")))?;
-        let mut all: Vec<(&str, &str)> = vec![
-            ("client_id", &client.id),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", &assertion),
-        ];
-        all.extend_from_slice(pairs);
-        Ok(form(&all))
-    }
-
-    /// A POST to the server's `path`; DPoP clients add a proof, and answer a `use_dpop_nonce`
-    /// (RFC 9449 §8) once with the nonce given.
-    fn as_post(&self, client: &Client, path: &str, pairs: &[(&str, &str)]) -> Result<Resp> {
-        let (http, base) = self.as_client(client)?;
-        let dpop = if client.binding == "dpop" {
-            Some(self.dpop_key(client)?)
-        } else {
-            None
-        };
-        let mut nonce: Option<String> = None;
-        for _ in 0..2 {
-            let mut req = Req::post(path)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(&self.authenticated(client, pairs)?);
-            if let Some(k) = &dpop {
-                let proof = k
-                    .dpop_proof(
-                        "POST",
-                        &format!("{base}{path}"),
-                        None,
-                        unix_now(),
-                        &random_id(),
-                        nonce.as_deref(),
-                    )
-                    .map_err(|e| Error(format!("DPoP proof: {e:?}")))?;
-                req = req.header("dpop", &proof);
-            }
-            let r = http
-                .send(&req)
-                .map_err(|e| Error(format!("POST {base}{path}: {e}")))?;
-            let wants_nonce = r.status == 400
-                && r.json()
-                    .ok()
-                    .and_then(|b| b["error"].as_str().map(str::to_string))
-                    .as_deref()
-                    == Some("use_dpop_nonce");
-            match (wants_nonce, r.header("dpop-nonce"), &nonce) {
-                (true, Some(n), None) => nonce = Some(n.to_string()),
-                _ => return Ok(r),
-            }
-        }
-        bail!("POST {path}: the server asked for a DPoP nonce twice")
+        Ok(Some(key))
     }
 
     fn par(&self, key: &str, scope: Option<&str>, acr: &str) -> Result<String> {
         let client = self.client(key)?;
-        let redirect = self.str("/callback/redirect_uri")?;
-        let default_scope = self.str("/scope")?;
-        let scope = scope.unwrap_or(&default_scope);
-        let verifier = format!("{}{}", random_id(), random_id());
-        let challenge = b64::sha256_b64(&verifier);
-        let state = random_id();
-        let nonce = random_id();
-        let r = self.as_post(
-            &client,
-            "/par",
-            &[
-                ("response_type", "code"),
-                ("redirect_uri", &redirect),
-                ("scope", scope),
-                ("state", &state),
-                ("nonce", &nonce),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("acr_values", acr),
-            ],
-        )?;
-        if r.status != 201 {
-            bail!("PAR refused: {} {}", r.status, r.text());
-        }
-        let body = r.json()?;
-        let request_uri = body["request_uri"]
-            .as_str()
-            .ok_or_else(|| Error(format!("PAR answer without request_uri: {body}")))?;
-        let pending = json!({"client": key, "verifier": verifier, "nonce": nonce, "redirect_uri": redirect,
-                             "created": unix_now()});
+        let dpop = self.dpop_key(&client)?;
+        let p = self.stack.par(&client, dpop.as_ref(), scope, acr)?;
+        let pending = json!({"client": key, "verifier": p.verifier, "nonce": p.nonce,
+                             "redirect_uri": p.redirect_uri, "created": unix_now()});
         write_private(
-            &self.state_dir()?.join("pending").join(format!("{state}.json")),
+            &self
+                .state_dir()?
+                .join("pending")
+                .join(format!("{}.json", p.state)),
             &pending,
         )?;
         eprintln!(
-            "PAR for {} ({}-bound): request_uri valid {} s",
-            client.id, client.binding, body["expires_in"]
+            "PAR for {} ({}-bound): request_uri valid for a short while (RFC 9126)",
+            client.id, client.binding
         );
-        Ok(format!(
-            "{}/authorize?client_id={}&request_uri={}",
-            self.issuer()?,
-            pct_encode(&client.id),
-            pct_encode(request_uri)
-        ))
+        Ok(p.url)
     }
 
     /// The redirect's query: RFC 9207 `iss`, `state` of a pending request, then the code exchange
@@ -491,15 +297,7 @@ impl App {
                 ),
             });
         }
-        let issuer = self.issuer()?;
-        if q.get("iss") != Some(&issuer) {
-            bail!(
-                "iss {:?} is not the issuer {issuer} (RFC 9207): refused",
-                q.get("iss")
-            );
-        }
         let state = q.get("state").ok_or_else(|| Error("no state".into()))?;
-        let code = q.get("code").ok_or_else(|| Error("no code".into()))?;
         if !state
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -512,20 +310,15 @@ impl App {
         let _ = std::fs::remove_file(&pending_path);
         let key = pending["client"].as_str().unwrap_or("mtls");
         let client = self.client(key)?;
-        let r = self.as_post(
-            &client,
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", pending["redirect_uri"].as_str().unwrap_or("")),
-                ("code_verifier", pending["verifier"].as_str().unwrap_or("")),
-            ],
-        )?;
-        if r.status != 200 {
-            bail!("token request refused: {} {}", r.status, r.text());
-        }
-        let mut body = r.json()?;
+        let dpop = self.dpop_key(&client)?;
+        let p = Pending {
+            url: String::new(),
+            state: state.clone(),
+            nonce: pending["nonce"].as_str().unwrap_or("").to_string(),
+            verifier: pending["verifier"].as_str().unwrap_or("").to_string(),
+            redirect_uri: pending["redirect_uri"].as_str().unwrap_or("").to_string(),
+        };
+        let mut body = self.stack.exchange(&client, dpop.as_ref(), &p, query)?;
         let access = body["access_token"].as_str().unwrap_or("").to_string();
         let claims = claims_of(&access)?;
         body["saved_at"] = json!(unix_now());
@@ -574,7 +367,7 @@ impl App {
 
     /// One request to the bank API through Envoy, presenting the client's certificate (Envoy asks
     /// every client for one) and the token; DPoP-bound tokens get a fresh proof (RFC 9449 §7.1)
-    /// for the URL Envoy's policy knows as its external origin.
+    /// for the URL Envoy's policy knows as its external origin, unless `as_bearer`.
     fn call(
         &self,
         key: &str,
@@ -587,63 +380,19 @@ impl App {
         let client = self.client(key)?;
         let saved = self.saved_token(key)?;
         let token = saved["access_token"].as_str().unwrap_or("").to_string();
-        let envoy = self.str("/envoy/url")?;
-        let http = HttpsClient::new(
-            port_of(&envoy)?,
-            &self.ca_der,
-            Some(&client.cert),
-            TlsVersion::Default,
-        )?;
-        let dpop = client.binding == "dpop" && !as_bearer;
-        let htu = format!("{envoy}{}", path.split('?').next().unwrap_or(path));
-        let mut nonce: Option<String> = None;
-        for _ in 0..2 {
-            let mut req = Req::new(method, path);
-            if dpop {
-                let k = self.dpop_key(&client)?;
-                let proof = k
-                    .dpop_proof(
-                        method,
-                        &htu,
-                        Some(&token),
-                        unix_now(),
-                        &random_id(),
-                        nonce.as_deref(),
-                    )
-                    .map_err(|e| Error(format!("DPoP proof: {e:?}")))?;
-                req = req
-                    .header("authorization", &format!("DPoP {token}"))
-                    .header("dpop", &proof);
-            } else {
-                req = req.header("authorization", &format!("Bearer {token}"));
-            }
-            for (n, v) in extra {
-                req = req.header(n, v);
-            }
-            if let Some(d) = data {
-                req = req.header("content-type", "application/json").body(d.as_bytes());
-            }
-            let r = http
-                .send(&req)
-                .map_err(|e| Error(format!("{method} {htu}: {e}")))?;
-            let wants_nonce = dpop
-                && r.status == 401
-                && r.header("www-authenticate")
-                    .is_some_and(|c| c.contains("use_dpop_nonce"));
-            match (wants_nonce, r.header("dpop-nonce"), &nonce) {
-                (true, Some(n), None) => nonce = Some(n.to_string()),
-                _ => return Ok(r),
-            }
-        }
-        bail!("{method} {path}: Envoy asked for a DPoP nonce twice")
+        let http = self.stack.envoy(Some(&client.cert))?;
+        let dpop = if as_bearer { None } else { self.dpop_key(&client)? };
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        self.stack
+            .api(&http, method, path, &token, dpop.as_ref(), data, &extra)
+            .map_err(|e| Error(format!("{method} {}: {e}", self.envoy_url(path))))
     }
 
     fn serve_callback(&self, count: Option<usize>) -> Result<i32> {
         let port = port_of(&self.str("/callback/redirect_uri")?)?;
         let app = Arc::new(App {
             dir: self.dir.clone(),
-            ep: self.ep.clone(),
-            ca_der: self.ca_der.clone(),
+            stack: self.stack.clone(),
         });
         let (tx, rx) = mpsc::channel::<bool>();
         let tx = std::sync::Mutex::new(tx);
@@ -714,69 +463,8 @@ impl App {
     /// What the person does in the browser, over HTTP: open the authorization URL, sign in with
     /// password and TOTP, approve, and follow the redirect to the callback.
     fn browse(&self, url: &str, user: &str) -> Result<i32> {
-        let issuer = self.issuer()?;
-        let path = url
-            .strip_prefix(&issuer)
-            .ok_or_else(|| Error(format!("{url} is not on the issuer {issuer}")))?;
-        let users = self.ep["users"].as_array().cloned().unwrap_or_default();
-        let u = users
-            .iter()
-            .find(|u| u["username"] == user)
-            .ok_or_else(|| Error(format!("no demo user {user} in endpoints.json")))?;
-        let password = u["password"].as_str().unwrap_or("");
-        let secret = u["totp_secret"].as_str().unwrap_or("");
-        let mut b = Browser {
-            client: HttpsClient::new(port_of(&issuer)?, &self.ca_der, None, TlsVersion::Default)?,
-            cookies: HashMap::new(),
-        };
         let step = |what: &str| eprintln!("browser: {what}");
-        let r = b.get(path)?;
-        let mut next = see_other(&r)?;
-        step(&format!("GET /authorize -> 303 {next}"));
-        let page = b.get(&next)?.text();
-        if !page.contains("name=\"password\"") {
-            bail!("expected the sign-in page at {next}");
-        }
-        step("sign-in page rendered; signing in");
-        let token = csrf(&page).ok_or_else(|| Error("no csrf field on the sign-in page".into()))?;
-        next = see_other(&b.post(
-            "/login",
-            &[("csrf", &token), ("username", user), ("password", password)],
-        )?)?;
-        let mut page = b.get(&next)?.text();
-        if page.contains("name=\"code\"") {
-            step("TOTP step: entering the current code");
-            let mut token = csrf(&page).ok_or_else(|| Error("no csrf field on the TOTP page".into()))?;
-            let mut r = b.post(
-                "/login/totp",
-                &[("csrf", &token), ("code", &totp(secret, unix_now())?)],
-            )?;
-            if r.status == 200 && r.text().contains("name=\"code\"") {
-                // A code is accepted once (RFC 6238 §5.2): this user's current one was used already
-                // (an earlier sign-in within the same 30 s). Wait for the next one, as a person would.
-                let wait = 30 - unix_now().rem_euclid(30) + 1;
-                step(&format!(
-                    "TOTP code used already: waiting {wait} s for the next one"
-                ));
-                std::thread::sleep(Duration::from_secs(wait as u64));
-                token = csrf(&r.text()).ok_or_else(|| Error("no csrf field on the TOTP page".into()))?;
-                r = b.post(
-                    "/login/totp",
-                    &[("csrf", &token), ("code", &totp(secret, unix_now())?)],
-                )?;
-            }
-            next = see_other(&r)?;
-            page = b.get(&next)?.text();
-        }
-        if !page.contains("id=\"approve\"") {
-            bail!(
-                "expected the consent page, got: {}",
-                page.chars().take(400).collect::<String>()
-            );
-        }
-        step("consent page: approving");
-        let token = csrf(&page).ok_or_else(|| Error("no csrf field on the consent page".into()))?;
-        let location = see_other(&b.post("/consent", &[("csrf", &token), ("decision", "approve")])?)?;
+        let location = self.stack.sign_in(url, user, &step)?;
         let (base, query) = location
             .split_once('?')
             .ok_or_else(|| Error(format!("redirect without a query: {location}")))?;
