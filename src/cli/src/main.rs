@@ -4,6 +4,7 @@
 mod certs;
 mod keys;
 mod policy;
+mod studio;
 mod token;
 mod util;
 
@@ -60,6 +61,20 @@ enum PolicyCommand {
         /// Output file, or `-` for standard output.
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
+    },
+    /// Serve the policy studio (built by scripts/build-studio into target/studio) on 127.0.0.1:
+    /// edit, lint, test and try a policy in the browser. The server only hands out static files:
+    /// every decision runs in the page (fapi-core in WebAssembly); nothing is sent anywhere.
+    Studio {
+        /// Port on 127.0.0.1 (0: any free port; the URL is printed).
+        #[arg(long, default_value_t = 8787)]
+        port: u16,
+        /// Open the page in the desktop's browser (xdg-open).
+        #[arg(long)]
+        open: bool,
+        /// The built studio (default: target/studio next to this binary, else ./target/studio).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -172,6 +187,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
         Command::Policy(PolicyCommand::Lint { files }) => policy::lint(&files),
         Command::Policy(PolicyCommand::Test { files }) => policy::test(&files),
         Command::Policy(PolicyCommand::Compile { file, output }) => policy::compile(&file, &output),
+        Command::Policy(PolicyCommand::Studio { port, open, dir }) => studio::serve(port, open, dir),
         Command::Token(TokenCommand::Inspect {
             token,
             jwks,

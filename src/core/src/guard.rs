@@ -344,11 +344,35 @@ pub fn decide_with_claims(
                 .and_then(|_| claims.check_static(&i.rules))
         });
     let outcome = checked
+        .and_then(|_| presented_like_live(rule, &claims, &presented))
         .and_then(|_| after_verification(policy, rule, Arc::new(claims), &presented, revocations, true, now));
     match outcome {
         Ok(a) => Decision::Allow(a),
         Err(d) => deny(d, Some(rule), Some(scheme), client_id),
     }
+}
+
+/// Under the DPoP scheme, [`Guard::decide`] checks the binding and the proof (RFC 9449 §7.1) before
+/// revocation and requirements ([`Guard::check_presented`]); the policy-test path does the same, in the
+/// same order, with `dpop_jkt` standing for a proof that passed (`None`: no proof).
+fn presented_like_live(rule: &Rule, claims: &AccessClaims, presented: &Presented) -> Result<(), Denial> {
+    if presented.scheme != Scheme::DPoP {
+        return Ok(());
+    }
+    check_binding(
+        &claims.cnf,
+        presented.scheme,
+        presented.client_cert.as_ref(),
+        rule.require.sender_constraint,
+    )?;
+    if claims.cnf.jkt.is_none() {
+        return Err(Denial::DpopKeyMismatch);
+    }
+    let jkt = presented
+        .dpop_jkt
+        .as_deref()
+        .ok_or(Denial::DpopProof(DpopDefect::Missing))?;
+    check_dpop_key(&claims.cnf, jkt)
 }
 
 fn deny(denial: Denial, rule: Option<&Rule>, scheme: Option<Scheme>, client_id: Option<String>) -> Decision {

@@ -254,6 +254,10 @@ fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String
         let Some(key) = name.strip_prefix("FAPI_AS_") else {
             continue;
         };
+        // FAPI_AS_CONFIG names the file itself (fapi-as --config), it is no setting.
+        if key == "CONFIG" {
+            continue;
+        }
         let key = key.to_ascii_lowercase();
         let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
             .ok()
@@ -300,6 +304,7 @@ mod tests {
                 ("FAPI_AS_DATABASE_URL".to_string(), "postgres://db".to_string()),
                 ("FAPI_AS_TOKENS_CODE_LIFETIME".to_string(), "30".to_string()),
                 ("FAPI_AS_ISSUER".to_string(), "https://b".to_string()),
+                ("FAPI_AS_CONFIG".to_string(), "/etc/fapi-as.toml".to_string()),
                 ("OTHER".to_string(), "x".to_string()),
             ]
             .into_iter(),
@@ -307,6 +312,10 @@ mod tests {
         assert_eq!(t["issuer"].as_str(), Some("https://b"));
         assert_eq!(t["database"]["url"].as_str(), Some("postgres://db"));
         assert_eq!(t["tokens"]["code_lifetime"].as_integer(), Some(30));
+        assert!(
+            t.get("config").is_none(),
+            "FAPI_AS_CONFIG is the file, not a setting"
+        );
     }
 
     #[test]
