@@ -22,15 +22,22 @@ pub fn is_alphabet(input: &str) -> bool {
 
 /// SHA-256 of `input`, base64url-encoded: RFC 9449 `ath`, RFC 8705 `x5t#S256`, RFC 7638 thumbprints.
 pub fn sha256_b64(input: impl AsRef<[u8]>) -> String {
-    encode(ring::digest::digest(&ring::digest::SHA256, input.as_ref()))
+    encode(sha256(input))
 }
 
 /// SHA-256 of `input` as raw bytes.
 pub fn sha256(input: impl AsRef<[u8]>) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, input.as_ref());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::sha256::digest(input.as_ref())
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let digest = ring::digest::digest(&ring::digest::SHA256, input.as_ref());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        out
+    }
 }
 
 #[cfg(test)]

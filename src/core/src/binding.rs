@@ -27,13 +27,22 @@ impl CertThumbprint {
     /// `x5t#S256`. Anything else is `None`.
     pub fn parse_digest(digest: &str) -> Option<Self> {
         let digest = digest.trim();
-        let hex: String = digest.chars().filter(|c| *c != ':').collect();
-        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut out = [0u8; 32];
-            for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
-                let s = std::str::from_utf8(chunk).ok()?;
-                out[i] = u8::from_str_radix(s, 16).ok()?;
+        // Hex digits, colons ignored (no copy: this runs on every request).
+        let nibble = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+        let mut out = [0u8; 32];
+        let mut n = 0usize;
+        let mut hex = true;
+        for b in digest.bytes().filter(|b| *b != b':') {
+            match (nibble(b), out.get_mut(n / 2)) {
+                (Some(d), Some(o)) => *o = (*o << 4) | d,
+                _ => {
+                    hex = false;
+                    break;
+                }
             }
+            n += 1;
+        }
+        if hex && n == 64 {
             return Some(CertThumbprint(out));
         }
         if digest.len() == 43 {

@@ -92,7 +92,8 @@ pub trait RevocationCheck {
 /// token would have expired anyway.
 #[derive(Debug, Default, Clone)]
 pub struct RevocationList {
-    revoked: HashMap<(String, String), i64>,
+    /// iss -> jti -> until (nested so that a look-up needs no allocation).
+    revoked: HashMap<String, HashMap<String, i64>>,
 }
 
 impl RevocationList {
@@ -102,15 +103,21 @@ impl RevocationList {
 
     /// Records a revocation; `until` is the token's `exp` (after it the entry can go).
     pub fn revoke(&mut self, iss: &str, jti: &str, until: i64) {
-        self.revoked.insert((iss.to_string(), jti.to_string()), until);
+        self.revoked
+            .entry(iss.to_string())
+            .or_default()
+            .insert(jti.to_string(), until);
     }
 
     pub fn sweep(&mut self, now: i64) {
-        self.revoked.retain(|_, until| *until >= now);
+        for jtis in self.revoked.values_mut() {
+            jtis.retain(|_, until| *until >= now);
+        }
+        self.revoked.retain(|_, jtis| !jtis.is_empty());
     }
 
     pub fn len(&self) -> usize {
-        self.revoked.len()
+        self.revoked.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -120,8 +127,7 @@ impl RevocationList {
 
 impl RevocationCheck for RevocationList {
     fn is_revoked(&self, iss: &str, jti: &str) -> bool {
-        // Avoids allocating for the lookup in the common case of an empty list.
-        !self.revoked.is_empty() && self.revoked.contains_key(&(iss.to_string(), jti.to_string()))
+        self.revoked.get(iss).is_some_and(|jtis| jtis.contains_key(jti))
     }
 }
 

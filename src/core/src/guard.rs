@@ -416,7 +416,11 @@ fn forwarded_headers(policy: &Policy, claims: &AccessClaims, binding: BindingKin
         };
         if let Some(v) = value {
             // Claim values are attacker-influenced text: no control characters in a header.
-            let clean: String = v.chars().filter(|c| !c.is_control()).take(1024).collect();
+            let clean = if v.len() <= 1024 && !v.chars().any(char::is_control) {
+                v
+            } else {
+                v.chars().filter(|c| !c.is_control()).take(1024).collect()
+            };
             out.push((header.clone(), clean));
         }
     }

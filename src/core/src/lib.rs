@@ -24,6 +24,7 @@ pub mod jws;
 pub mod p256_tables;
 pub mod policy;
 pub mod revocation;
+pub mod sha256;
 #[cfg(feature = "sign")]
 pub mod sign;
 pub mod token;

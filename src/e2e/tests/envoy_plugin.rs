@@ -200,6 +200,29 @@ struct World {
     b: HttpsClient,
 }
 
+/// Counter `name` once every count of earlier requests is in: the plugin adds `allowed` and
+/// `token_cache.*` on each worker's one-second tick, so the value is final once it has not moved for
+/// longer than a tick (waits at most a few seconds).
+fn settled_stat(envoy: &Envoy, name: &str) -> u64 {
+    let mut last = (envoy.plugin_stat(name).expect("admin stats"), Instant::now());
+    wait_until(
+        Duration::from_secs(6),
+        &format!("stat fapi_guard.{name} to settle"),
+        || {
+            let v = envoy.plugin_stat(name).map_err(|e| e.to_string())?;
+            if v != last.0 {
+                last = (v, Instant::now());
+            }
+            if last.1.elapsed() > Duration::from_millis(1200) {
+                Ok(Some(v))
+            } else {
+                Err(format!("{name} = {v}"))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 impl World {
     fn port(&self) -> u16 {
         self.envoy.listener_port()
@@ -207,6 +230,11 @@ impl World {
 
     fn stat(&self, name: &str) -> u64 {
         self.envoy.plugin_stat(name).expect("admin stats")
+    }
+
+    /// Counter `name` once every count of earlier requests is in (see [`settled_stat`]).
+    fn settled_stat(&self, name: &str) -> u64 {
+        settled_stat(&self.envoy, name)
     }
 
     /// Waits (briefly) until counter `name` reached `at_least`; returns its value.
@@ -451,7 +479,7 @@ fn plugin_decisions_through_envoy() {
 }
 
 fn anonymous_rule(w: &mut World) {
-    let allowed = w.stat("allowed");
+    let allowed = w.settled_stat("allowed");
     let (_, echoed) = w.admitted(&w.a, &Req::get("/health"));
     assert_eq!(echoed["path"], "/health");
     w.stat_reaches("allowed", allowed + 1);
@@ -459,7 +487,7 @@ fn anonymous_rule(w: &mut World) {
 
 fn mtls_admitted(w: &mut World) {
     let token = w.token(json!({}));
-    let allowed = w.stat("allowed");
+    let allowed = w.settled_stat("allowed");
     let req = Req::get("/accounts/42/balances?currency=EUR")
         .header("authorization", &format!("Bearer {token}"))
         // A client trying to speak for the plugin: every one of these must be replaced or removed.
@@ -819,7 +847,7 @@ fn dpop_replay(w: &mut World) {
 fn token_cache(w: &mut World) {
     let token = w.token(json!({}));
     let req = Req::get("/accounts/3/balances").header("authorization", &format!("Bearer {token}"));
-    let (hits, allowed) = (w.stat("token_cache.hit"), w.stat("allowed"));
+    let (hits, allowed) = (w.settled_stat("token_cache.hit"), w.settled_stat("allowed"));
     for _ in 0..4 {
         w.admitted(&w.a, &req);
     }
@@ -1066,7 +1094,7 @@ fn cold_start_without_jwks_fails_closed_then_recovers() {
         assert_eq!(resp.json().unwrap()["error"], "temporarily_unavailable");
     }
     assert!(envoy.plugin_stat("denied.jwks_unavailable").unwrap() >= 3);
-    assert_eq!(envoy.plugin_stat("allowed").unwrap(), 0);
+    assert_eq!(settled_stat(&envoy, "allowed"), 0);
     assert!(envoy.plugin_stat("jwks.fetch_failed").unwrap() >= 1);
     assert!(
         envoy.log().contains("\"reason\":\"jwks_unavailable\""),

@@ -61,20 +61,25 @@ impl Request {
         let worker = self.worker.clone();
         let w = worker.borrow();
         let claim_headers = &w.guard.policy.doc.settings.forward;
-        for (name, value) in self.get_http_request_headers() {
-            if claim_headers.values().any(|h| *h == name) {
-                spoofed.push(name);
+        // As bytes: a header value may hold any octet (RFC 9110 §5.5 obs-text), and the SDK's text
+        // variant panics on one that is not UTF-8. Values the decision reads are taken as text with
+        // anything not UTF-8 replaced, which no check accepts (fail closed).
+        let headers = self.get_http_request_headers_bytes();
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        for (name, value) in &headers {
+            if claim_headers.values().any(|h| h == name) {
+                spoofed.push(name.clone());
                 continue;
             }
             match name.as_str() {
-                ":method" => facts.method = value,
-                ":scheme" => facts.scheme = value,
-                ":authority" => facts.authority = value,
-                ":path" => facts.path = value,
-                "authorization" => facts.authorization.push(value),
-                "dpop" => facts.dpop.push(value),
-                INTERACTION_ID => facts.interaction_id = Some(value),
-                XFCC => xfcc = Some(value),
+                ":method" => facts.method = text(value),
+                ":scheme" => facts.scheme = text(value),
+                ":authority" => facts.authority = text(value),
+                ":path" => facts.path = text(value),
+                "authorization" => facts.authorization.push(text(value)),
+                "dpop" => facts.dpop.push(text(value)),
+                INTERACTION_ID => facts.interaction_id = Some(text(value)),
+                XFCC => xfcc = Some(text(value)),
                 _ => {}
             }
         }
@@ -181,21 +186,28 @@ impl Request {
     }
 
     fn after_allow(&mut self, allow: Allow, now: i64) -> Action {
-        let (mode, introspection) = {
-            let w = self.worker.borrow();
-            let mode = w
-                .guard
-                .policy
-                .rules
-                .iter()
-                .find(|r| r.name == allow.rule)
-                .map(|r| r.require.revocation);
-            (mode, w.guard.policy.doc.settings.introspection.clone())
-        };
+        let mode = self
+            .worker
+            .borrow()
+            .guard
+            .policy
+            .rules
+            .iter()
+            .find(|r| r.name == allow.rule)
+            .map(|r| r.require.revocation);
         if mode != Some(RevocationMode::Introspection) {
             self.forward(&allow);
             return Action::Continue;
         }
+        let introspection = self
+            .worker
+            .borrow()
+            .guard
+            .policy
+            .doc
+            .settings
+            .introspection
+            .clone();
         let Some(cfg) = introspection else {
             return self.refuse(&allow, Denial::RevocationStatusUnknown);
         };

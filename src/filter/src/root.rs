@@ -198,6 +198,7 @@ impl RootContext for Root {
                 w.nonce_version = version;
             }
         }
+        w.metrics.flush();
         if now.saturating_sub(w.last_sweep) >= 60 {
             w.last_sweep = now;
             w.cache.sweep(now - 300);

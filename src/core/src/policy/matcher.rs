@@ -1,6 +1,8 @@
 //! Which rule a request falls under: host, method and path patterns, and the coverage relation the
 //! linter uses to find rules that an earlier rule shadows.
 
+use std::borrow::Cow;
+
 /// A path pattern, compiled from `path`, `prefix` or `template`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathPattern {
@@ -183,6 +185,34 @@ impl HostPattern {
 
 /// The host of an authority: lowercased, port removed.
 pub fn host_of(authority: &str) -> String {
+    host_cow(authority).into_owned()
+}
+
+/// [`host_of`] without a copy when the authority is already lowercase (the usual case on the request
+/// path).
+pub fn host_cow(authority: &str) -> Cow<'_, str> {
+    if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Cow::Owned(host_of_lower(&authority.to_ascii_lowercase()).to_string());
+    }
+    Cow::Borrowed(host_of_lower(authority))
+}
+
+/// The host of a lowercase authority.
+fn host_of_lower(a: &str) -> &str {
+    if a.starts_with('[') {
+        return match a.find(']') {
+            Some(i) => &a[..=i],
+            None => a,
+        };
+    }
+    match a.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => a,
+    }
+}
+
+#[cfg(test)]
+fn host_of_reference(authority: &str) -> String {
     let a = authority.to_ascii_lowercase();
     if a.starts_with('[') {
         return match a.find(']') {
@@ -200,7 +230,26 @@ pub fn host_of(authority: &str) -> String {
 /// dot segments removed and repeated slashes merged, so `/a/../b` and `//b` cannot dodge a rule.
 /// `None` for a path that is not a valid origin-form path.
 pub fn normalize_path(path: &str) -> Option<String> {
+    normalized_path(path).map(Cow::into_owned)
+}
+
+/// [`normalize_path`] without a copy when the path is already normal: printable ASCII, no
+/// percent-encoding, no dot segment and no repeated slash (the usual case on the request path; the
+/// result is then the same as the full normalization's).
+pub fn normalized_path(path: &str) -> Option<Cow<'_, str>> {
     let path = path.split(['?', '#']).next().unwrap_or("");
+    let b = path.as_bytes();
+    let plain = b.first() == Some(&b'/')
+        && b.iter().all(|c| (0x21..0x7f).contains(c) && *c != b'%')
+        && !path.contains("//")
+        && path.split('/').all(|seg| seg != "." && seg != "..");
+    if plain {
+        return Some(Cow::Borrowed(path));
+    }
+    normalize_path_full(path).map(Cow::Owned)
+}
+
+fn normalize_path_full(path: &str) -> Option<String> {
     if !path.starts_with('/') {
         return None;
     }
@@ -270,6 +319,53 @@ mod tests {
         assert_eq!(host_of("API.Bank.Example:8443"), "api.bank.example");
         assert_eq!(host_of("[::1]:443"), "[::1]");
         assert!(HostPattern::parse("bad host").is_err());
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_full_normalization() {
+        for a in [
+            "api.bank.example",
+            "API.Bank.Example:8443",
+            "[::1]:443",
+            "[::1]",
+            "h:x",
+            "a:",
+            "[x",
+        ] {
+            assert_eq!(host_of(a), host_of_reference(a), "{a}");
+        }
+        for p in [
+            "/accounts/0012345/balances",
+            "/",
+            "/a/",
+            "/a/./b",
+            "/a/../b",
+            "/a/..",
+            "/a/.",
+            "/.hidden/x",
+            "/a..b/c",
+            "//x",
+            "/a//b",
+            "/%41",
+            "/a b",
+            "/ä",
+            "/x?y=/../z",
+            "/x#/../z",
+            "x",
+            "",
+        ] {
+            let cut = p.split(['?', '#']).next().unwrap_or("");
+            let full = if cut.starts_with('/') {
+                normalize_path_full(cut)
+            } else {
+                None
+            };
+            assert_eq!(normalized_path(p).map(Cow::into_owned), full, "{p}");
+        }
+        assert!(matches!(
+            normalized_path("/accounts/1/balances?x=1"),
+            Some(Cow::Borrowed(_))
+        ));
     }
 
     #[test]

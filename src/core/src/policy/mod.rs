@@ -170,8 +170,8 @@ impl Policy {
 
     /// The first rule that matches, or `None` (deny). `path` is the raw request path.
     pub fn match_rule(&self, method: &str, authority: &str, path: &str) -> Option<&Rule> {
-        let host = matcher::host_of(authority);
-        let path = matcher::normalize_path(path)?;
+        let host = matcher::host_cow(authority);
+        let path = matcher::normalized_path(path)?;
         self.rules.iter().find(|r| r.matches(method, &host, &path))
     }
 
