@@ -95,13 +95,7 @@ impl Guard {
             return deny(Denial::NoMatchingRule, None, None, None);
         };
         if rule.anonymous {
-            return Decision::Allow(Allow {
-                rule: rule.name.clone(),
-                claims: Arc::new(AccessClaims::default()),
-                binding: BindingKind::Bearer,
-                forward: Vec::new(),
-                cache_hit: false,
-            });
+            return anonymous(rule);
         }
         let (scheme, token) = match credentials(facts) {
             Ok(Some(c)) => c,
@@ -319,13 +313,7 @@ pub fn decide_with_claims(
         return deny(Denial::NoMatchingRule, None, None, None);
     };
     if rule.anonymous {
-        return Decision::Allow(Allow {
-            rule: rule.name.clone(),
-            claims: Arc::new(AccessClaims::default()),
-            binding: BindingKind::Bearer,
-            forward: Vec::new(),
-            cache_hit: false,
-        });
+        return anonymous(rule);
     }
     let scheme = presented.scheme;
     let claims = match claims {
@@ -373,6 +361,17 @@ fn presented_like_live(rule: &Rule, claims: &AccessClaims, presented: &Presented
         .as_deref()
         .ok_or(Denial::DpopProof(DpopDefect::Missing))?;
     check_dpop_key(&claims.cnf, jkt)
+}
+
+/// An anonymous rule admits without a token: no claims, nothing forwarded.
+fn anonymous(rule: &Rule) -> Decision {
+    Decision::Allow(Allow {
+        rule: rule.name.clone(),
+        claims: Arc::new(AccessClaims::default()),
+        binding: BindingKind::Bearer,
+        forward: Vec::new(),
+        cache_hit: false,
+    })
 }
 
 fn deny(denial: Denial, rule: Option<&Rule>, scheme: Option<Scheme>, client_id: Option<String>) -> Decision {
