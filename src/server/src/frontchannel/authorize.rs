@@ -579,19 +579,7 @@ pub async fn password(
     limits::succeeded(&s, &user.username).await?;
     s.metrics.count("login", "ok");
     tracing::info!(user_id = %user.user_id, "password sign-in");
-    // A new session id once authenticated (no session fixation).
-    let signed_in = LoginSession {
-        csrf: random_token(32),
-        user_id: Some(user.user_id),
-        amr: vec!["pwd".into()],
-        acr: Some(ACR_PASSWORD.into()),
-        auth_time: Some(t),
-        webauthn_challenge: None,
-        ..sess
-    };
-    s.store.delete_item(SESSION, &key).await?;
-    let cookie = new_session(&s, &signed_in).await?;
-    Ok(see_other("/login", &[cookie]))
+    super::signed_in(&s, &key, sess, user.user_id, vec!["pwd".into()], ACR_PASSWORD).await
 }
 
 /// `POST /login/totp`: the 6-digit code (RFC 6238), after the password.

@@ -103,6 +103,31 @@ pub async fn new_session(s: &Shared, session: &LoginSession) -> Result<String> {
     ))
 }
 
+/// Completes a sign-in: the session gains the user and what they proved, and moves to a NEW session id
+/// (the old one is deleted: no session fixation); answers with the redirect back to `/login`, which
+/// continues the flow (step-up, consent).
+pub async fn signed_in(
+    s: &Shared,
+    old_key: &str,
+    session: LoginSession,
+    user_id: String,
+    amr: Vec<String>,
+    acr: &str,
+) -> Result<axum::response::Response> {
+    let signed_in = LoginSession {
+        csrf: random_token(32),
+        user_id: Some(user_id),
+        amr,
+        acr: Some(acr.into()),
+        auth_time: Some(crate::app::now()),
+        webauthn_challenge: None,
+        ..session
+    };
+    s.store.delete_item(SESSION, old_key).await?;
+    let cookie = new_session(s, &signed_in).await?;
+    Ok(see_other("/login", &[cookie]))
+}
+
 /// `Set-Cookie` that removes the session cookie.
 pub fn clear_session_cookie() -> String {
     format!("{SESSION_COOKIE}=; Secure; HttpOnly; SameSite=Lax; Path=/; Max-Age=0")

@@ -22,8 +22,8 @@
 use super::authorize::{field, lock_message, posted, Flow, Posted};
 use super::limits::{self, Locked, SourceAddr};
 use super::pages::{self, Msg};
-use super::{error_page, html, new_session, see_other};
-use crate::app::{now, random_token, Shared, ACR_PASSKEY};
+use super::{error_page, html, see_other};
+use crate::app::{now, Shared, ACR_PASSKEY};
 use crate::error::Result;
 use crate::model::{LoginSession, SESSION};
 use crate::store::User;
@@ -311,19 +311,7 @@ pub async fn sign_in(
             amr.push(m.to_string());
         }
     }
-    // A new session id once authenticated (no session fixation).
-    let signed_in = LoginSession {
-        csrf: random_token(32),
-        user_id: Some(user.user_id),
-        amr,
-        acr: Some(ACR_PASSKEY.into()),
-        auth_time: Some(t),
-        webauthn_challenge: None,
-        ..sess
-    };
-    s.store.delete_item(SESSION, &key).await?;
-    let cookie = new_session(&s, &signed_in).await?;
-    Ok(see_other("/login", &[cookie]))
+    super::signed_in(&s, &key, sess, user.user_id, amr, ACR_PASSKEY).await
 }
 
 /// `POST /passkey/register/options` (`csrf`), signed in: `PublicKeyCredentialCreationOptionsJSON`.
