@@ -1,10 +1,16 @@
 //! Memory of verified tokens and of revocations, so a token's signature is checked once and a revoked
 //! token is refused at once (FAPI 2.0 §5.3.4: the resource server checks revocation status).
 //!
-//! Tokens are keyed by SHA-256 of the token text; the token itself is never stored.
+//! Tokens are looked up by their exact text, as Envoy's jwt_authn cache does: a hit needs the stored
+//! token to equal the presented one byte for byte, so no hash collision can admit a token that was not
+//! verified. The table's hash is a fast non-cryptographic one; that is safe because only tokens whose
+//! signature verified are ever inserted, so an attacker cannot fill a bucket. (The cache used to be keyed
+//! by SHA-256 of the token; hashing ~600 bytes was the largest single cost of a cached request in V8.)
+//! The tokens kept are sender-constrained (RFC 8705 / RFC 9449): a copy alone does not let anyone use one.
 
 use crate::token::AccessClaims;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// A verified token's claims and the issuer rules they were checked against.
@@ -13,13 +19,44 @@ pub struct CachedToken {
     pub claims: Arc<AccessClaims>,
 }
 
+/// A multiply-rotate hash over 8-byte words, for the table only (see the module comment).
+#[derive(Default)]
+pub struct TokenHasher(u64);
+
+const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Hasher for TokenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            h = (h ^ w).wrapping_mul(MUL).rotate_left(29);
+        }
+        for &b in words.remainder() {
+            h = (h ^ u64::from(b)).wrapping_mul(MUL).rotate_left(29);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        // Final avalanche (MurmurHash3's fmix64), so every input bit reaches the bits the table uses.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
 /// A bounded cache of verified tokens. Entries leave at their `exp` (plus leeway, checked by the
 /// caller) and in insertion order when full.
 #[derive(Debug)]
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<[u8; 32], CachedToken>,
-    order: VecDeque<[u8; 32]>,
+    entries: HashMap<Arc<str>, CachedToken, BuildHasherDefault<TokenHasher>>,
+    order: VecDeque<Arc<str>>,
     pub hits: u64,
     pub misses: u64,
 }
@@ -28,15 +65,16 @@ impl TokenCache {
     pub fn new(capacity: usize) -> Self {
         TokenCache {
             capacity,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: VecDeque::new(),
             hits: 0,
             misses: 0,
         }
     }
 
-    pub fn get(&mut self, key: &[u8; 32]) -> Option<&CachedToken> {
-        let found = self.entries.get(key);
+    /// The entry for exactly this token text.
+    pub fn get(&mut self, token: &str) -> Option<&CachedToken> {
+        let found = self.entries.get(token);
         if found.is_some() {
             self.hits += 1;
         } else {
@@ -45,13 +83,17 @@ impl TokenCache {
         found
     }
 
-    pub fn insert(&mut self, key: [u8; 32], token: CachedToken) {
+    pub fn insert(&mut self, token: &str, entry: CachedToken) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.insert(key, token).is_none() {
-            self.order.push_back(key);
+        if let Some(old) = self.entries.get_mut(token) {
+            *old = entry;
+            return;
         }
+        let key: Arc<str> = Arc::from(token);
+        self.entries.insert(key.clone(), entry);
+        self.order.push_back(key);
         while self.entries.len() > self.capacity {
             match self.order.pop_front() {
                 Some(old) => {
@@ -62,8 +104,8 @@ impl TokenCache {
         }
     }
 
-    pub fn remove(&mut self, key: &[u8; 32]) {
-        self.entries.remove(key);
+    pub fn remove(&mut self, token: &str) {
+        self.entries.remove(token);
     }
 
     /// Drops tokens whose `exp` is before `horizon`.
@@ -156,15 +198,50 @@ mod tests {
     #[test]
     fn bounded_and_swept() {
         let mut c = TokenCache::new(2);
-        c.insert([1; 32], tok(10));
-        c.insert([2; 32], tok(20));
-        c.insert([3; 32], tok(30));
+        c.insert("a.b.one", tok(10));
+        c.insert("a.b.two", tok(20));
+        c.insert("a.b.three", tok(30));
         assert_eq!(c.len(), 2);
-        assert!(c.get(&[1; 32]).is_none());
-        assert!(c.get(&[3; 32]).is_some());
+        assert!(c.get("a.b.one").is_none());
+        assert!(c.get("a.b.three").is_some());
         c.sweep(25);
         assert_eq!(c.len(), 1);
         assert_eq!((c.hits, c.misses), (1, 1));
+    }
+
+    #[test]
+    fn a_hit_needs_the_exact_token() {
+        let mut c = TokenCache::new(10);
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ0YXJvIn0.c2lnbmF0dXJl";
+        c.insert(token, tok(10));
+        assert!(c.get(token).is_some());
+        // One byte more, less or different anywhere: a miss, never the stored claims.
+        assert!(c.get(&token[..token.len() - 1]).is_none());
+        assert!(c.get(&format!("{token}A")).is_none());
+        let mut other = token.as_bytes().to_vec();
+        other[20] ^= 1;
+        assert!(c.get(std::str::from_utf8(&other).unwrap_or("")).is_none());
+        assert!(c.get("").is_none());
+        // Re-inserting the same token keeps one entry (and one place in the eviction order).
+        c.insert(token, tok(20));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.get(token).map(|t| t.claims.exp), Some(20));
+    }
+
+    #[test]
+    fn hash_spreads_tokens_that_differ_in_one_place() {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let build = BuildHasherDefault::<TokenHasher>::default();
+        let base = "x".repeat(600);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..600 {
+            let mut t = base.clone().into_bytes();
+            t[i] = b'y';
+            let t = String::from_utf8(t).unwrap_or_default();
+            seen.insert(build.hash_one(t.as_str()) & 0xffff);
+        }
+        // 600 one-byte changes land in (nearly) 600 different low-16-bit buckets.
+        assert!(seen.len() > 590, "{} distinct buckets", seen.len());
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! in that order, cheapest refusals first (no signature work for a request no rule admits, a
 //! malformed header, an unknown issuer or kid, a forbidden algorithm, or an expired cached token).
 
-use crate::b64;
 use crate::binding::{check_binding, check_dpop_key, CertThumbprint};
 use crate::cache::{CachedToken, RevocationCheck, TokenCache};
 use crate::decision::{render, AcceptedSchemes, Allow, BindingKind, Decision, Denial, DpopDefect, Scheme};
@@ -152,12 +151,11 @@ impl Guard {
 
     /// Signature and claims, through the cache.
     fn verified_claims(&self, token: &str, ctx: &mut Context<'_>) -> Result<Arc<AccessClaims>, Denial> {
-        let key = b64::sha256(token);
-        if let Some(cached) = ctx.cache.get(&key) {
+        if let Some(cached) = ctx.cache.get(token) {
             let claims = cached.claims.clone();
             let issuer = self.policy.issuer(&claims.iss).ok_or(Denial::UnknownIssuer)?;
             if let Err(e) = claims.check_time(&issuer.rules, ctx.now) {
-                ctx.cache.remove(&key);
+                ctx.cache.remove(token);
                 return Err(e);
             }
             return Ok(claims);
@@ -172,7 +170,7 @@ impl Guard {
         claims.check_static(rules)?;
         let claims = Arc::new(claims);
         ctx.cache.insert(
-            key,
+            token,
             CachedToken {
                 claims: claims.clone(),
             },

@@ -65,10 +65,13 @@ impl Request {
         // variant panics on one that is not UTF-8. Values the decision reads are taken as text with
         // anything not UTF-8 replaced, which no check accepts (fail closed).
         let headers = self.get_http_request_headers_bytes();
-        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-        for (name, value) in &headers {
-            if claim_headers.values().any(|h| h == name) {
-                spoofed.push(name.clone());
+        // Takes the SDK's buffer as the String when it is UTF-8 (no copy).
+        let text = |v: Vec<u8>| {
+            String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        };
+        for (name, value) in headers {
+            if claim_headers.values().any(|h| *h == name) {
+                spoofed.push(name);
                 continue;
             }
             match name.as_str() {
