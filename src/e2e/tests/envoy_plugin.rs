@@ -541,6 +541,21 @@ fn interaction_id(w: &mut World) {
     assert!(is_uuid(&id) && id != given, "{id}");
     assert_eq!(resp.header("x-fapi-interaction-id"), Some(id.as_str()));
 
+    // Sent twice, even the same valid id twice: one generated id replaces both.
+    for second in [given, "0e1d2c3b-4a59-4687-9a6b-5c4d3e2f1a0b"] {
+        let req = Req::get("/accounts/1/balances")
+            .header("authorization", &format!("Bearer {token}"))
+            .header("x-fapi-interaction-id", given)
+            .header("x-fapi-interaction-id", second);
+        let (resp, echoed) = w.admitted(&w.a, &req);
+        // upstream_header also asserts the upstream saw the header once.
+        let id = upstream_header(&echoed, "x-fapi-interaction-id")
+            .expect("interaction id")
+            .to_string();
+        assert!(is_uuid(&id) && id != given && id != second, "{id}");
+        assert_eq!(resp.headers_named("x-fapi-interaction-id"), vec![id.as_str()]);
+    }
+
     // Refusals echo it too.
     let resp = w.send(
         &w.a,

@@ -81,6 +81,10 @@ impl Request {
                 ":path" => facts.path = text(value),
                 "authorization" => facts.authorization.push(text(value)),
                 "dpop" => facts.dpop.push(text(value)),
+                // Sent twice: neither is believed (a new id replaces both).
+                INTERACTION_ID if facts.interaction_id.is_some() => {
+                    facts.interaction_id = Some(String::new())
+                }
                 INTERACTION_ID => facts.interaction_id = Some(text(value)),
                 XFCC => xfcc = Some(text(value)),
                 _ => {}
@@ -280,7 +284,10 @@ impl Request {
         for (name, value) in &allow.forward {
             self.set_http_request_header(name, Some(value));
         }
-        self.set_http_request_header(INTERACTION_ID, Some(&self.interaction_id));
+        // A client's valid id is already on the request, once: only a generated or replaced one is set.
+        if self.facts.interaction_id.as_deref() != Some(self.interaction_id.as_str()) {
+            self.set_http_request_header(INTERACTION_ID, Some(&self.interaction_id));
+        }
         if strip {
             if !self.facts.authorization.is_empty() {
                 self.set_http_request_header("authorization", None);

@@ -77,9 +77,10 @@ pub fn nonce_secret(fresh: impl FnOnce() -> Option<[u8; 32]>) -> Option<Vec<u8>>
     get(key).0.filter(|v| v.len() == 32)
 }
 
-/// Replay store on shared data. Keys are spread over `SLOTS` time slots of `SLOT_SECONDS` by the proof's
-/// expiry (a slot is reset when its time comes round again, long after its proofs expired) and 256 buckets by the first byte of the proof hash; each
-/// bucket holds 16-byte hash prefixes. Updates use compare-and-swap so two workers cannot both accept
+/// Replay store on shared data (RFC 9449 §11.1). Keys are spread over `SLOTS` time slots of
+/// `SLOT_SECONDS` by the proof's expiry (a slot is reset when its time comes round again, long after its
+/// proofs expired) and 256 buckets by the first byte of the proof hash; each bucket holds 16-byte hash
+/// prefixes, at most [`replay_bucket_capacity`] of them (a full bucket refuses: fail closed). Updates use compare-and-swap so two workers cannot both accept
 /// the same proof.
 pub struct SharedReplayStore {
     /// Entries per bucket before the store reports itself full (fail closed).
@@ -89,6 +90,13 @@ pub struct SharedReplayStore {
 const SLOT_SECONDS: i64 = 16;
 const SLOTS: i64 = 8;
 const ENTRY: usize = 16;
+const BUCKETS: usize = 256;
+
+/// Entries per bucket for `settings.replay_store_size`: the size bounds the proofs that expire within
+/// the same 16-second slot, spread over the 256 buckets (rounded up, so never below the size).
+pub fn replay_bucket_capacity(replay_store_size: usize) -> usize {
+    replay_store_size.div_ceil(BUCKETS).max(1)
+}
 
 impl ReplayStore for SharedReplayStore {
     fn record(&mut self, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded {
@@ -134,4 +142,19 @@ fn read_bucket(slot: i64, byte: u8) -> (Option<Vec<u8>>, Option<u32>) {
         (stored_slot == slot).then(|| v[8..].to_vec())
     });
     (entries, cas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replay_bucket_capacity;
+
+    #[test]
+    fn replay_store_size_sets_the_bucket_capacity() {
+        assert_eq!(replay_bucket_capacity(1), 1);
+        assert_eq!(replay_bucket_capacity(256), 1);
+        assert_eq!(replay_bucket_capacity(257), 2);
+        // The default (100 000) allows 391 proofs per bucket and slot: 100 096 per 16 s.
+        assert_eq!(replay_bucket_capacity(100_000), 391);
+        assert_eq!(replay_bucket_capacity(10_000_000), 39_063);
+    }
 }

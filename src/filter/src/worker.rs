@@ -121,7 +121,7 @@ impl Worker {
             now,
         };
         let mut replay = SharedReplayStore {
-            bucket_capacity: 4096,
+            bucket_capacity: shared::replay_bucket_capacity(self.guard.policy.doc.settings.replay_store_size),
         };
         let (hits_before, misses_before) = (self.cache.hits, self.cache.misses);
         let mut ctx = Context {
