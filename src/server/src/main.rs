@@ -100,7 +100,7 @@ enum ClientCommand {
     },
     /// List clients as JSON lines.
     List,
-    /// Remove a client.
+    /// Remove a client and revoke its grants, refresh tokens and access tokens (they reach the revocation feed).
     Remove { client_id: String },
 }
 
@@ -339,8 +339,8 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
             }
         }
         ClientCommand::Remove { client_id } => {
-            if store.delete_client(&client_id).await? {
-                println!("client {client_id} removed");
+            if store.delete_client(&client_id, app::now_ms()).await? {
+                println!("client {client_id} removed; its grants and tokens are revoked");
             } else {
                 anyhow::bail!("no client {client_id}");
             }

@@ -203,12 +203,36 @@ impl Store {
             .collect())
     }
 
-    pub async fn delete_client(&self, client_id: &str) -> Result<bool, sqlx::Error> {
+    /// Removes a client and revokes everything issued to it (RFC 7592 §2.3: its grants, refresh
+    /// tokens and live access tokens, which then appear on the revocation feed at `now_ms`), in one
+    /// transaction. `false` when there was no such client (nothing is changed).
+    pub async fn delete_client(&self, client_id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query("DELETE FROM clients WHERE client_id = $1")
             .bind(client_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(r.rows_affected() > 0)
+        if r.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("UPDATE grants SET revoked = 1 WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE access_tokens SET revoked_at_ms = $1 WHERE client_id = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     // ---- users and their demo accounts

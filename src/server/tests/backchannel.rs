@@ -650,6 +650,8 @@ fn dynamic_client_registration_round_trip() {
     let alpha = s.client(Some("alpha"));
     let r = alpha.send(&post("/token", &pairs(&cc(&assertion)))).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
+    let issued = r.json().unwrap()["access_token"].as_str().unwrap().to_string();
+    let jti = s.verified(&issued, "at+jwt")["jti"].as_str().unwrap().to_string();
 
     // RFC 7592: read, update, delete with the registration access token.
     let with = |req: Req, token: &str| {
@@ -680,4 +682,31 @@ fn dynamic_client_registration_round_trip() {
         .send(&post("/token", &pairs(&cc(&s.assertion(&key, &client_id)))))
         .unwrap();
     assert_eq!(error_of(&r), "invalid_client");
+
+    // RFC 7592 §2.3: the deleted client's tokens are revoked and reach the feed for resource servers.
+    let feed = || {
+        let r = plain
+            .send(&Req::get("/revocations").header("authorization", &format!("Bearer {FEED_TOKEN}")))
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json().unwrap()
+    };
+    let r = plain
+        .send(
+            &post("/introspect", &[("token", issued.as_str())])
+                .header("authorization", &format!("Bearer {FEED_TOKEN}")),
+        )
+        .unwrap();
+    assert_eq!(r.json().unwrap(), json!({"active": false}));
+    wait_until(
+        Duration::from_secs(15),
+        "the deleted client's token on the feed",
+        || {
+            let listed = feed()["revoked"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|t| t["jti"] == jti.as_str()));
+            Ok(listed.then_some(()))
+        },
+    )
+    .unwrap();
 }

@@ -108,8 +108,8 @@ async fn clients(url: String) -> Result<()> {
     ensure!(s.client("c1").await? == Some(client("c1", "one again")));
     let ids: Vec<String> = s.clients().await?.into_iter().map(|c| c.client_id).collect();
     ensure!(ids == ["c1", "c2"], "clients() order: {ids:?}");
-    ensure!(s.delete_client("c1").await?);
-    ensure!(!s.delete_client("c1").await?);
+    ensure!(s.delete_client("c1", NOW_MS).await?);
+    ensure!(!s.delete_client("c1", NOW_MS).await?);
     ensure!(s.client("c1").await?.is_none());
     ensure!(s.clients().await?.len() == 1);
 
@@ -428,6 +428,57 @@ async fn grants_and_revocation(url: String) -> Result<()> {
         },
     ];
     ensure!(feed == expect, "feed after grant revocation: {feed:?}");
+
+    // Deleting a client revokes what it holds (RFC 7592 §2.3), on every instance, and nothing else.
+    s.put_client(&client("c1", "one"), NOW).await?;
+    s.put_client(&client("c2", "two"), NOW).await?;
+    s.put_grant(&Grant {
+        client_id: "c2".into(),
+        ..g("g4", "u1", NOW)
+    })
+    .await?;
+    s.put_refresh("rt3", "g4", "c2", &data("r3"), NOW + 3600).await?;
+    s.put_refresh("rt4", "g3", "c1", &data("r4"), NOW + 3600).await?;
+    s.record_access_token("at5", Some("g3"), "c1", &data("a5"), NOW + 300)
+        .await?;
+    s.record_access_token("at6", None, "c1", &data("a6"), NOW + 300)
+        .await?;
+    ensure!(s.delete_client("c1", NOW_MS + 50).await?);
+    ensure!(other.client("c1").await?.is_none());
+    ensure!(other.grant("g2").await?.map(|g| g.revoked) == Some(true));
+    ensure!(other.grant("g3").await?.map(|g| g.revoked) == Some(true));
+    ensure!(
+        other.grant("g4").await?.map(|g| g.revoked) == Some(false),
+        "another client's grant"
+    );
+    ensure!(other.refresh::<TokenData>("rt2", NOW).await?.is_none());
+    ensure!(other.refresh::<TokenData>("rt4", NOW).await?.is_none());
+    ensure!(
+        other.refresh::<TokenData>("rt3", NOW).await?.is_some(),
+        "another client's refresh token"
+    );
+    for jti in ["at3", "at5", "at6"] {
+        ensure!(
+            other.access_token::<TokenData>(jti).await?.map(|t| t.3) == Some(true),
+            "{jti} revoked"
+        );
+    }
+    ensure!(
+        other.access_token::<TokenData>("at4").await?.map(|t| t.3) == Some(false),
+        "c2's token"
+    );
+    let feed = s.revocations_since(NOW_MS + 7, "at2", NOW, 100).await?;
+    let jtis: Vec<&str> = feed.iter().map(|t| t.jti.as_str()).collect();
+    ensure!(jtis == ["at3", "at5", "at6"], "feed after deleting c1: {jtis:?}");
+    ensure!(feed.iter().all(|t| t.revoked_at_ms == NOW_MS + 50));
+    // at1/at2 keep their first revocation time.
+    ensure!(
+        s.revocations_since(0, "", NOW, 2)
+            .await?
+            .iter()
+            .all(|t| t.revoked_at_ms == NOW_MS + 7),
+        "earlier revocations untouched"
+    );
 
     // Single tokens.
     ensure!(s.revoke_access_token("at4", NOW_MS + 8).await?);

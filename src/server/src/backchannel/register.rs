@@ -27,7 +27,7 @@
 //! `PUT` and `DELETE /register/{client_id}` need it (RFC 7592 §2).
 
 use super::support::{bearer, credential_eq, hashed, no_store, scopes};
-use crate::app::{now, random_token, AppState, Shared};
+use crate::app::{now, now_ms, random_token, AppState, Shared};
 use crate::error::{OAuthError, Result};
 use crate::store::ClientMetadata;
 use axum::body::Bytes;
@@ -456,7 +456,7 @@ pub async fn delete(
         return r;
     }
     let deleted = async {
-        state.store.delete_client(&client_id).await?;
+        state.store.delete_client(&client_id, now_ms()).await?;
         state.store.delete_item(REGISTRATION, &client_id).await
     }
     .await;
