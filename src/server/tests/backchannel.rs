@@ -255,6 +255,27 @@ fn pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+/// What a resource server holding the feed credential learns from `/introspect` (RFC 7662).
+fn introspect_as_resource_server(plain: &HttpsClient, token: &str) -> Value {
+    let r = plain
+        .send(
+            &post("/introspect", &[("token", token)])
+                .header("authorization", &format!("Bearer {FEED_TOKEN}")),
+        )
+        .unwrap();
+    r.json().unwrap()
+}
+
+/// One page of the revocation feed, from the start or after `since`.
+fn feed_page(plain: &HttpsClient, since: Option<&str>) -> Value {
+    let path = since.map_or("/revocations".to_string(), |c| format!("/revocations?since={c}"));
+    let r = plain
+        .send(&Req::get(&path).header("authorization", &format!("Bearer {FEED_TOKEN}")))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json().unwrap()
+}
+
 fn error_of(r: &Resp) -> String {
     r.json()
         .ok()
@@ -547,14 +568,7 @@ fn revocation_then_introspection_and_the_feed() {
             .status,
         401
     );
-    let feed = |since: Option<&str>| {
-        let path = since.map_or("/revocations".to_string(), |c| format!("/revocations?since={c}"));
-        let r = plain
-            .send(&Req::get(&path).header("authorization", &format!("Bearer {FEED_TOKEN}")))
-            .unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json().unwrap()
-    };
+    let feed = |since: Option<&str>| feed_page(&plain, since);
     assert_eq!(feed(None)["revoked"], json!([]));
 
     // Revocation (RFC 7009): 200; also for an unknown token.
@@ -580,13 +594,10 @@ fn revocation_then_introspection_and_the_feed() {
         .unwrap();
     assert_eq!(r.json().unwrap(), json!({"active": false}));
     // A resource server with the feed credential sees the same.
-    let r = plain
-        .send(
-            &post("/introspect", &[("token", token.as_str())])
-                .header("authorization", &format!("Bearer {FEED_TOKEN}")),
-        )
-        .unwrap();
-    assert_eq!(r.json().unwrap(), json!({"active": false}));
+    assert_eq!(
+        introspect_as_resource_server(&plain, &token),
+        json!({"active": false})
+    );
 
     // The feed lists the jti (after its settle delay), then nothing new after its cursor.
     let page = wait_until(Duration::from_secs(15), "the revocation on the feed", || {
@@ -684,25 +695,15 @@ fn dynamic_client_registration_round_trip() {
     assert_eq!(error_of(&r), "invalid_client");
 
     // RFC 7592 §2.3: the deleted client's tokens are revoked and reach the feed for resource servers.
-    let feed = || {
-        let r = plain
-            .send(&Req::get("/revocations").header("authorization", &format!("Bearer {FEED_TOKEN}")))
-            .unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json().unwrap()
-    };
-    let r = plain
-        .send(
-            &post("/introspect", &[("token", issued.as_str())])
-                .header("authorization", &format!("Bearer {FEED_TOKEN}")),
-        )
-        .unwrap();
-    assert_eq!(r.json().unwrap(), json!({"active": false}));
+    assert_eq!(
+        introspect_as_resource_server(&plain, &issued),
+        json!({"active": false})
+    );
     wait_until(
         Duration::from_secs(15),
         "the deleted client's token on the feed",
         || {
-            let listed = feed()["revoked"]
+            let listed = feed_page(&plain, None)["revoked"]
                 .as_array()
                 .is_some_and(|a| a.iter().any(|t| t["jti"] == jti.as_str()));
             Ok(listed.then_some(()))
