@@ -80,8 +80,8 @@ pub fn nonce_secret(fresh: impl FnOnce() -> Option<[u8; 32]>) -> Option<Vec<u8>>
 /// Replay store on shared data (RFC 9449 §11.1). Keys are spread over `SLOTS` time slots of
 /// `SLOT_SECONDS` by the proof's expiry (a slot is reset when its time comes round again, long after its
 /// proofs expired) and 256 buckets by the first byte of the proof hash; each bucket holds 16-byte hash
-/// prefixes, at most [`replay_bucket_capacity`] of them (a full bucket refuses: fail closed). Updates use compare-and-swap so two workers cannot both accept
-/// the same proof.
+/// prefixes, at most [`replay_bucket_capacity`] of them (a full bucket refuses: fail closed). Updates
+/// use compare-and-swap so two workers cannot both accept the same proof.
 pub struct SharedReplayStore {
     /// Entries per bucket before the store reports itself full (fail closed).
     pub bucket_capacity: usize,
