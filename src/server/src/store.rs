@@ -741,6 +741,17 @@ impl Store {
         Ok(rows.iter().map(Self::passkey_of).collect())
     }
 
+    /// Removes one of the user's passkeys (a lost or replaced authenticator); `false` when this user has
+    /// no passkey with that credential ID (another user's is never touched).
+    pub async fn delete_passkey(&self, user_id: &str, credential_id: &str) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("DELETE FROM passkeys WHERE credential_id = $1 AND user_id = $2")
+            .bind(credential_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Stores the signature counter of a verified assertion, only if the stored one is still `stored`
     /// and the rule of WebAuthn §6.1.1 holds (`new` greater, or both 0): `false` when another
     /// sign-in with this credential got there first (the caller then refuses this one).

@@ -1279,3 +1279,79 @@ fn passkeys_register_sign_in_and_refusals_count_as_failures() {
         "{metrics}"
     );
 }
+
+#[test]
+fn passkeys_are_listed_and_removed_by_their_owner_only() {
+    let srv = start_at("localhost", &[]);
+    let passkey = SoftPasskey::new(&srv.issuer);
+    let sign_in = |b: &mut Browser, user: &str| {
+        let page = b.get("/apps");
+        let r = b.post(
+            "/login",
+            &[("csrf", &csrf(&page)), ("username", user), ("password", PASSWORD)],
+        );
+        assert_eq!(location(&r), "/login");
+        csrf(&b.get("/apps"))
+    };
+    // taro registers a passkey; the connected-apps page lists it with a Remove button.
+    let mut taro = srv.browser();
+    let token = sign_in(&mut taro, "taro");
+    assert!(!taro.get("/apps").text().contains("data-testid=\"passkey\""));
+    let options = taro
+        .post("/passkey/register/options", &[("csrf", &token)])
+        .json()
+        .unwrap();
+    let r = taro.post(
+        "/passkey/register",
+        &[("csrf", &token), ("credential", &passkey.register(&options))],
+    );
+    assert_eq!(location(&r), "/apps?done=passkey_registered");
+    let id = b64::encode(&passkey.id);
+    let html = taro.get("/apps").text();
+    assert_eq!(html.matches("data-testid=\"passkey\"").count(), 1, "{html}");
+    assert!(html.contains(&format!("name=\"credential_id\" value=\"{id}\"")));
+
+    // Another user cannot remove it (refused like an unknown ID), nor can a request without CSRF.
+    let mut hanako = srv.browser();
+    let other = sign_in(&mut hanako, "hanako");
+    let r = hanako.post(
+        "/apps/passkeys/remove",
+        &[("csrf", &other), ("credential_id", &id)],
+    );
+    assert_eq!(r.status, 400);
+    let r = taro.post("/apps/passkeys/remove", &[("credential_id", &id)]);
+    assert_eq!(r.status, 403);
+    assert!(taro.get("/apps").text().contains("data-testid=\"passkey\""));
+
+    // Its owner removes it: gone from the page, and it no longer signs in.
+    let r = taro.post(
+        "/apps/passkeys/remove",
+        &[("csrf", &token), ("credential_id", &id)],
+    );
+    assert_eq!(location(&r), "/apps?done=passkey_removed");
+    let html = taro.get("/apps?done=passkey_removed").text();
+    assert!(
+        html.contains("passkey is removed") && !html.contains("data-testid=\"passkey\""),
+        "{html}"
+    );
+    let r = taro.post(
+        "/apps/passkeys/remove",
+        &[("csrf", &token), ("credential_id", &id)],
+    );
+    assert_eq!(r.status, 400, "already removed");
+    let mut b = srv.browser();
+    let token = csrf(&b.get("/apps"));
+    let options = b
+        .post("/login/passkey/options", &[("csrf", &token)])
+        .json()
+        .unwrap();
+    let r = b.post(
+        "/login/passkey",
+        &[
+            ("csrf", &token),
+            ("credential", &passkey.assert(&options, 1, "user-taro", false)),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("passkey could not be verified"), "{}", r.text());
+}

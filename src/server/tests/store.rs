@@ -675,6 +675,35 @@ macro_rules! checks {
     };
 }
 
+async fn passkeys(url: String) -> Result<()> {
+    use fapi_as::webauthn::StoredCredential;
+    let (s, other) = open2(&url).await?;
+    let key = |id: &str, user: &str| StoredCredential {
+        credential_id: id.into(),
+        user_id: user.into(),
+        public_key_jwk: format!("{{\"kty\":\"EC\",\"kid\":\"{id}\"}}"),
+        sign_count: 0,
+    };
+    ensure!(s.put_passkey(&key("k2", "u1")).await?);
+    ensure!(s.put_passkey(&key("k1", "u1")).await?);
+    ensure!(s.put_passkey(&key("k3", "u2")).await?);
+    ensure!(
+        !s.put_passkey(&key("k1", "u2")).await?,
+        "a credential ID is registered once"
+    );
+    let ids = |v: Vec<StoredCredential>| v.into_iter().map(|c| c.credential_id).collect::<Vec<_>>();
+    ensure!(ids(other.passkeys_of_user("u1").await?) == ["k1", "k2"]);
+    // Only its owner's: u2 cannot remove u1's k1; removing works once.
+    ensure!(!s.delete_passkey("u2", "k1").await?);
+    ensure!(other.passkey("k1").await?.is_some());
+    ensure!(s.delete_passkey("u1", "k1").await?);
+    ensure!(!s.delete_passkey("u1", "k1").await?);
+    ensure!(other.passkey("k1").await?.is_none());
+    ensure!(ids(other.passkeys_of_user("u1").await?) == ["k2"]);
+    ensure!(ids(other.passkeys_of_user("u2").await?) == ["k3"]);
+    Ok(())
+}
+
 const CHECKS: &[(&str, Check)] = checks![
     schema,
     clients,
@@ -687,6 +716,7 @@ const CHECKS: &[(&str, Check)] = checks![
     revocation_feed,
     login_failures,
     sweep,
+    passkeys,
 ];
 
 /// Joins futures spawned as tasks (real parallelism on the multi-thread runtime).

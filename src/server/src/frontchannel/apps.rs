@@ -47,6 +47,7 @@ pub async fn apps_page(
         Some("revoked") => Some(Msg::Revoked.text(lang)),
         Some("signed_out") => Some(Msg::SignedOut.text(lang)),
         Some("passkey_registered") => Some(Msg::PasskeyRegistered.text(lang)),
+        Some("passkey_removed") => Some(Msg::PasskeyRemoved.text(lang)),
         _ => None,
     };
     let error = (q.done.as_deref() == Some("passkey_failed")).then(|| Msg::PasskeyRegisterFailed.text(lang));
@@ -93,6 +94,13 @@ pub async fn apps_page(
             client_name,
         });
     }
+    let registered: Vec<String> = s
+        .store
+        .passkeys_of_user(&user_id)
+        .await?
+        .into_iter()
+        .map(|c| c.credential_id)
+        .collect();
     Ok(html(
         StatusCode::OK,
         pages::apps(
@@ -104,6 +112,7 @@ pub async fn apps_page(
                 notice: notice.as_deref(),
                 error: error.as_deref(),
                 passkey_register: passkeys,
+                passkeys: &registered,
             },
         ),
         &cookies,
@@ -171,6 +180,32 @@ pub async fn revoke(
     s.metrics.count("apps", "revoked");
     tracing::info!(grant_id = %grant.grant_id, client_id = %grant.client_id, "grant revoked by its user");
     Ok(see_other("/apps?done=revoked", &[]))
+}
+
+/// `POST /apps/passkeys/remove` (`credential_id`, `csrf`): removes one of the signed-in user's
+/// passkeys.
+pub async fn remove_passkey(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response> {
+    let (_, _, user_id, form) = match signed_in_post(&s, &headers, form).await? {
+        Ok(v) => v,
+        Err(page) => return Ok(page),
+    };
+    let lang = choose_lang(None, &headers, None);
+    let id = form.get("credential_id").filter(|id| id.len() <= 1400);
+    // Only the user's own: another user's credential ID is refused like an unknown one.
+    let removed = match id {
+        Some(id) => s.store.delete_passkey(&user_id, id).await?,
+        None => false,
+    };
+    if !removed {
+        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::BadRequest));
+    }
+    s.metrics.count("apps", "passkey_removed");
+    tracing::info!(user_id = %user_id, "passkey removed by its user");
+    Ok(see_other("/apps?done=passkey_removed", &[]))
 }
 
 /// `POST /logout` (`csrf`): ends the browser session.

@@ -45,6 +45,7 @@ pub fn routes() -> Router<Shared> {
         .route("/assets/passkey.js", get(passkey::script))
         .route("/apps", get(apps::apps_page))
         .route("/apps/revoke", post(apps::revoke))
+        .route("/apps/passkeys/remove", post(apps::remove_passkey))
         .route("/logout", post(apps::logout))
 }
 

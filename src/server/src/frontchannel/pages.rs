@@ -133,7 +133,7 @@ header{display:flex;justify-content:space-between;align-items:center;margin-bott
 .bank{font-weight:700;color:#0b4f8a}h1{font-size:1.4rem;margin:0 0 1rem}label{display:block;margin:.8rem 0 .3rem;font-weight:600}\
 input[type=text],input[type=password]{width:100%;padding:.6rem;border:1px solid #b8c1cc;border-radius:6px;font-size:1rem}\
 button{padding:.65rem 1.2rem;border:0;border-radius:6px;font-size:1rem;cursor:pointer;background:#0b4f8a;color:#fff}\
-button.secondary{background:#e6e9ee;color:#1c2430}button.danger{background:#b3261e}.actions{display:flex;gap:.8rem;margin-top:1.5rem}\
+button.secondary{background:#e6e9ee;color:#1c2430}button.danger{background:#b3261e}form.inline{display:inline}ul.passkeys li{margin:.4rem 0}.actions{display:flex;gap:.8rem;margin-top:1.5rem}\
 .error{background:#fdecea;color:#8a1c14;border-radius:6px;padding:.7rem;margin-bottom:1rem}.notice{background:#e8f4ea;color:#1e5b2a;border-radius:6px;padding:.7rem;margin-bottom:1rem}\
 ul{padding-left:1.2rem}.muted{color:#5a6573;font-size:.9rem}.app{border-top:1px solid #e6e9ee;padding:1rem 0}.app:first-of-type{border-top:0}\
 .code{letter-spacing:.4em;font-size:1.4rem;text-align:center}.passkey{border-top:1px solid #e6e9ee;margin-top:1.5rem}";
@@ -412,6 +412,8 @@ pub struct AppsExtras<'a> {
     pub error: Option<&'a str>,
     /// Offer "Register a passkey".
     pub passkey_register: bool,
+    /// The user's passkeys (base64url credential IDs), each with a Remove button.
+    pub passkeys: &'a [String],
 }
 
 /// FISC item 38: every client holding a live grant, with scopes, when granted and last used, and a
@@ -467,9 +469,10 @@ pub fn apps(
     } else {
         String::new()
     };
+    let passkeys = passkey_list(lang, csrf, extras.passkeys);
     let body = format!(
         "{notice}<p>{intro}</p>{list}<p class=\"muted\">{signed_in}: {user}</p>\
-<form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" class=\"secondary\" data-testid=\"sign-out\">{logout}</button></form>{register}",
+<form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" class=\"secondary\" data-testid=\"sign-out\">{logout}</button></form>{passkeys}{register}",
         intro = lang.pick(
             "あなたの口座にアクセスできるアプリの一覧です。心当たりのないアプリや使わなくなったアプリは取り消してください。取り消すと、そのアプリは数秒以内にアクセスできなくなります。",
             "These apps can access your accounts. Revoke any you do not recognise or no longer use: a revoked app loses access within seconds."
@@ -484,6 +487,37 @@ pub fn apps(
         lang.pick("連携中のアプリ", "Connected apps"),
         Some("/apps"),
         &body,
+    )
+}
+
+/// The user's passkeys on the connected-apps page, each with a Remove button (nothing when none).
+fn passkey_list(lang: Lang, csrf: &str, passkeys: &[String]) -> String {
+    if passkeys.is_empty() {
+        return String::new();
+    }
+    let rows: String = passkeys
+        .iter()
+        .map(|id| {
+            // The first characters name it well enough; the form carries the whole ID.
+            let short: String = id.chars().take(12).collect();
+            format!(
+                "<li data-testid=\"passkey\"><code>{short}…</code> <form method=\"post\" action=\"/apps/passkeys/remove\" class=\"inline\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"credential_id\" value=\"{id}\">\
+<button type=\"submit\" class=\"danger\" data-testid=\"remove-passkey\">{remove}</button></form></li>",
+                short = esc(&short),
+                csrf = esc(csrf),
+                id = esc(id),
+                remove = lang.pick("削除", "Remove"),
+            )
+        })
+        .collect();
+    format!(
+        "<h2>{title}</h2><p class=\"muted\">{hint}</p><ul class=\"passkeys\">{rows}</ul>",
+        title = lang.pick("パスキー", "Passkeys"),
+        hint = lang.pick(
+            "なくした端末や使わなくなった端末のパスキーは削除してください。削除したパスキーではサインインできません。",
+            "Remove the passkey of a device you lost or no longer use: a removed passkey can no longer sign in."
+        ),
     )
 }
 
@@ -520,6 +554,7 @@ pub enum Msg {
     SignedOut,
     PasskeyFailed,
     PasskeyRegistered,
+    PasskeyRemoved,
     PasskeyRegisterFailed,
 }
 
@@ -569,6 +604,8 @@ impl Msg {
             (PasskeyFailed, Lang::En) => "The passkey could not be verified.".into(),
             (PasskeyRegistered, Lang::Ja) => "パスキーを登録しました。次回からパスキーでサインインできます。".into(),
             (PasskeyRegistered, Lang::En) => "Your passkey is registered: next time, sign in with it.".into(),
+            (PasskeyRemoved, Lang::Ja) => "パスキーを削除しました。".into(),
+            (PasskeyRemoved, Lang::En) => "The passkey is removed.".into(),
             (PasskeyRegisterFailed, Lang::Ja) => "パスキーを登録できませんでした。".into(),
             (PasskeyRegisterFailed, Lang::En) => "The passkey could not be registered.".into(),
         }
