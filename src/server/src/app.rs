@@ -23,6 +23,8 @@ pub struct AppState {
     pub nonces: NonceIssuer,
     /// fapi-core's guard for our own access tokens at UserInfo (same nonce key as `nonces`).
     pub resource: crate::resource::ResourceGuard,
+    /// Keys of clients registered with a `jwks_uri` (fetched and cached).
+    pub client_jwks: crate::client_jwks::ClientJwks,
     pub metrics: Metrics,
 }
 

@@ -69,11 +69,14 @@ pub async fn authenticate(
     let client_id = form
         .get("client_id")
         .ok_or_else(|| OAuthError::invalid_client("no client authentication"))?;
-    let client = state
+    let mut client = state
         .store
         .client(client_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+    // Keys by reference (jwks_uri): the registered certificates of self_signed_tls_client_auth, or
+    // encryption keys later. Only self_signed_tls_client_auth cannot do without them (below).
+    let resolved = state.client_jwks.resolve(&mut client, false).await;
     let der = peer.0.as_ref().ok_or_else(|| {
         OAuthError::invalid_client(format!(
             "{} needs the client certificate: use the mtls_endpoint_aliases",
@@ -96,8 +99,19 @@ pub async fn authenticate(
             "tls_client_auth"
         }
         "self_signed_tls_client_auth" => {
+            resolved.map_err(|e| OAuthError::invalid_client(format!("the client's keys: {e}")))?;
             let thumbprint = CertThumbprint::from_der(der).to_b64url();
-            if !registered_certificate(&client, der, &thumbprint) {
+            let mut registered = registered_certificate(&client, der, &thumbprint);
+            if !registered && client.jwks_uri.is_some() {
+                // A new certificate published at the client's jwks_uri: fetch again (rate-limited).
+                state
+                    .client_jwks
+                    .resolve(&mut client, true)
+                    .await
+                    .map_err(|e| OAuthError::invalid_client(format!("the client's keys: {e}")))?;
+                registered = registered_certificate(&client, der, &thumbprint);
+            }
+            if !registered {
                 return Err(OAuthError::invalid_client(
                     "the client certificate is not one the client registered",
                 ));
@@ -143,7 +157,7 @@ async fn private_key_jwt(
     if form_client_id.is_some_and(|c| c != client_id) {
         return Err(bad("client_id differs from the assertion"));
     }
-    let client = state
+    let mut client = state
         .store
         .client(client_id)
         .await?
@@ -153,8 +167,25 @@ async fn private_key_jwt(
             "this client is registered for mTLS authentication",
         ));
     }
+    let kid = jws.header_str("kid").ok().flatten();
+    state
+        .client_jwks
+        .resolve(&mut client, false)
+        .await
+        .map_err(|e| bad(&format!("the client's keys: {e}")))?;
+    let matches = |c: &ClientMetadata| {
+        client_keys(c).is_some_and(|k| matches!(k.select(kid, alg), KeySelection::Found(_)))
+    };
+    if !matches(&client) && client.jwks_uri.is_some() {
+        // The client may have rotated its keys at its jwks_uri: fetch again (rate-limited).
+        state
+            .client_jwks
+            .resolve(&mut client, true)
+            .await
+            .map_err(|e| bad(&format!("the client's keys: {e}")))?;
+    }
     let keys = client_keys(&client).ok_or_else(|| bad("the client has no registered keys"))?;
-    let key = match keys.select(jws.header_str("kid").ok().flatten(), alg) {
+    let key = match keys.select(kid, alg) {
         KeySelection::Found(k) => k,
         _ => return Err(bad("no registered key matches")),
     };
@@ -213,7 +244,8 @@ fn audience_ok(state: &AppState, aud: Option<&Value>) -> bool {
     }
 }
 
-/// The client's registered public keys (inline `jwks`; `jwks_uri` clients must register keys inline).
+/// The client's registered public keys: inline `jwks`, or those of its `jwks_uri` once
+/// [`crate::client_jwks::ClientJwks::resolve`] has fetched them.
 pub fn client_keys(client: &ClientMetadata) -> Option<Jwks> {
     client
         .jwks

@@ -130,6 +130,17 @@ pub struct Feed {
 pub struct Registration {
     /// Initial access token for dynamic client registration (RFC 7591 §3); none disables it.
     pub initial_access_token: Option<String>,
+    /// Hosts (`host`, any port, or `host:port`) whose https `jwks_uri` a client may register, such as
+    /// an ecosystem directory's key store (src/client_jwks.rs). None (the default): clients register
+    /// their keys inline (`jwks`).
+    #[serde(default)]
+    pub jwks_uri_hosts: Vec<String>,
+    /// CA certificates (PEM) trusted when fetching a `jwks_uri`; default: the system bundle.
+    #[serde(default)]
+    pub jwks_uri_ca_file: Option<PathBuf>,
+    /// Seconds between two fetches of one `jwks_uri` for a key it did not hold (default 30).
+    #[serde(default)]
+    pub jwks_uri_min_refetch: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +249,9 @@ impl Config {
         fix(&mut self.tls.cert);
         fix(&mut self.tls.key);
         fix(&mut self.keys.dir);
+        if let Some(ca) = self.registration.jwks_uri_ca_file.as_mut() {
+            fix(ca);
+        }
         if let Some(rest) = self.database.url.strip_prefix("sqlite://") {
             if !rest.starts_with('/') && !rest.starts_with(':') {
                 self.database.url = format!("sqlite://{}", base.join(rest).display());

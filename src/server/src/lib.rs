@@ -5,6 +5,7 @@
 pub mod app;
 pub mod backchannel;
 pub mod client_auth;
+pub mod client_jwks;
 pub mod config;
 pub mod error;
 pub mod frontchannel;

@@ -62,6 +62,7 @@ enum ClientCommand {
         /// The client's public keys (JWKS file): for private_key_jwt, self_signed_tls_client_auth, encryption.
         #[arg(long)]
         jwks: Option<PathBuf>,
+        /// The client's keys by reference (an https URL on a host in registration.jwks_uri_hosts).
         #[arg(long)]
         jwks_uri: Option<String>,
         /// RFC 8705 tls_client_auth_subject_dn.
@@ -148,9 +149,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(&config.listen.http)
         .await
         .with_context(|| config.listen.http.clone())?;
+    let client_jwks = fapi_as::client_jwks::ClientJwks::new(&config.registration)?;
     let state = Arc::new(AppState {
         nonces: fapi_core::dpop::NonceIssuer::new(&nonce_secret, fapi_as::resource::DPOP_NONCE_LIFETIME),
         resource,
+        client_jwks,
         config,
         store: store.clone(),
         keys,
@@ -279,6 +282,14 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
             if auth_method != "tls_client_auth" && jwks.is_none() && jwks_uri.is_none() {
                 anyhow::bail!("{auth_method} needs the client's keys: --jwks FILE or --jwks-uri URL");
             }
+            if jwks.is_some() && jwks_uri.is_some() {
+                anyhow::bail!("give --jwks or --jwks-uri, not both (RFC 7591 §2)");
+            }
+            if let Some(u) = &jwks_uri {
+                fapi_as::client_jwks::ClientJwks::new(&config.registration)?
+                    .check(u)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            }
             if let Some(alg) = &authorization_signed_response_alg {
                 if *alg != config.keys.alg {
                     anyhow::bail!(
@@ -299,6 +310,13 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
                     &id_token_encrypted_response_enc,
                 ),
             ] {
+                if jwks_uri.is_some() && alg.is_some() && enc.is_some() {
+                    // Keys at the jwks_uri are fetched when needed; only the algorithms count now.
+                    if !fapi_as::jwe::supported(alg.as_deref().unwrap_or(""), enc.as_deref().unwrap_or("")) {
+                        anyhow::bail!("{what} encryption supports ECDH-ES with A256GCM or A128GCM");
+                    }
+                    continue;
+                }
                 fapi_as::backchannel::register::check_encryption(
                     what,
                     alg.as_deref(),

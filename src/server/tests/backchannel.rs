@@ -36,7 +36,120 @@ struct Server {
     client_key: SigningKey,
     /// An RS256 key, registered too, to show that the algorithm alone is refused.
     rsa_key: SigningKey,
+    /// A client's key store over HTTPS (the host `registration.jwks_uri_hosts` allows).
+    key_store: KeyStore,
     _dir: ScratchDir,
+}
+
+/// A client's published keys at `https://127.0.0.1:PORT/tpp/jwks`, with the test PKI's server
+/// certificate: what an ecosystem directory's key store is to fapi-as. Counts the requests it answers;
+/// `down` makes it answer 503. Stopped on drop.
+struct KeyStore {
+    port: u16,
+    state: std::sync::Arc<std::sync::Mutex<(Value, u32, bool)>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KeyStore {
+    fn start(pki: &TestPki) -> KeyStore {
+        use std::io::{BufRead, BufReader, Write};
+        let certs: Vec<_> =
+            rustls_pemfile::certs(&mut std::fs::read(&pki.server.cert_pem).unwrap().as_slice())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = rustls_pemfile::private_key(&mut std::fs::read(&pki.server.key_pem).unwrap().as_slice())
+            .unwrap()
+            .unwrap();
+        let config = std::sync::Arc::new(
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new((json!({"keys": []}), 0u32, false)));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (st, stopping) = (state.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(tcp) = conn else { continue };
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                let Ok(tls) = rustls::ServerConnection::new(config.clone()) else {
+                    continue;
+                };
+                let mut stream = BufReader::new(rustls::StreamOwned::new(tls, tcp));
+                let mut line = String::new();
+                let mut request_line = String::new();
+                while stream.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if request_line.is_empty() {
+                        request_line = line.clone();
+                    }
+                    line.clear();
+                }
+                let (status, body) = {
+                    let mut st = st.lock().unwrap();
+                    st.1 += 1;
+                    match (st.2, request_line.starts_with("GET /tpp/jwks ")) {
+                        (true, _) => ("503 Service Unavailable", String::new()),
+                        (false, true) => ("200 OK", st.0.to_string()),
+                        (false, false) => ("404 Not Found", String::new()),
+                    }
+                };
+                let stream = stream.get_mut();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.flush();
+                stream.conn.send_close_notify();
+                let _ = stream.flush();
+            }
+        });
+        KeyStore {
+            port,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("https://127.0.0.1:{}/tpp/jwks", self.port)
+    }
+
+    fn publish(&self, keys: &[&SigningKey]) {
+        let keys: Vec<Value> = keys.iter().map(|k| k.public_jwk().clone()).collect();
+        self.state.lock().unwrap().0 = json!({ "keys": keys });
+    }
+
+    fn fetches(&self) -> u32 {
+        self.state.lock().unwrap().1
+    }
+
+    fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().2 = down;
+    }
+}
+
+impl Drop for KeyStore {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn write_jwks(path: &Path, keys: &[&SigningKey]) {
@@ -64,6 +177,7 @@ fn start() -> Server {
     let (https, mtls, http) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
     let issuer = format!("https://127.0.0.1:{https}");
     let (db, db_url) = TestDb::from_env(dir.path());
+    let key_store = KeyStore::start(&pki);
     let config = dir.join("fapi-as.toml");
     std::fs::write(
         &config,
@@ -74,10 +188,13 @@ fn start() -> Server {
              [database]\nurl = \"{db_url}\"\n\
              [keys]\ndir = \"{}/keys\"\nalg = \"ES256\"\n\
              [feed]\ntoken = \"{FEED_TOKEN}\"\n\
-             [registration]\ninitial_access_token = \"{INITIAL_TOKEN}\"\n",
+             [registration]\ninitial_access_token = \"{INITIAL_TOKEN}\"\n\
+             jwks_uri_hosts = [\"127.0.0.1:{}\"]\njwks_uri_ca_file = \"{}\"\njwks_uri_min_refetch = 1\n",
             pki.server.cert_pem.display(),
             pki.server.key_pem.display(),
             dir.path().display(),
+            key_store.port,
+            pki.ca_pem.display(),
         ),
     )
     .unwrap();
@@ -157,6 +274,7 @@ fn start() -> Server {
         issuer,
         client_key,
         rsa_key,
+        key_store,
         _dir: dir,
     }
 }
@@ -710,4 +828,83 @@ fn dynamic_client_registration_round_trip() {
         },
     )
     .unwrap();
+}
+
+#[test]
+fn client_keys_by_reference_at_a_jwks_uri() {
+    let s = start();
+    let plain = s.client(None);
+    let alpha = s.client(Some("alpha"));
+    let k1 = SigningKey::generate(Algorithm::ES256, Some("k1".into())).unwrap();
+    let k2 = SigningKey::generate(Algorithm::ES256, Some("k2".into())).unwrap();
+    s.key_store.publish(&[&k1]);
+    let register = |body: &Value| {
+        plain
+            .send(
+                &Req::post("/register")
+                    .header("content-type", "application/json")
+                    .header("authorization", &format!("Bearer {INITIAL_TOKEN}"))
+                    .body(body.to_string().as_bytes()),
+            )
+            .unwrap()
+    };
+    let metadata = json!({
+        "client_name": "TPP by reference",
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks_uri": s.key_store.uri(),
+        "grant_types": ["client_credentials"],
+        "scope": "accounts",
+    });
+    // Only https URIs on the configured host, and not together with inline keys.
+    for (field, value) in [
+        (
+            "jwks_uri",
+            json!(format!("https://127.0.0.1:{}/tpp/jwks", s.https)),
+        ),
+        ("jwks_uri", json!(s.key_store.uri().replace("https:", "http:"))),
+        ("jwks", json!({"keys": [k1.public_jwk()]})),
+    ] {
+        let mut bad = metadata.clone();
+        bad[field] = value;
+        assert_eq!(error_of(&register(&bad)), "invalid_client_metadata", "{field}");
+    }
+    assert_eq!(s.key_store.fetches(), 0, "registration fetches nothing");
+    let r = register(&metadata);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let client_id = r.json().unwrap()["client_id"].as_str().unwrap().to_string();
+    let token = |key: &SigningKey| {
+        alpha
+            .send(&post("/token", &pairs(&cc(&s.assertion(key, &client_id)))))
+            .unwrap()
+    };
+
+    // The first token fetches the keys, the next ones use them from the cache.
+    let r = token(&k1);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(token(&k1).status, 200);
+    assert_eq!(s.key_store.fetches(), 1);
+
+    // The client rotates: a key the cached set lacks makes fapi-as fetch again (at most every
+    // jwks_uri_min_refetch, 1 s here), and the new key works.
+    s.key_store.publish(&[&k2]);
+    wait_until(Duration::from_secs(10), "the rotated key accepted", || {
+        Ok((token(&k2).status == 200).then_some(()))
+    })
+    .unwrap();
+    let fetched = s.key_store.fetches();
+    assert!((2..=4).contains(&fetched), "{fetched} fetches");
+    // The retired key is gone from the set: refused.
+    assert_eq!(error_of(&token(&k1)), "invalid_client");
+
+    // The key store goes down: the fetched set keeps working; a key it never published is refused.
+    s.key_store.set_down(true);
+    assert_eq!(token(&k2).status, 200);
+    let stranger = SigningKey::generate(Algorithm::ES256, Some("k3".into())).unwrap();
+    let before = s.key_store.fetches();
+    wait_until(Duration::from_secs(10), "a refetch for the unknown key", || {
+        assert_eq!(error_of(&token(&stranger)), "invalid_client");
+        Ok((s.key_store.fetches() > before).then_some(()))
+    })
+    .unwrap();
+    assert_eq!(token(&k2).status, 200, "a failed refetch keeps the last good set");
 }

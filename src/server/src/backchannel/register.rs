@@ -6,8 +6,9 @@
 //! `invalid_redirect_uri`, RFC 7591 §3.2.2):
 //! - `token_endpoint_auth_method`: private_key_jwt, tls_client_auth or self_signed_tls_client_auth
 //!   (FAPI 2.0 §5.3.2.1; required, since RFC 7591's default is a client secret);
-//! - `jwks` inline (required for private_key_jwt and self_signed_tls_client_auth; `jwks_uri` is not
-//!   fetched by this server), public keys only;
+//! - the client's keys (required for private_key_jwt and self_signed_tls_client_auth): `jwks` inline,
+//!   public keys only, or `jwks_uri` on a host listed in `registration.jwks_uri_hosts`
+//!   ([`crate::client_jwks`]), not both (RFC 7591 §2);
 //! - `tls_client_auth_subject_dn` for tls_client_auth (RFC 8705 §2.1.2);
 //! - `redirect_uris`: absolute https URLs without fragment (required with authorization_code);
 //! - `grant_types` among authorization_code, refresh_token, client_credentials; `response_types` code;
@@ -102,7 +103,21 @@ fn redirect_ok(uri: &str) -> bool {
 
 /// Validates registration metadata (RFC 7591 §2 names) into a client record for `client_id`.
 /// `signing_alg` is the algorithm of the server's current signing key (the only JARM alg it honours).
+/// [`validate_with`] for a server that fetches no `jwks_uri` (keys inline only).
 pub fn validate(v: &Value, client_id: &str, signing_alg: &str) -> Result<ClientMetadata> {
+    validate_with(v, client_id, signing_alg, &|_| {
+        Err("jwks_uri is not supported: register the keys inline (jwks)".into())
+    })
+}
+
+/// The registration `v` as a client, or the RFC 7591 §3.2.2 error; `jwks_uri_ok` says whether a
+/// `jwks_uri` may be registered.
+pub fn validate_with(
+    v: &Value,
+    client_id: &str,
+    signing_alg: &str,
+    jwks_uri_ok: &dyn Fn(&str) -> std::result::Result<(), String>,
+) -> Result<ClientMetadata> {
     if !v.is_object() {
         return Err(bad_metadata("the registration request must be a JSON object"));
     }
@@ -138,15 +153,18 @@ pub fn validate(v: &Value, client_id: &str, signing_alg: &str) -> Result<ClientM
             "authorization_code clients need redirect_uris",
         ));
     }
-    if v.get("jwks_uri").is_some_and(|j| !j.is_null()) {
-        return Err(bad_metadata(
-            "jwks_uri is not supported: register the keys inline (jwks)",
-        ));
+    let jwks_uri = opt_str(v, "jwks_uri")?.map(str::to_string);
+    if let Some(u) = &jwks_uri {
+        jwks_uri_ok(u).map_err(bad_metadata)?;
     }
     let jwks = match v.get("jwks") {
         None | Some(Value::Null) => None,
         Some(j) => Some(j.clone()),
     };
+    if jwks.is_some() && jwks_uri.is_some() {
+        return Err(bad_metadata("register jwks or jwks_uri, not both (RFC 7591 §2)"));
+    }
+    let remote = jwks_uri.is_some();
     if let Some(j) = &jwks {
         let parsed =
             fapi_core::jwks::Jwks::from_value(j).map_err(|_| bad_metadata("jwks is not a JWK Set"))?;
@@ -158,14 +176,14 @@ pub fn validate(v: &Value, client_id: &str, signing_alg: &str) -> Result<ClientM
     }
     let subject_dn = opt_str(v, "tls_client_auth_subject_dn")?.map(str::to_string);
     match method {
-        "private_key_jwt" if !has_keys(&jwks) => {
+        "private_key_jwt" if !remote && !has_keys(&jwks) => {
             return Err(bad_metadata(
-                "private_key_jwt needs jwks with at least one public key",
+                "private_key_jwt needs jwks with at least one public key, or a jwks_uri",
             ));
         }
-        "self_signed_tls_client_auth" if !has_certificates(&jwks) => {
+        "self_signed_tls_client_auth" if !remote && !has_certificates(&jwks) => {
             return Err(bad_metadata(
-                "self_signed_tls_client_auth needs jwks whose keys carry x5c or x5t#S256",
+                "self_signed_tls_client_auth needs jwks whose keys carry x5c or x5t#S256, or a jwks_uri",
             ));
         }
         "tls_client_auth" if subject_dn.as_deref().is_none_or(str::is_empty) => {
@@ -201,8 +219,8 @@ pub fn validate(v: &Value, client_id: &str, signing_alg: &str) -> Result<ClientM
             "fapi_profile must be fapi2, fapi2-message-signing or fapi1-advanced",
         ));
     }
-    let (id_alg, id_enc) = encryption(v, jwks.as_ref(), "id_token")?;
-    let (jarm_alg, jarm_enc) = encryption(v, jwks.as_ref(), "authorization")?;
+    let (id_alg, id_enc) = encryption(v, jwks.as_ref(), remote, "id_token")?;
+    let (jarm_alg, jarm_enc) = encryption(v, jwks.as_ref(), remote, "authorization")?;
     // JARM §3: the client's alg is honoured, and this server signs with its current key only.
     let jarm = opt_str(v, "authorization_signed_response_alg")?;
     if jarm.is_some_and(|a| a != signing_alg) {
@@ -216,7 +234,7 @@ pub fn validate(v: &Value, client_id: &str, signing_alg: &str) -> Result<ClientM
         redirect_uris,
         token_endpoint_auth_method: method.to_string(),
         jwks,
-        jwks_uri: None,
+        jwks_uri,
         tls_client_auth_subject_dn: subject_dn,
         token_binding: token_binding.to_string(),
         scope,
@@ -234,10 +252,19 @@ pub fn validate(v: &Value, client_id: &str, signing_alg: &str) -> Result<ClientM
 /// `{what}_encrypted_response_alg` / `_enc` (OIDC Registration §2 for id_token, JARM §3 for
 /// authorization): both or neither, a pair [`crate::jwe`] implements, and a key of `jwks` to encrypt to.
 /// The registration default enc, A128CBC-HS256, is not implemented, so enc must be named.
-fn encryption(v: &Value, jwks: Option<&Value>, what: &str) -> Result<(Option<String>, Option<String>)> {
+/// `remote`: the keys are at a jwks_uri, fetched when needed, so only the algorithms are checked now.
+fn encryption(
+    v: &Value,
+    jwks: Option<&Value>,
+    remote: bool,
+    what: &str,
+) -> Result<(Option<String>, Option<String>)> {
     let alg = opt_str(v, &format!("{what}_encrypted_response_alg"))?;
     let enc = opt_str(v, &format!("{what}_encrypted_response_enc"))?;
-    check_encryption(what, alg, enc, jwks).map_err(bad_metadata)?;
+    match (alg, enc) {
+        (Some(a), Some(e)) if remote && crate::jwe::supported(a, e) => {}
+        _ => check_encryption(what, alg, enc, jwks).map_err(bad_metadata)?,
+    }
     Ok((alg.map(str::to_string), enc.map(str::to_string)))
 }
 
@@ -341,7 +368,9 @@ pub async fn create(State(state): State<Shared>, headers: HeaderMap, body: Bytes
     let result: Result<Value> = async {
         let v = parse_body(&headers, &body)?;
         let client_id = random_token(16);
-        let client = validate(&v, &client_id, state.keys.current.alg().as_str())?;
+        let client = validate_with(&v, &client_id, state.keys.current.alg().as_str(), &|u| {
+            state.client_jwks.check(u)
+        })?;
         let token = random_token(32);
         let t = now();
         state.store.put_client(&client, t).await?;
@@ -435,7 +464,9 @@ pub async fn update(
                 }
             }
         }
-        let client = validate(&v, &client_id, state.keys.current.alg().as_str())?;
+        let client = validate_with(&v, &client_id, state.keys.current.alg().as_str(), &|u| {
+            state.client_jwks.check(u)
+        })?;
         state.store.put_client(&client, now()).await?;
         Ok(describe(&state, &client))
     }
@@ -472,6 +503,39 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_by_reference() {
+        let m = json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://keys.example/t/jwks",
+            "redirect_uris": ["https://app.example/cb"],
+            "id_token_encrypted_response_alg": "ECDH-ES", "id_token_encrypted_response_enc": "A256GCM"});
+        let allow = |u: &str| {
+            if u.starts_with("https://keys.example/") {
+                Ok(())
+            } else {
+                Err("not allowed".into())
+            }
+        };
+        let c = validate_with(&m, "c1", "ES256", &allow);
+        assert!(
+            c.as_ref().is_ok_and(
+                |c| c.jwks_uri.as_deref() == Some("https://keys.example/t/jwks") && c.jwks.is_none()
+            ),
+            "{:?}",
+            c.err().map(|e| e.description)
+        );
+        // A server that fetches no jwks_uri, another host, unsupported encryption, or both kinds of keys.
+        assert!(matches!(validate(&m, "c1", "ES256"), Err(e) if e.error == "invalid_client_metadata"));
+        let mut other = m.clone();
+        other["jwks_uri"] = json!("https://elsewhere.example/jwks");
+        assert!(validate_with(&other, "c1", "ES256", &allow).is_err());
+        let mut enc = m.clone();
+        enc["id_token_encrypted_response_enc"] = json!("A128CBC-HS256");
+        assert!(validate_with(&enc, "c1", "ES256", &allow).is_err());
+        let mut both = m.clone();
+        both["jwks"] = json!({"keys": []});
+        assert!(validate_with(&both, "c1", "ES256", &allow).is_err());
+    }
 
     #[test]
     fn validation() {

@@ -127,9 +127,13 @@ async fn flow_of(s: &Shared, sess: &LoginSession) -> Result<Flow> {
     if sess.flow_expires_at.is_none_or(|until| until <= now()) {
         return Ok(Flow::Gone);
     }
-    let Some(client) = s.store.client(&p.client_id).await? else {
+    let Some(mut client) = s.store.client(&p.client_id).await? else {
         return Ok(Flow::Gone);
     };
+    // Keys by reference (jwks_uri) for JARM encryption; without them encryption fails with its error.
+    if let Err(e) = s.client_jwks.resolve(&mut client, false).await {
+        tracing::warn!(client_id = %client.client_id, error = %e, "client keys unavailable");
+    }
     Ok(Flow::Authorize(Box::new(p), Box::new(client)))
 }
 
@@ -285,9 +289,12 @@ pub async fn authorize(State(s): State<Shared>, headers: HeaderMap, query: Query
     if peeked.client_id != *client_id {
         return refuse(StatusCode::BAD_REQUEST, Msg::ClientMismatch, "invalid_request");
     }
-    let Some(client) = s.store.client(client_id).await? else {
+    let Some(mut client) = s.store.client(client_id).await? else {
         return refuse(StatusCode::BAD_REQUEST, Msg::UnknownClient, "invalid_client");
     };
+    if let Err(e) = s.client_jwks.resolve(&mut client, false).await {
+        tracing::warn!(client_id = %client.client_id, error = %e, "client keys unavailable");
+    }
     // RFC 9126 §4: single use, atomically (a concurrent second /authorize sees it used).
     let Taken::Fresh(p) = s.store.take_item::<ParRequest>(PAR, request_uri, t).await? else {
         return refuse(StatusCode::BAD_REQUEST, Msg::RequestExpired, "reused_request_uri");

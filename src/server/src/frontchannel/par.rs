@@ -385,7 +385,7 @@ async fn par_inner(
     let outer = collect(pairs)?;
     let auth_form: HashMap<String, String> = outer.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let auth = authenticate(s, &auth_form, &peer).await?;
-    let client = auth.client;
+    let mut client = auth.client;
     if outer.get("client_id").is_some_and(|c| *c != client.client_id) {
         return Err(OAuthError::invalid_client(
             "client_id does not match the authenticated client",
@@ -399,7 +399,14 @@ async fn par_inner(
     let t = now();
     let params = match outer.get("request") {
         Some(jwt) => {
-            let ro = verify_request_object(jwt, &client, &s.config.issuer, t)?;
+            let mut ro = verify_request_object(jwt, &client, &s.config.issuer, t);
+            if ro.is_err() && client.jwks_uri.is_some() {
+                // Perhaps signed with a key the client has just published: fetch again (rate-limited).
+                if s.client_jwks.resolve(&mut client, true).await.is_ok() {
+                    ro = verify_request_object(jwt, &client, &s.config.issuer, t);
+                }
+            }
+            let ro = ro?;
             if let Some(jti) = &ro.jti {
                 if !s
                     .store
