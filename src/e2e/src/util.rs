@@ -23,7 +23,9 @@ pub fn free_port() -> Result<u16> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
         ^ (u64::from(std::process::id()) << 32);
-    let mut given = GIVEN.lock().map_err(|_| Error("free_port: lock poisoned".into()))?;
+    let mut given = GIVEN
+        .lock()
+        .map_err(|_| Error("free_port: lock poisoned".into()))?;
     for _ in 0..500 {
         // SplitMix64 step: a spread of candidates, different per process and per call.
         seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -144,7 +146,10 @@ mod tests {
             let p = free_port()?;
             assert!(seen.insert(p), "{p} handed out twice");
             assert!((10_000..low.max(10_500)).contains(&p), "{p}");
-            assert!(std::net::TcpListener::bind(("127.0.0.1", p)).is_ok(), "{p} not free");
+            assert!(
+                std::net::TcpListener::bind(("127.0.0.1", p)).is_ok(),
+                "{p} not free"
+            );
         }
         Ok(())
     }
