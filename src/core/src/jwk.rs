@@ -26,6 +26,8 @@ pub enum JwkError {
     RsaTooLarge(usize),
     /// The JWK holds private key material (`d`, `p`, `q`, `dp`, `dq`, `qi`, `oth` or `k`).
     PrivateMaterial,
+    /// An RSA modulus with the ROCA fingerprint (CVE-2017-15361): its private key can be computed.
+    RsaRoca,
 }
 
 impl std::fmt::Display for JwkError {
@@ -46,6 +48,9 @@ impl std::fmt::Display for JwkError {
             }
             JwkError::RsaTooLarge(bits) => write!(f, "RSA key of {bits} bits is too large"),
             JwkError::PrivateMaterial => f.write_str("the JWK contains private key material"),
+            JwkError::RsaRoca => f.write_str(
+                "RSA modulus with the ROCA fingerprint (CVE-2017-15361): the key came from a weak generator and its private key can be computed; replace it",
+            ),
         }
     }
 }
@@ -97,6 +102,32 @@ pub struct PublicJwk {
 
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
+/// The ROCA fingerprint (CVE-2017-15361; Nemec, Sýs, Švenda, Klinec, Matyáš, CCS 2017). The primes
+/// of Infineon's RSALib are k·M + (65537^a mod M) for a primorial M of at least the primes up to 167,
+/// so every modulus it made satisfies N ≡ 65537^c (mod p) for each of those primes p: N mod p lies in
+/// the subgroup that 65537 generates. A modulus from a sound generator passes that for all 38 primes
+/// only with negligible probability, so such keys are refused at load (they are breakable).
+fn roca_fingerprint(n: &[u8]) -> bool {
+    const PRIMES: [u32; 38] = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101,
+        103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+    ];
+    PRIMES.iter().all(|&p| {
+        let residue = n.iter().fold(0u32, |acc, &b| (acc * 256 + u32::from(b)) % p);
+        let generator = 65_537 % p;
+        let mut power = 1;
+        loop {
+            if power == residue {
+                return true;
+            }
+            power = power * generator % p;
+            if power == 1 {
+                return false;
+            }
+        }
+    })
+}
+
 impl PublicJwk {
     /// Parses and validates a public JWK given as a JSON value.
     pub fn from_value(value: &Value) -> Result<Self, JwkError> {
@@ -121,6 +152,9 @@ impl PublicJwk {
                 // ring accepts public exponents from 3 to 2^33 - 1; anything else cannot verify.
                 if e.is_empty() || e.len() > 5 || e.last().is_some_and(|b| b & 1 == 0) {
                     return Err(JwkError::BadMember("e"));
+                }
+                if roca_fingerprint(&n) {
+                    return Err(JwkError::RsaRoca);
                 }
                 let input = format!(r#"{{"e":"{e_s}","kty":"RSA","n":"{n_s}"}}"#);
                 (KeyMaterial::Rsa { n, e }, input)
@@ -288,6 +322,22 @@ fn rsa_bits(n: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn roca_fingerprint_is_membership_in_the_subgroup_of_65537() {
+        // 65537^2 is a power of 65537 modulo every prime: the fingerprint holds.
+        let square = (65_537u64 * 65_537).to_be_bytes();
+        assert!(roca_fingerprint(&square));
+        assert!(roca_fingerprint(&[1]));
+        // One more is not (it fails at p = 5: 65537 ≡ 2 generates all of Z_5*, but 4295098370 ≡ 0).
+        let next = (65_537u64 * 65_537 + 1).to_be_bytes();
+        assert!(!roca_fingerprint(&next));
+        // RFC 7638 §3.1's example key, from a sound generator.
+        let n = crate::b64::decode("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw")
+            .unwrap_or_default();
+        assert_eq!(n.len(), 256);
+        assert!(!roca_fingerprint(&n));
+    }
     use super::*;
     use serde_json::json;
 

@@ -878,8 +878,8 @@ fn wycheproof_jws_attacker_embedded_jwk_is_refused() {
 /// 3. "invalid" vectors must be refused: either the key is refused at load, or is unusable for the
 ///    signature, or the signature does not verify with it.
 ///
-/// Known gap, asserted so that it stays visible: tcId 7 is a 2048-bit RSA key with the ROCA weakness
-/// (CVE-2017-15361); fapi-core does not fingerprint moduli, so with RS256 allowed that vector is accepted.
+/// tcId 7 is a 2048-bit RSA key with the ROCA weakness (CVE-2017-15361): refused at load by its
+/// fingerprint (it was the one accepted invalid vector before that check existed).
 #[test]
 fn wycheproof_json_web_key() {
     let file = "wycheproof/json_web_key_test.json";
@@ -926,17 +926,8 @@ fn wycheproof_json_web_key() {
         failures.len(),
         failures.join("\n")
     );
-    // Only the ROCA key may get through, and only because fapi-core does not look for ROCA moduli.
-    for id in &known_gaps {
-        let (g, t) = vector(&data, *id);
-        assert!(
-            str_of(t, "comment").contains("Roca"),
-            "tcId {id} accepted: {}",
-            str_of(t, "comment")
-        );
-        assert!(str_of(g, "comment").contains("roca"));
-    }
-    assert!(known_gaps.len() <= 1);
+    // No invalid vector gets through, the ROCA key (tcId 7) included.
+    assert!(known_gaps.is_empty(), "accepted invalid vectors: {known_gaps:?}");
     assert!(rs_valid_ok > 0 && rs_invalid_refused > 0);
 
     // Specific key defects, each refused at the step that owns it.
@@ -944,6 +935,13 @@ fn wycheproof_json_web_key() {
         let (g, _) = vector(&data, id);
         Jwks::from_value(&json!({ "keys": public_keys(g) })).expect("a JWKS document")
     };
+    // tcId 7: a ROCA modulus, refused at load by its fingerprint.
+    let (g, _) = vector(&data, 7);
+    assert!(str_of(g, "comment").contains("roca"));
+    assert_eq!(
+        load_group(7).skipped.first().map(|s| s.error.clone()),
+        Some(JwkError::RsaRoca)
+    );
     // tcId 8: 1024-bit RSA (FAPI 2.0 §5.4.1 asks for 2048).
     assert_eq!(
         load_group(8).skipped.first().map(|s| s.error.clone()),
