@@ -81,60 +81,10 @@ pub fn try_run(args: &[&str]) -> (bool, String) {
     )
 }
 
-/// RFC 3986 percent-encoding of everything but unreserved characters.
-pub fn enc(v: &str) -> String {
-    let mut out = String::new();
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// `application/x-www-form-urlencoded` body.
-pub fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-        .into_bytes()
-}
-
-/// A form POST.
-pub fn form_post(path: &str, pairs: &[(&str, &str)]) -> Req {
-    Req::post(path)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(&form(pairs))
-}
-
-pub fn decode_query(q: &str) -> HashMap<String, String> {
-    q.split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (pct_decode(k), pct_decode(v)))
-        .collect()
-}
-
-pub fn pct_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else if b[i] == b'+' {
-            out.push(b' ');
-            i += 1;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
+// Form and query helpers: the harness's (fapi_e2e::fapi_as), under the names these tests use.
+// Each test binary uses some of them (like the rest of this module, see its dead_code allowance).
+#[allow(unused_imports)]
+pub use fapi_e2e::fapi_as::{decode_query, form, form_post, pct_decode, pct_encode as enc};
 
 /// A browser: a cookie jar and an `Accept-Language`, on one listener (`client`, which a test may
 /// point at another instance: the session lives in the shared database).
@@ -198,11 +148,7 @@ impl Browser {
 /// The hidden `csrf` field of a page.
 pub fn csrf(page: &Resp) -> String {
     let text = page.text();
-    let start = text
-        .find("name=\"csrf\" value=\"")
-        .unwrap_or_else(|| panic!("no csrf in {text}"))
-        + 19;
-    text[start..].split('"').next().unwrap().to_string()
+    fapi_e2e::fapi_as::csrf(&text).unwrap_or_else(|| panic!("no csrf in {text}"))
 }
 
 /// The `Location` of a 303.
