@@ -503,6 +503,9 @@ pub struct Allow {
     pub forward: Vec<(String, String)>,
     /// The signature check was skipped because this token was verified before.
     pub cache_hit: bool,
+    /// The rule asks for the token's status by RFC 7662 introspection (`revocation: introspection`):
+    /// the host must ask the authorization server, and get `active`, before it forwards the request.
+    pub introspect: bool,
 }
 
 #[derive(Debug, Clone)]

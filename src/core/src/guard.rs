@@ -291,6 +291,7 @@ pub fn after_verification(
         binding,
         forward,
         cache_hit: false,
+        introspect: rule.require.revocation == RevocationMode::Introspection,
     })
 }
 
@@ -369,6 +370,7 @@ fn anonymous(rule: &Rule) -> Decision {
         binding: BindingKind::Bearer,
         forward: Vec::new(),
         cache_hit: false,
+        introspect: false,
     })
 }
 

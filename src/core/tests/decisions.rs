@@ -1215,6 +1215,26 @@ fn revocation_feed_not_current_is_unavailable() {
     allowed(h.decide(&balances_mtls(&token)));
 }
 
+#[test]
+fn introspection_routes_say_so_in_the_allow() {
+    // The host (the plugin) asks the authorization server before forwarding only when told to.
+    let mut value = policy_value();
+    value["settings"]["introspection"] = json!({"cluster": "as_cluster", "path": "/introspect"});
+    value["rules"].as_array_mut().expect("rules").insert(
+        0,
+        json!({"name": "high-value", "match": {"prefix": "/high-value"},
+                          "require": {"scopes": ["payments"], "revocation": "introspection"}}),
+    );
+    let mut h = Harness::with_policy(value, None);
+    let token = sign(&keys().es, &claims());
+    let a = allowed(h.decide(&cert(bearer(get("/high-value/1"), &token), CERT_A)));
+    assert_eq!(a.rule, "high-value");
+    assert!(a.introspect);
+    let a = allowed(h.decide(&balances_mtls(&token)));
+    assert!(!a.introspect);
+    assert!(!allowed(h.decide(&get("/health"))).introspect);
+}
+
 // ============================================================================================
 // Cache and fail-closed key sources
 // ============================================================================================

@@ -7,7 +7,7 @@ use crate::shared;
 use crate::worker::Worker;
 use fapi_core::decision::{Allow, Deny, Scheme};
 use fapi_core::extract::{credentials, is_uuid, uuid_v4, xfcc_client_cert, ClientCert};
-use fapi_core::policy::{CertificateSource, RevocationMode};
+use fapi_core::policy::CertificateSource;
 use fapi_core::revocation::{introspection_active, introspection_request_body};
 use fapi_core::{b64, Decision, Denial, RequestFacts};
 use log::warn;
@@ -193,16 +193,7 @@ impl Request {
     }
 
     fn after_allow(&mut self, allow: Allow, now: i64) -> Action {
-        let mode = self
-            .worker
-            .borrow()
-            .guard
-            .policy
-            .rules
-            .iter()
-            .find(|r| r.name == allow.rule)
-            .map(|r| r.require.revocation);
-        if mode != Some(RevocationMode::Introspection) {
+        if !allow.introspect {
             self.forward(&allow);
             return Action::Continue;
         }
