@@ -223,6 +223,88 @@ struct Outcome {
 /// The four demo balances, by account id.
 type Ledger = BTreeMap<String, i64>;
 
+/// One API call as a client makes it through Envoy: the token (with a fresh DPoP proof when
+/// `dpop`), a JSON body and extra headers.
+struct Call<'a> {
+    method: &'static str,
+    path: String,
+    token: &'a str,
+    dpop: bool,
+    body: Option<String>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl<'a> Call<'a> {
+    fn get(path: impl Into<String>, token: &'a str) -> Self {
+        Call {
+            method: "GET",
+            path: path.into(),
+            token,
+            dpop: false,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// `POST /transfers` of `amount` yen with a fresh Idempotency-Key.
+    fn transfer(token: &'a str, from: &str, to: &str, amount: i64) -> Self {
+        Call {
+            method: "POST",
+            path: "/transfers".into(),
+            token,
+            dpop: false,
+            body: Some(transfer_body(from, to, amount)),
+            headers: vec![("idempotency-key", format!("scn-{}", random_id()))],
+        }
+    }
+
+    /// The transfer every attack tries: taro-1 to hanako-1, [`AMOUNT`] yen.
+    fn taro_to_hanako(token: &'a str) -> Self {
+        Call::transfer(token, "taro-1", "hanako-1", AMOUNT)
+    }
+
+    /// Sent with the DPoP scheme and a fresh proof of the suite's DPoP key.
+    fn dpop(mut self) -> Self {
+        self.dpop = true;
+        self
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+fn transfer_body(from: &str, to: &str, amount: i64) -> String {
+    json!({"from_account": from, "to_account": to, "amount": amount,
+           "reference": "fapi-scenarios"})
+    .to_string()
+}
+
+/// A refusal a scenario expects: the HTTP status, the OAuth `error`, and the plugin's reason
+/// (its `denied.<reason>` counter at Envoy).
+#[derive(Clone, Copy)]
+struct Refusal {
+    status: u16,
+    error: &'static str,
+    reason: &'static str,
+}
+
+impl Refusal {
+    /// 401 `invalid_token` for `reason` (RFC 6750 §3.1).
+    const fn invalid_token(reason: &'static str) -> Self {
+        Refusal {
+            status: 401,
+            error: "invalid_token",
+            reason,
+        }
+    }
+
+    fn counter(&self) -> String {
+        format!("denied.{}", self.reason)
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
@@ -581,51 +663,41 @@ impl World {
             .ok_or_else(|| Error("no DPoP-bound token: the DPoP flow failed".into()))
     }
 
-    /// A request through `http` with the token as a client sends it.
-    #[allow(clippy::too_many_arguments)]
-    fn call(
-        &self,
-        http: &HttpsClient,
-        method: &str,
-        path: &str,
-        token: &str,
-        dpop: bool,
-        data: Option<&str>,
-        extra: &[(&str, &str)],
-    ) -> Result<Resp> {
-        let key = if dpop { Some(&self.dpop_key) } else { None };
+    /// Sends `c` through `http` as a client does (a fresh DPoP proof when the call is DPoP-bound).
+    fn call(&self, http: &HttpsClient, c: &Call) -> Result<Resp> {
+        let key = if c.dpop { Some(&self.dpop_key) } else { None };
+        let headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.stack
-            .api(http, method, path, token, key, data, extra)
-            .map_err(|e| Error(format!("{method} {path}: {e}")))
+            .api(http, c.method, &c.path, c.token, key, c.body.as_deref(), &headers)
+            .map_err(|e| Error(format!("{} {}: {e}", c.method, c.path)))
     }
 
-    /// Sends `req` and checks the refusal: `status`, `error` in the body (none for a 401 without
-    /// credentials), an `x-fapi-interaction-id`, and the plugin's `denied.<reason>` counter going up.
-    fn refused_req(
-        &mut self,
-        http: &HttpsClient,
-        req: &Req,
-        status: u16,
-        error: &str,
-        reason: &str,
-    ) -> Result<Resp> {
-        let counter = format!("denied.{reason}");
-        let before = self.stat(&counter)?;
-        let r = http
-            .send(req)
-            .map_err(|e| Error(format!("{} {}: {e}", req.method, req.path)))?;
-        self.check_refusal(&r, status, error, &counter, before)?;
+    /// Sends `c` and checks that it is refused as `expected` (see [`World::check_refusal`]).
+    fn refused(&mut self, http: &HttpsClient, c: &Call, expected: Refusal) -> Result<Resp> {
+        let before = self.stat(&expected.counter())?;
+        let r = self.call(http, c)?;
+        self.check_refusal(&r, expected, before)?;
         Ok(r)
     }
 
-    fn check_refusal(
-        &mut self,
-        r: &Resp,
-        status: u16,
-        error: &str,
-        counter: &str,
-        before: u64,
-    ) -> Result<()> {
+    /// Like [`World::refused`] for a request built by hand (a replayed proof, a token in the query).
+    fn refused_req(&mut self, http: &HttpsClient, req: &Req, expected: Refusal) -> Result<Resp> {
+        let before = self.stat(&expected.counter())?;
+        let r = http
+            .send(req)
+            .map_err(|e| Error(format!("{} {}: {e}", req.method, req.path)))?;
+        self.check_refusal(&r, expected, before)?;
+        Ok(r)
+    }
+
+    /// The refusal's status, `error` in the body, an `x-fapi-interaction-id`, and the plugin's
+    /// `denied.<reason>` counter above `before`.
+    fn check_refusal(&mut self, r: &Resp, expected: Refusal, before: u64) -> Result<()> {
+        let Refusal {
+            status,
+            error,
+            reason,
+        } = expected;
         let got = error_of(r);
         if r.status != status || got.as_deref() != Some(error) {
             bail!(
@@ -638,49 +710,28 @@ impl World {
         if r.header("x-fapi-interaction-id").is_none() {
             bail!("the refusal has no x-fapi-interaction-id");
         }
-        wait_until(Duration::from_secs(3), counter, || match self.stat(counter) {
+        let counter = expected.counter();
+        wait_until(Duration::from_secs(3), &counter, || match self.stat(&counter) {
             Ok(v) if v > before => Ok(Some(())),
             Ok(v) => Err(format!("{counter} = {v}, was {before}")),
             Err(e) => Err(e.0),
         })
         .map_err(|e| Error(format!("{status} {error}, but the reason was not {counter}: {e}")))?;
-        let reason = counter.trim_start_matches("denied.").to_string();
-        self.refusals.push((self.current, reason));
+        self.refusals.push((self.current, reason.to_string()));
         Ok(())
     }
 
-    /// Like [`World::refused_req`] for a client request made by [`World::call`].
-    #[allow(clippy::too_many_arguments)]
-    fn refused_call(
-        &mut self,
-        http: &HttpsClient,
-        method: &str,
-        path: &str,
-        token: &str,
-        dpop: bool,
-        data: Option<&str>,
-        extra: &[(&str, &str)],
-        status: u16,
-        error: &str,
-        reason: &str,
-    ) -> Result<Resp> {
-        let counter = format!("denied.{reason}");
-        let before = self.stat(&counter)?;
-        let r = self.call(http, method, path, token, dpop, data, extra)?;
-        self.check_refusal(&r, status, error, &counter, before)?;
-        Ok(r)
+    /// A transfer attempt through `http` refused as `expected`; the balances are checked unchanged.
+    fn refused_transfer(&mut self, http: &HttpsClient, c: &Call, expected: Refusal) -> Result<String> {
+        let before = self.ledger()?;
+        self.refused(http, c, expected)?;
+        self.unmoved(&before)
     }
 
     fn balance_with(&self, http: &HttpsClient, token: &str, dpop: bool, account: &str) -> Result<i64> {
-        let r = self.call(
-            http,
-            "GET",
-            &format!("/accounts/{account}/balances"),
-            token,
-            dpop,
-            None,
-            &[],
-        )?;
+        let mut c = Call::get(format!("/accounts/{account}/balances"), token);
+        c.dpop = dpop;
+        let r = self.call(http, &c)?;
         if r.status != 200 {
             bail!("reading the balance of {account}: {} {}", r.status, r.text());
         }
@@ -715,12 +766,6 @@ impl World {
             bail!("MONEY MOVED: before {before:?}, after {after:?}");
         }
         Ok("balances unchanged".into())
-    }
-
-    fn transfer_body(from: &str, to: &str, amount: i64) -> String {
-        json!({"from_account": from, "to_account": to, "amount": amount,
-               "reference": "fapi-scenarios"})
-        .to_string()
     }
 
     fn step(what: &str) {
@@ -785,12 +830,7 @@ impl World {
         let a = self.token_a()?;
         let r = self.call(
             &self.envoy_mtls,
-            "GET",
-            "/accounts/taro-1/balances",
-            &a.access,
-            false,
-            None,
-            &[],
+            &Call::get("/accounts/taro-1/balances", &a.access),
         )?;
         if r.status != 200 || r.header("x-fapi-interaction-id").is_none() {
             bail!(
@@ -810,15 +850,8 @@ impl World {
 
     fn read_dpop(&mut self) -> Result<String> {
         let b = self.token_b()?;
-        let r = self.call(
-            &self.envoy_dpop,
-            "GET",
-            "/accounts/hanako-1/balances",
-            &b.access,
-            true,
-            None,
-            &[],
-        )?;
+        let balances = Call::get("/accounts/hanako-1/balances", &b.access);
+        let r = self.call(&self.envoy_dpop, &balances.dpop())?;
         if r.status != 200 {
             bail!("{} {}", r.status, r.text());
         }
@@ -826,12 +859,7 @@ impl World {
         // The same token without its proof is refused: the binding is enforced, not decorative.
         let plain = self.call(
             &self.envoy_dpop,
-            "GET",
-            "/accounts/hanako-1/balances",
-            &b.access,
-            false,
-            None,
-            &[],
+            &Call::get("/accounts/hanako-1/balances", &b.access),
         )?;
         if plain.status != 401 {
             bail!(
@@ -849,16 +877,7 @@ impl World {
     fn transfer_mtls(&mut self) -> Result<String> {
         let before = self.ledger_or_taro()?;
         let a = self.token_a()?;
-        let key = format!("scn-{}", random_id());
-        let r = self.call(
-            &self.envoy_mtls,
-            "POST",
-            "/transfers",
-            &a.access,
-            false,
-            Some(&World::transfer_body("taro-1", "hanako-1", AMOUNT)),
-            &[("idempotency-key", &key)],
-        )?;
+        let r = self.call(&self.envoy_mtls, &Call::taro_to_hanako(&a.access))?;
         if r.status != 201 {
             bail!("{} {}", r.status, r.text());
         }
@@ -903,19 +922,8 @@ impl World {
         let before = self.ledger()?;
         let b = self.token_b()?.access.clone();
         let envoy = self.envoy_dpop.clone();
-        let r = self.refused_call(
-            &envoy,
-            "POST",
-            "/transfers",
-            &b,
-            true,
-            Some(&World::transfer_body("hanako-1", "taro-1", AMOUNT)),
-            &[("idempotency-key", &format!("scn-{}", random_id()))],
-            401,
-            "invalid_token",
-            "binding_not_allowed",
-        )?;
-        let _ = r;
+        let transfer = Call::transfer(&b, "hanako-1", "taro-1", AMOUNT).dpop();
+        self.refused(&envoy, &transfer, Refusal::invalid_token("binding_not_allowed"))?;
         Ok(format!(
             "401 invalid_token (binding_not_allowed): the policy allows transfers with mTLS-bound tokens only; {}",
             self.unmoved(&before)?
@@ -925,25 +933,16 @@ impl World {
     // ---- attacks ---------------------------------------------------------------------------------
 
     fn stolen_token(&mut self) -> Result<String> {
-        let before = self.ledger()?;
         let a = self.token_a()?.access.clone();
         let thief = self.envoy_attacker.clone();
-        self.refused_call(
+        let unmoved = self.refused_transfer(
             &thief,
-            "POST",
-            "/transfers",
-            &a,
-            false,
-            Some(&World::transfer_body("taro-1", "hanako-1", AMOUNT)),
-            &[("idempotency-key", &format!("scn-{}", random_id()))],
-            401,
-            "invalid_token",
-            "binding_mismatch",
+            &Call::taro_to_hanako(&a),
+            Refusal::invalid_token("binding_mismatch"),
         )?;
         Ok(format!(
-            "401 invalid_token (binding_mismatch) for the thief's certificate {}…; {}",
+            "401 invalid_token (binding_mismatch) for the thief's certificate {}…; {unmoved}",
             &self.attacker.x5t_s256()[..8],
-            self.unmoved(&before)?
         ))
     }
 
@@ -951,19 +950,13 @@ impl World {
         let before = self.ledger()?;
         let a = self.token_a()?.access.clone();
         let port = port_of(&self.stack.envoy_url(""))?;
-        let body = World::transfer_body("taro-1", "hanako-1", AMOUNT);
         let attempt = |tls: TlsVersion| -> Result<std::result::Result<Resp, ClientError>> {
             let bare = HttpsClient::new(port, &self.stack.ca_der, None, tls)?;
-            let key = format!("scn-{}", random_id());
-            Ok(self.stack.api(
-                &bare,
-                "POST",
-                "/transfers",
-                &a,
-                None,
-                Some(&body),
-                &[("idempotency-key", &key)],
-            ))
+            let c = Call::taro_to_hanako(&a);
+            let key = [("idempotency-key", c.headers[0].1.as_str())];
+            Ok(self
+                .stack
+                .api(&bare, c.method, &c.path, &a, None, c.body.as_deref(), &key))
         };
         // TLS 1.2: Envoy checks the certificate inside the handshake and fails it.
         let tls12 = match attempt(TlsVersion::Tls12Only)? {
@@ -1021,7 +1014,12 @@ impl World {
             );
         }
         let envoy = self.envoy_dpop.clone();
-        self.refused_req(&envoy, &req, 401, "invalid_dpop_proof", "dpop_replay")?;
+        let replay = Refusal {
+            status: 401,
+            error: "invalid_dpop_proof",
+            reason: "dpop_replay",
+        };
+        self.refused_req(&envoy, &req, replay)?;
         Ok("first use 200; the same proof again: 401 invalid_dpop_proof (dpop_replay)".into())
     }
 
@@ -1048,19 +1046,9 @@ impl World {
         let refresh = self.token_a()?.refresh.clone();
         let r = access_of(&self.stack.refresh(&self.mtls, None, None, &refresh, None)?)?;
         // A probe the plugin admits and the bank refuses (amount 0): nothing can move while we poll.
-        let probe_body = World::transfer_body("taro-1", "hanako-1", 0);
         let envoy = self.envoy_mtls.clone();
         let probe = |w: &World| -> Result<u16> {
-            let key = format!("scn-{}", random_id());
-            let resp = w.call(
-                &envoy,
-                "POST",
-                "/transfers",
-                &r,
-                false,
-                Some(&probe_body),
-                &[("idempotency-key", &key)],
-            )?;
+            let resp = w.call(&envoy, &Call::transfer(&r, "taro-1", "hanako-1", 0))?;
             match (resp.status, error_of(&resp).as_deref()) {
                 (400, Some("invalid_amount")) => Ok(400),
                 (401, Some("invalid_token")) => Ok(401),
@@ -1086,32 +1074,11 @@ impl World {
         if took > bound {
             bail!("refused only {took:.1?} after the revocation (bound {bound:?})");
         }
-        self.refused_call(
-            &envoy,
-            "POST",
-            "/transfers",
-            &r,
-            false,
-            Some(&World::transfer_body("taro-1", "hanako-1", AMOUNT)),
-            &[("idempotency-key", &format!("scn-{}", random_id()))],
-            401,
-            "invalid_token",
-            "token_revoked",
-        )?;
+        let revoked = Refusal::invalid_token("token_revoked");
+        self.refused(&envoy, &Call::taro_to_hanako(&r), revoked)?;
         // Reads are `revocation: none` (they do not depend on a current feed), but the list of
         // revoked jti values is consulted for every token (docs/policy.md, revocation).
-        self.refused_call(
-            &envoy,
-            "GET",
-            "/accounts/taro-1/balances",
-            &r,
-            false,
-            None,
-            &[],
-            401,
-            "invalid_token",
-            "token_revoked",
-        )?;
+        self.refused(&envoy, &Call::get("/accounts/taro-1/balances", &r), revoked)?;
         Ok(format!(
             "refused {:.1} s after /revoke (bound {} s = settle {FEED_SETTLE} + feed interval {interval} + 3); transfer and balances: 401 invalid_token (token_revoked); {}",
             took.as_secs_f64(),
@@ -1136,34 +1103,18 @@ impl World {
                     .refresh(&self.mtls, None, None, &refresh, Some("payments"))?,
             )?;
         let envoy = self.envoy_mtls.clone();
-        let r = self.refused_call(
-            &envoy,
-            "POST",
-            "/transfers",
-            &accounts_only,
-            false,
-            Some(&World::transfer_body("taro-1", "hanako-1", AMOUNT)),
-            &[("idempotency-key", &format!("scn-{}", random_id()))],
-            403,
-            "insufficient_scope",
-            "insufficient_scope",
-        )?;
+        let insufficient = Refusal {
+            status: 403,
+            error: "insufficient_scope",
+            reason: "insufficient_scope",
+        };
+        let r = self.refused(&envoy, &Call::taro_to_hanako(&accounts_only), insufficient)?;
         let challenge = r.header("www-authenticate").unwrap_or("").to_string();
         if !challenge.contains("scope=\"payments\"") {
             bail!("the challenge does not name the scope needed: {challenge}");
         }
-        self.refused_call(
-            &envoy,
-            "GET",
-            "/accounts/taro-1/balances",
-            &payments_only,
-            false,
-            None,
-            &[],
-            403,
-            "insufficient_scope",
-            "insufficient_scope",
-        )?;
+        let balances = Call::get("/accounts/taro-1/balances", &payments_only);
+        self.refused(&envoy, &balances, insufficient)?;
         Ok(format!(
             "transfer with scope accounts: 403 insufficient_scope, scope=\"payments\" in the challenge; balances with scope payments: 403; {}",
             self.unmoved(&before)?
@@ -1187,32 +1138,18 @@ impl World {
         let before = self.ledger()?;
         let weak = self.weak_token()?;
         let envoy = self.envoy_mtls.clone();
-        let r = self.refused_call(
-            &envoy,
-            "POST",
-            "/transfers",
-            &weak,
-            false,
-            Some(&World::transfer_body("taro-1", "hanako-1", AMOUNT)),
-            &[("idempotency-key", &format!("scn-{}", random_id()))],
-            401,
-            "insufficient_user_authentication",
-            "acr_not_accepted",
-        )?;
+        let weak_acr = Refusal {
+            status: 401,
+            error: "insufficient_user_authentication",
+            reason: "acr_not_accepted",
+        };
+        let r = self.refused(&envoy, &Call::taro_to_hanako(&weak), weak_acr)?;
         let challenge = r.header("www-authenticate").unwrap_or("");
         if !challenge.contains("acr_values=") {
             bail!("no acr_values in the challenge (RFC 9470 §3): {challenge}");
         }
         // The same token reads balances: only the transfer needs the stronger sign-in.
-        let read = self.call(
-            &envoy,
-            "GET",
-            "/accounts/taro-1/balances",
-            &weak,
-            false,
-            None,
-            &[],
-        )?;
+        let read = self.call(&envoy, &Call::get("/accounts/taro-1/balances", &weak))?;
         if read.status != 200 {
             bail!("the password-only token cannot read balances: {}", read.status);
         }
@@ -1238,22 +1175,15 @@ fn parts_of(jwt: &str) -> Result<(Value, Value)> {
 impl World {
     /// A transfer attempt with a crafted token over the mTLS client's own connection (the holder of
     /// the certificate the token names), refused with `status`/`error`/`reason`; nothing moves.
-    fn crafted_transfer(&mut self, token: &str, status: u16, error: &str, reason: &str) -> Result<String> {
-        let before = self.ledger()?;
+    fn crafted_transfer(&mut self, token: &str, expected: Refusal) -> Result<String> {
         let envoy = self.envoy_mtls.clone();
-        self.refused_call(
-            &envoy,
-            "POST",
-            "/transfers",
-            token,
-            false,
-            Some(&World::transfer_body("taro-1", "hanako-1", AMOUNT)),
-            &[("idempotency-key", &format!("scn-{}", random_id()))],
+        let unmoved = self.refused_transfer(&envoy, &Call::taro_to_hanako(token), expected)?;
+        let Refusal {
             status,
             error,
             reason,
-        )?;
-        Ok(format!("{status} {error} ({reason}); {}", self.unmoved(&before)?))
+        } = expected;
+        Ok(format!("{status} {error} ({reason}); {unmoved}"))
     }
 
     fn tampered(&mut self) -> Result<String> {
@@ -1267,7 +1197,7 @@ impl World {
         claims["amr"] = json!(["pwd", "otp"]);
         segments[1] = b64::encode(claims.to_string());
         let forged = segments.join(".");
-        let d = self.crafted_transfer(&forged, 401, "invalid_token", "signature_invalid")?;
+        let d = self.crafted_transfer(&forged, Refusal::invalid_token("signature_invalid"))?;
         Ok(format!("password-only token with acr rewritten to totp: {d}"))
     }
 
@@ -1280,7 +1210,7 @@ impl World {
             b64::encode(h.to_string()),
             b64::encode(claims.to_string())
         );
-        self.crafted_transfer(&token, 401, "invalid_token", "algorithm_not_allowed")
+        self.crafted_transfer(&token, Refusal::invalid_token("algorithm_not_allowed"))
     }
 
     fn hs_confusion(&mut self) -> Result<String> {
@@ -1309,7 +1239,7 @@ impl World {
             input.as_bytes(),
         );
         let token = format!("{input}.{}", b64::encode(mac.as_ref()));
-        let d = self.crafted_transfer(&token, 401, "invalid_token", "algorithm_not_allowed")?;
+        let d = self.crafted_transfer(&token, Refusal::invalid_token("algorithm_not_allowed"))?;
         Ok(format!(
             "HMAC keyed with the published {} key of kid {}: {d}",
             key["kty"].as_str().unwrap_or("?"),
@@ -1318,31 +1248,16 @@ impl World {
     }
 
     fn forged_xfcc(&mut self) -> Result<String> {
-        let before = self.ledger()?;
         let a = self.token_a()?.access.clone();
         let victim = &self.mtls.cert;
         let pem = std::fs::read_to_string(&victim.cert_pem).ctx("reading the client certificate")?;
         // Envoy's own XFCC format (Hash: hex SHA-256 of the DER; Cert: URL-encoded PEM).
         let xfcc = format!("Hash={};Cert=\"{}\"", victim.sha256_hex(), pct_encode(&pem));
         let thief = self.envoy_attacker.clone();
-        self.refused_call(
-            &thief,
-            "POST",
-            "/transfers",
-            &a,
-            false,
-            Some(&World::transfer_body("taro-1", "hanako-1", AMOUNT)),
-            &[
-                ("idempotency-key", &format!("scn-{}", random_id())),
-                ("x-forwarded-client-cert", &xfcc),
-            ],
-            401,
-            "invalid_token",
-            "binding_mismatch",
-        )?;
+        let transfer = Call::taro_to_hanako(&a).header("x-forwarded-client-cert", xfcc);
+        let unmoved = self.refused_transfer(&thief, &transfer, Refusal::invalid_token("binding_mismatch"))?;
         Ok(format!(
-            "thief's connection + XFCC naming the victim's certificate: 401 invalid_token (binding_mismatch); {}",
-            self.unmoved(&before)?
+            "thief's connection + XFCC naming the victim's certificate: 401 invalid_token (binding_mismatch); {unmoved}"
         ))
     }
 
@@ -1352,9 +1267,14 @@ impl World {
         let req = Req::post(&format!("/transfers?access_token={a}"))
             .header("content-type", "application/json")
             .header("idempotency-key", &format!("scn-{}", random_id()))
-            .body(World::transfer_body("taro-1", "hanako-1", AMOUNT).as_bytes());
+            .body(transfer_body("taro-1", "hanako-1", AMOUNT).as_bytes());
         let envoy = self.envoy_mtls.clone();
-        self.refused_req(&envoy, &req, 400, "invalid_request", "token_in_query")?;
+        let in_query = Refusal {
+            status: 400,
+            error: "invalid_request",
+            reason: "token_in_query",
+        };
+        self.refused_req(&envoy, &req, in_query)?;
         Ok(format!(
             "400 invalid_request (token_in_query), from the token's own holder; {}",
             self.unmoved(&before)?
@@ -1364,21 +1284,9 @@ impl World {
     fn idempotent_replay(&mut self) -> Result<String> {
         let before = self.ledger()?;
         let a = self.token_a()?.access.clone();
-        let key = format!("scn-{}", random_id());
-        let body = World::transfer_body("taro-1", "hanako-1", AMOUNT);
-        let send = |w: &World, body: &str| {
-            w.call(
-                &w.envoy_mtls,
-                "POST",
-                "/transfers",
-                &a,
-                false,
-                Some(body),
-                &[("idempotency-key", &key)],
-            )
-        };
-        let first = send(self, &body)?;
-        let second = send(self, &body)?;
+        let transfer = Call::taro_to_hanako(&a);
+        let first = self.call(&self.envoy_mtls, &transfer)?;
+        let second = self.call(&self.envoy_mtls, &transfer)?;
         let id = |r: &Resp| {
             r.json()
                 .ok()
@@ -1398,7 +1306,11 @@ impl World {
         if second.header("idempotent-replayed") != Some("true") {
             bail!("the replay is not marked idempotent-replayed");
         }
-        let other = send(self, &World::transfer_body("taro-1", "hanako-1", AMOUNT + 1))?;
+        let other_amount = Call {
+            body: Some(transfer_body("taro-1", "hanako-1", AMOUNT + 1)),
+            ..transfer
+        };
+        let other = self.call(&self.envoy_mtls, &other_amount)?;
         if other.status != 422 || error_of(&other).as_deref() != Some("idempotency_key_reused") {
             bail!(
                 "the same key with another body: {} {:?} (expected 422 idempotency_key_reused)",
@@ -1491,15 +1403,7 @@ impl World {
                     c["iss"]
                 );
             }
-            let r = self.call(
-                &self.envoy_mtls,
-                "GET",
-                "/accounts/taro-1/balances",
-                &token,
-                false,
-                None,
-                &[],
-            )?;
+            let r = self.call(&self.envoy_mtls, &Call::get("/accounts/taro-1/balances", &token))?;
             if r.status != 200 {
                 bail!(
                     "the fresh 1 s token was refused at once: {} {:?}",
@@ -1546,7 +1450,7 @@ impl World {
             if now <= e.exp {
                 std::thread::sleep(Duration::from_secs((e.exp - now + 1) as u64));
             }
-            let r = self.call(&envoy, "GET", path, &e.token, false, None, &[])?;
+            let r = self.call(&envoy, &Call::get(path, &e.token))?;
             if r.status != 200 {
                 bail!(
                     "refused {} s after exp, within the leeway of {leeway} s: {}",
@@ -1564,17 +1468,10 @@ impl World {
             eprintln!("        waiting {wait} s for the 1 s token to pass exp + leeway ({leeway} s)");
             std::thread::sleep(Duration::from_secs(wait as u64));
         }
-        self.refused_call(
+        self.refused(
             &envoy,
-            "GET",
-            path,
-            &e.token,
-            false,
-            None,
-            &[],
-            401,
-            "invalid_token",
-            "token_expired",
+            &Call::get(path, &e.token),
+            Refusal::invalid_token("token_expired"),
         )?;
         e.notes.push(format!(
             "401 invalid_token (token_expired) at exp + {} s; {:.0} s in all",
