@@ -10,6 +10,7 @@
 //! [`dpop`] (RFC 9449 proofs), [`cache`] (verified tokens, revocations), [`decision`] (the answer).
 
 pub mod alg;
+pub mod authorization_details;
 pub mod b64;
 pub mod binding;
 pub mod cache;
