@@ -3,6 +3,7 @@
 //! fapi-guard Envoy plugin verifies. JOSE and JWK code comes from fapi-core.
 
 pub mod app;
+pub mod authorization_details;
 pub mod backchannel;
 pub mod client_auth;
 pub mod client_jwks;
