@@ -153,3 +153,43 @@ impl IntoResponse for PageError {
 
 /// What the page handlers return: a response, or an error page.
 pub type PageResult<T> = std::result::Result<T, PageError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn page(e: PageError) -> (StatusCode, axum::http::HeaderMap, String) {
+        let resp = e.into_response();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_page_error_is_the_rendered_error_page_with_the_page_headers() {
+        let (status, headers, body) = page(PageError::new(StatusCode::FORBIDDEN, Lang::En, Msg::Csrf)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(headers[header::CONTENT_SECURITY_POLICY], crate::frontchannel::CSP);
+        assert!(body.contains("<h1>Cannot continue</h1>"), "{body}");
+        assert!(body.contains(&Msg::Csrf.text(Lang::En)), "{body}");
+        let (_, _, body) = page(PageError::new(StatusCode::BAD_REQUEST, Lang::Ja, Msg::BadRequest)).await;
+        assert!(body.contains("<html lang=\"ja\">") && body.contains(&Msg::BadRequest.text(Lang::Ja)));
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_on_a_page_is_a_500_page_without_its_cause() {
+        let (status, _, body) = page(OAuthError::server("database: secret detail").into()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.contains(&Msg::Internal.text(Lang::Ja)), "{body}");
+        assert!(!body.contains("secret detail"), "{body}");
+        let (status, _, body) = page(OAuthError::invalid_request("details").into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains(&Msg::BadRequest.text(Lang::Ja)) && !body.contains("details"));
+    }
+}
