@@ -9,7 +9,11 @@
 //!   `POST /passkey/register/options`, `POST /passkey/register`, and `GET /assets/passkey.js`.
 //! - [`apps`]: `GET /apps`, `POST /apps/revoke`, `POST /logout` (FISC item 38).
 //! - [`limits`]: sign-in abuse limits per account and per source address (FISC item 41).
-//! - [`pages`]: the HTML, Japanese and English.
+//! - [`pages`]: the pages, Japanese and English, rendered from the templates in
+//!   `src/server/templates` (every value HTML-escaped by the template engine).
+//!
+//! The page handlers answer a refusal with [`crate::error::PageError`] (the status and the rendered
+//! error page); `/par` and the passkey options endpoints answer JSON.
 //!
 //! Browser state lives in a [`LoginSession`] item keyed by SHA-256 of the random value of the
 //! `__Host-fapi-session` cookie (Secure, HttpOnly, SameSite=Lax, Path=/); every POST carries the
