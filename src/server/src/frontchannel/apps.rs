@@ -11,11 +11,10 @@
 use super::pages::{self, AppsExtras, ConnectedApp, Lang, Msg};
 use super::par::collect;
 use super::{
-    choose_lang, clear_session_cookie, csrf_ok, error_page, html, lang_cookie, load_session, new_session,
-    see_other,
+    choose_lang, clear_session_cookie, csrf_ok, html, lang_cookie, load_session, new_session, see_other,
 };
 use crate::app::{now_ms, random_token, Shared};
-use crate::error::Result;
+use crate::error::{PageError, PageResult};
 use crate::model::{LoginSession, SESSION};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
@@ -34,7 +33,7 @@ pub async fn apps_page(
     State(s): State<Shared>,
     headers: HeaderMap,
     Query(q): Query<AppsQuery>,
-) -> Result<Response> {
+) -> PageResult<Response> {
     let lang = choose_lang(q.lang.as_deref(), &headers, None);
     let mut cookies: Vec<String> = q
         .lang
@@ -66,21 +65,11 @@ pub async fn apps_page(
             ..Default::default()
         };
         cookies.push(new_session(&s, &sess).await?);
-        let mut body = pages::sign_in(lang, &sess.csrf, None, None, "", passkeys);
-        if let Some(n) = notice {
-            body = body.replacen(
-                "<form",
-                &format!(
-                    "<div class=\"notice\" role=\"status\" data-testid=\"notice\">{}</div><form",
-                    pages::esc(&n)
-                ),
-                1,
-            );
-        }
+        let body = pages::apps_sign_in(lang, &sess.csrf, notice.as_deref(), passkeys);
         return Ok(html(StatusCode::OK, body, &cookies));
     };
     let Some(user) = s.store.user(&user_id).await? else {
-        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
     };
     let grants = s.store.grants_of_user(&user_id).await?;
     let mut apps = Vec::with_capacity(grants.len());
@@ -119,12 +108,13 @@ pub async fn apps_page(
     ))
 }
 
-/// The signed-in session of a POST whose CSRF token checks out.
+/// The signed-in session of a POST whose CSRF token checks out; signed out, the redirect to the
+/// apps page (its sign-in form).
 async fn signed_in_post(
     s: &Shared,
     headers: &HeaderMap,
     form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Result<
+) -> PageResult<
     std::result::Result<
         (
             String,
@@ -137,19 +127,15 @@ async fn signed_in_post(
 > {
     let lang = choose_lang(None, headers, None);
     let Some((key, sess)) = load_session(s, headers).await? else {
-        return Ok(Err(error_page(
-            StatusCode::BAD_REQUEST,
-            lang,
-            Msg::SessionExpired,
-        )));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
     };
     let form = match form.ok().map(|Form(p)| collect(p)) {
         Some(Ok(f)) => f,
-        _ => return Ok(Err(error_page(StatusCode::BAD_REQUEST, lang, Msg::BadRequest))),
+        _ => return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::BadRequest)),
     };
     if !csrf_ok(&sess, form.get("csrf").map(String::as_str)) {
         s.metrics.count("apps", "csrf");
-        return Ok(Err(error_page(StatusCode::FORBIDDEN, lang, Msg::Csrf)));
+        return Err(PageError::new(StatusCode::FORBIDDEN, lang, Msg::Csrf));
     }
     let Some(user_id) = sess.user_id.clone() else {
         return Ok(Err(see_other("/apps", &[])));
@@ -162,7 +148,7 @@ pub async fn revoke(
     State(s): State<Shared>,
     headers: HeaderMap,
     form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Result<Response> {
+) -> PageResult<Response> {
     let (_, _, user_id, form) = match signed_in_post(&s, &headers, form).await? {
         Ok(v) => v,
         Err(page) => return Ok(page),
@@ -174,7 +160,7 @@ pub async fn revoke(
     };
     // Only the user's own live grants: another user's grant id is refused like an unknown one.
     let Some(grant) = grant.filter(|g| g.user_id == user_id && !g.revoked) else {
-        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::BadRequest));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::BadRequest));
     };
     s.store.revoke_grant(&grant.grant_id, now_ms()).await?;
     s.metrics.count("apps", "revoked");
@@ -188,7 +174,7 @@ pub async fn remove_passkey(
     State(s): State<Shared>,
     headers: HeaderMap,
     form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Result<Response> {
+) -> PageResult<Response> {
     let (_, _, user_id, form) = match signed_in_post(&s, &headers, form).await? {
         Ok(v) => v,
         Err(page) => return Ok(page),
@@ -201,7 +187,7 @@ pub async fn remove_passkey(
         None => false,
     };
     if !removed {
-        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::BadRequest));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::BadRequest));
     }
     s.metrics.count("apps", "passkey_removed");
     tracing::info!(user_id = %user_id, "passkey removed by its user");
@@ -213,7 +199,7 @@ pub async fn logout(
     State(s): State<Shared>,
     headers: HeaderMap,
     form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Result<Response> {
+) -> PageResult<Response> {
     let (key, _, _, _) = match signed_in_post(&s, &headers, form).await? {
         Ok(v) => v,
         Err(page) => return Ok(page),

@@ -23,11 +23,10 @@ use super::pages::{self, Lang, Msg};
 use super::par::collect;
 use super::passkey;
 use super::{
-    choose_lang, csrf_ok, error_page, form_encode, html, lang_cookie, load_session, new_session, see_other,
-    FLOW_LIFETIME,
+    choose_lang, csrf_ok, form_encode, html, lang_cookie, load_session, new_session, see_other, FLOW_LIFETIME,
 };
 use crate::app::{now, random_token, Shared, ACR_PASSKEY, ACR_PASSWORD, ACR_TOTP};
-use crate::error::{OAuthError, Result};
+use crate::error::{OAuthError, PageError, PageResult, Result};
 use crate::model::{CodeRecord, LoginSession, ParRequest, CODE, PAR, SESSION};
 use crate::store::{ClientMetadata, Grant, Taken};
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -245,7 +244,7 @@ fn redirect_error(
     p: &ParRequest,
     error: &str,
     description: &str,
-) -> Result<Response> {
+) -> PageResult<Response> {
     let loc = response_location(
         &s.config.issuer,
         &s.keys.current,
@@ -258,11 +257,15 @@ fn redirect_error(
 }
 
 /// `GET /authorize?client_id=..&request_uri=..`.
-pub async fn authorize(State(s): State<Shared>, headers: HeaderMap, query: QueryPairs) -> Result<Response> {
+pub async fn authorize(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> PageResult<Response> {
     let lang = choose_lang(None, &headers, None);
     let refuse = |status: StatusCode, msg: Msg, outcome: &str| {
         s.metrics.count("authorize", outcome);
-        Ok(error_page(status, lang, msg))
+        Err(PageError::new(status, lang, msg))
     };
     let Ok(Query(pairs)) = query else {
         return refuse(StatusCode::BAD_REQUEST, Msg::RequestMissing, "invalid_request");
@@ -344,10 +347,10 @@ pub async fn login_page(
     State(s): State<Shared>,
     headers: HeaderMap,
     Query(q): Query<LangQuery>,
-) -> Result<Response> {
+) -> PageResult<Response> {
     let Some((key, mut sess)) = load_session(&s, &headers).await? else {
         let lang = choose_lang(q.lang.as_deref(), &headers, None);
-        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
     };
     let flow = flow_of(&s, &sess).await?;
     let lang = choose_lang(q.lang.as_deref(), &headers, ui_locales(&flow));
@@ -360,7 +363,7 @@ pub async fn login_page(
         .collect();
     let passkeys = passkey::enabled(&s);
     let (p, client) = match flow {
-        Flow::Gone => return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
+        Flow::Gone => return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
         Flow::Apps if sess.user_id.is_some() => return Ok(see_other("/apps", &cookies)),
         Flow::Apps => {
             return Ok(html(
@@ -392,7 +395,7 @@ pub async fn login_page(
         ));
     };
     let Some(user) = s.store.user(&user_id).await? else {
-        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
     };
     if achieved_level(&sess.amr) < Some(required_level(p.acr_values.as_deref())) {
         let passkey_step = passkeys && !s.store.passkeys_of_user(&user_id).await?.is_empty();
@@ -406,7 +409,7 @@ pub async fn login_page(
                     "access_denied",
                     "the requested authentication level is not available for this user",
                 ),
-                None => Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
+                None => Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
             };
         }
         return Ok(html(
@@ -473,49 +476,35 @@ pub(super) struct Posted {
     pub form: BTreeMap<String, String>,
 }
 
-pub(super) async fn posted(
-    s: &Shared,
-    headers: &HeaderMap,
-    form: FormPairs,
-) -> Result<std::result::Result<Posted, Response>> {
+pub(super) async fn posted(s: &Shared, headers: &HeaderMap, form: FormPairs) -> PageResult<Posted> {
     let fallback = choose_lang(None, headers, None);
     let Some((key, sess)) = load_session(s, headers).await? else {
-        return Ok(Err(error_page(
+        return Err(PageError::new(
             StatusCode::BAD_REQUEST,
             fallback,
             Msg::SessionExpired,
-        )));
+        ));
     };
     let form = match form.ok().map(|Form(p)| collect(p)) {
         Some(Ok(f)) => f,
-        _ => {
-            return Ok(Err(error_page(
-                StatusCode::BAD_REQUEST,
-                fallback,
-                Msg::BadRequest,
-            )))
-        }
+        _ => return Err(PageError::new(StatusCode::BAD_REQUEST, fallback, Msg::BadRequest)),
     };
     let flow = flow_of(s, &sess).await?;
     let lang = choose_lang(None, headers, ui_locales(&flow));
     if !csrf_ok(&sess, form.get("csrf").map(String::as_str)) {
         s.metrics.count("login", "csrf");
-        return Ok(Err(error_page(StatusCode::FORBIDDEN, lang, Msg::Csrf)));
+        return Err(PageError::new(StatusCode::FORBIDDEN, lang, Msg::Csrf));
     }
     if matches!(flow, Flow::Gone) {
-        return Ok(Err(error_page(
-            StatusCode::BAD_REQUEST,
-            lang,
-            Msg::RequestExpired,
-        )));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired));
     }
-    Ok(Ok(Posted {
+    Ok(Posted {
         key,
         sess,
         flow,
         lang,
         form,
-    }))
+    })
 }
 
 /// `POST /login`: username and password.
@@ -524,17 +513,14 @@ pub async fn password(
     headers: HeaderMap,
     addr: SourceAddr,
     form: FormPairs,
-) -> Result<Response> {
+) -> PageResult<Response> {
     let Posted {
         key,
         sess,
         flow,
         lang,
         form,
-    } = match posted(&s, &headers, form).await? {
-        Ok(p) => p,
-        Err(page) => return Ok(page),
-    };
+    } = posted(&s, &headers, form).await?;
     let client_name = match &flow {
         Flow::Authorize(_, c) => Some(c.client_name.clone()),
         _ => None,
@@ -595,25 +581,22 @@ pub async fn totp(
     headers: HeaderMap,
     addr: SourceAddr,
     form: FormPairs,
-) -> Result<Response> {
+) -> PageResult<Response> {
     let Posted {
         key,
         mut sess,
         lang,
         form,
         ..
-    } = match posted(&s, &headers, form).await? {
-        Ok(p) => p,
-        Err(page) => return Ok(page),
-    };
+    } = posted(&s, &headers, form).await?;
     let Some(user_id) = sess.user_id.clone() else {
         return Ok(see_other("/login", &[]));
     };
     let Some(user) = s.store.user(&user_id).await? else {
-        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
     };
     let Some(secret) = user.totp_secret.as_deref().and_then(crate::totp::base32_decode) else {
-        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::NoTotp));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::NoTotp));
     };
     let passkey_step = passkey::enabled(&s) && !s.store.passkeys_of_user(&user_id).await?.is_empty();
     let page = |status: StatusCode, msg: Msg| {
@@ -663,17 +646,14 @@ pub async fn totp(
 }
 
 /// `POST /consent`: Approve or Deny.
-pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> Result<Response> {
+pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> PageResult<Response> {
     let Posted {
         key,
         mut sess,
         flow,
         lang,
         form,
-    } = match posted(&s, &headers, form).await? {
-        Ok(p) => p,
-        Err(page) => return Ok(page),
-    };
+    } = posted(&s, &headers, form).await?;
     let Flow::Authorize(peeked, client) = flow else {
         return Ok(see_other("/apps", &[]));
     };
@@ -689,11 +669,11 @@ pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPair
     let approve = match field(&form, "decision", 16) {
         Some("approve") => true,
         Some("deny") => false,
-        _ => return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::BadRequest)),
+        _ => return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::BadRequest)),
     };
     // One answer per authorization request, atomic across instances.
     let Some(p) = finish_flow(&s, &key, &mut sess).await? else {
-        return Ok(error_page(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired));
     };
     if !approve {
         s.metrics.count("consent", "deny");

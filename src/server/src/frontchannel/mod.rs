@@ -9,7 +9,11 @@
 //!   `POST /passkey/register/options`, `POST /passkey/register`, and `GET /assets/passkey.js`.
 //! - [`apps`]: `GET /apps`, `POST /apps/revoke`, `POST /logout` (FISC item 38).
 //! - [`limits`]: sign-in abuse limits per account and per source address (FISC item 41).
-//! - [`pages`]: the HTML, Japanese and English.
+//! - [`pages`]: the pages, Japanese and English, rendered from the templates in
+//!   `src/server/templates` (every value HTML-escaped by the template engine).
+//!
+//! The page handlers answer a refusal with [`crate::error::PageError`] (the status and the rendered
+//! error page); `/par` and the passkey options endpoints answer JSON.
 //!
 //! Browser state lives in a [`LoginSession`] item keyed by SHA-256 of the random value of the
 //! `__Host-fapi-session` cookie (Secure, HttpOnly, SameSite=Lax, Path=/); every POST carries the
@@ -114,7 +118,7 @@ pub async fn signed_in(
     user_id: String,
     amr: Vec<String>,
     acr: &str,
-) -> Result<axum::response::Response> {
+) -> crate::error::PageResult<axum::response::Response> {
     let signed_in = LoginSession {
         csrf: random_token(32),
         user_id: Some(user_id),
@@ -177,8 +181,13 @@ pub const CSP_PASSKEY: &str = "default-src 'none'; script-src 'self'; connect-sr
 
 /// An HTML page with the headers every page carries: no caching, no framing (clickjacking on the
 /// consent page), no script (CSP) except `/assets/passkey.js` on the pages that load it, no referrer.
-pub fn html(status: StatusCode, body: String, set_cookies: &[String]) -> Response {
-    let body_has_script = body.contains(pages::PASSKEY_SCRIPT_TAG);
+/// A page whose rendering failed (logged) is answered 500 without a body of its own.
+pub fn html(status: StatusCode, page: pages::Page, set_cookies: &[String]) -> Response {
+    let csp = if page.passkey_script() { CSP_PASSKEY } else { CSP };
+    let (status, body) = match page.into_html() {
+        Some(body) => (status, body),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_string()),
+    };
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -193,9 +202,8 @@ pub fn html(status: StatusCode, body: String, set_cookies: &[String]) -> Respons
     );
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     // No form-action: Chromium applies it to the redirect after the consent POST, which goes to the
-    // client's redirect URI. Interpolated text is escaped, so only the pages themselves can carry the
-    // script tag.
-    let csp = if body_has_script { CSP_PASSKEY } else { CSP };
+    // client's redirect URI. Everything the templates print is escaped, so only the templates
+    // themselves can carry the script tag.
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     for c in set_cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
@@ -220,11 +228,6 @@ pub fn see_other(location: &str, set_cookies: &[String]) -> Response {
         }
     }
     resp
-}
-
-/// An error page (no redirect: used when the redirect URI is not verified).
-pub fn error_page(status: StatusCode, lang: Lang, msg: pages::Msg) -> Response {
-    html(status, pages::error(lang, &msg.text(lang)), &[])
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value (RFC 3986 unreserved kept).

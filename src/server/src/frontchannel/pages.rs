@@ -1,7 +1,26 @@
 //! The HTML a person sees: sign-in, TOTP, consent, connected apps and error pages, in Japanese and
-//! English, server-rendered with inline CSS. The only script is `/assets/passkey.js`
-//! ([`PASSKEY_SCRIPT_TAG`]), on pages with a passkey button; no inline script or event handler.
-//! Everything interpolated is HTML-escaped.
+//! English, server-rendered with inline CSS from the templates in `src/server/templates` (compiled
+//! into the binary). The only script is `/assets/passkey.js`, on pages with a passkey button
+//! ([`Page::passkey_script`]); no inline script or event handler.
+//!
+//! # Escaping: minijinja, every `{{ }}` HTML-escaped
+//! The templates are rendered by minijinja with HTML auto-escaping on for every template (whatever
+//! its file name): everything printed is escaped (`&` `<` `>` `"` `'` and `/`), nothing in the
+//! templates is marked safe (`|safe` or `autoescape false` are refused by a test), and no Rust code
+//! here builds HTML or escapes by hand. Values are printed only in text and in quoted attribute
+//! values that are not URLs, scripts or styles: every URL (form actions, the language switch, the
+//! script) is a literal in the templates, and a test checks that no `{{ }}` sits in an `href`,
+//! `src`, `action`, `style` or `<script>`. Undefined variables are errors (strict mode), not empty
+//! strings.
+//!
+//! Why minijinja and not askama or maud: askama checks templates and their variables at compile
+//! time, which minijinja cannot (its templates are parsed at first use: a syntax error or a
+//! misspelt variable shows up as a failed render, logged and answered 500, so the unit tests render
+//! every template in every variant and both languages to catch them before a build ships). But
+//! askama's HTML escaper writes numeric character references (`&#60;` for `<`), while these pages
+//! have always carried the named ones (lt, amp, quot) that the integration tests and the test
+//! harness's page scrapers read; minijinja writes those, and keeps the templates plain HTML files
+//! with Jinja syntax. maud writes HTML as Rust macros (no template files) and leaves `'` unescaped.
 //!
 //! # Page contract (stable, for the browser test)
 //! Every control has a `data-testid` (and, for the older ones, the same `id`):
@@ -16,6 +35,9 @@
 //!   script's own failures, e.g. a cancelled ceremony; hidden until then).
 
 use crate::store::{Account, Grant};
+use minijinja::value::Value;
+use minijinja::{context, AutoEscape, Environment, UndefinedBehavior};
+use std::sync::OnceLock;
 
 /// The page language: `ui_locales`, else `Accept-Language`, else the switch link's cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,35 +92,12 @@ impl Lang {
         best.map(|(l, _)| l)
     }
 
-    fn other(self) -> Lang {
-        match self {
-            Lang::Ja => Lang::En,
-            Lang::En => Lang::Ja,
-        }
-    }
-
     fn pick(self, ja: &'static str, en: &'static str) -> &'static str {
         match self {
             Lang::Ja => ja,
             Lang::En => en,
         }
     }
-}
-
-/// HTML escaping for text and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A scope in plain words.
@@ -127,99 +126,101 @@ pub fn scope_words(scope: &str, lang: Lang) -> String {
     }
 }
 
-const CSS: &str = "*{box-sizing:border-box}body{margin:0;font-family:system-ui,-apple-system,'Hiragino Sans','Noto Sans JP',sans-serif;background:#f3f5f8;color:#1c2430;line-height:1.6}\
-main{max-width:30rem;margin:3rem auto;background:#fff;border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08);padding:2rem}\
-header{display:flex;justify-content:space-between;align-items:center;margin-bottom:1.5rem;font-size:.9rem;color:#5a6573}\
-.bank{font-weight:700;color:#0b4f8a}h1{font-size:1.4rem;margin:0 0 1rem}label{display:block;margin:.8rem 0 .3rem;font-weight:600}\
-input[type=text],input[type=password]{width:100%;padding:.6rem;border:1px solid #b8c1cc;border-radius:6px;font-size:1rem}\
-button{padding:.65rem 1.2rem;border:0;border-radius:6px;font-size:1rem;cursor:pointer;background:#0b4f8a;color:#fff}\
-button.secondary{background:#e6e9ee;color:#1c2430}button.danger{background:#b3261e}form.inline{display:inline}ul.passkeys li{margin:.4rem 0}.actions{display:flex;gap:.8rem;margin-top:1.5rem}\
-.error{background:#fdecea;color:#8a1c14;border-radius:6px;padding:.7rem;margin-bottom:1rem}.notice{background:#e8f4ea;color:#1e5b2a;border-radius:6px;padding:.7rem;margin-bottom:1rem}\
-ul{padding-left:1.2rem}.muted{color:#5a6573;font-size:.9rem}.app{border-top:1px solid #e6e9ee;padding:1rem 0}.app:first-of-type{border-top:0}\
-.code{letter-spacing:.4em;font-size:1.4rem;text-align:center}.passkey{border-top:1px solid #e6e9ee;margin-top:1.5rem}";
+/// The page templates (`src/server/templates`), compiled into the binary.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("../../templates/layout.html")),
+    ("page.css", include_str!("../../templates/page.css")),
+    ("parts.html", include_str!("../../templates/parts.html")),
+    ("sign_in.html", include_str!("../../templates/sign_in.html")),
+    ("totp.html", include_str!("../../templates/totp.html")),
+    ("consent.html", include_str!("../../templates/consent.html")),
+    ("apps.html", include_str!("../../templates/apps.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+];
 
-/// The one script a page may load (CSP `script-src 'self'` on the pages that carry it).
-pub const PASSKEY_SCRIPT_TAG: &str = "<script src=\"/assets/passkey.js\" defer></script>";
-
-/// A passkey ceremony form: the script (`/assets/passkey.js`) fetches the options from `options`
-/// (POST, with the form's `csrf`), runs `navigator.credentials.get` (`kind` "get") or `.create`
-/// ("create"), puts `JSON.stringify`-ed credential in the hidden `credential` field and submits the
-/// form to `action`; without the script the form posts an empty credential, which is refused.
-fn passkey_form(lang: Lang, csrf: &str, kind: &str, label: &str) -> String {
-    let (action, options, testid) = match kind {
-        "get" => ("/login/passkey", "/login/passkey/options", "passkey-sign-in"),
-        _ => (
-            "/passkey/register",
-            "/passkey/register/options",
-            "passkey-register",
-        ),
-    };
-    format!(
-        "<form class=\"passkey\" method=\"post\" action=\"{action}\" data-passkey=\"{kind}\" data-options=\"{options}\" id=\"{testid}-form\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"credential\" value=\"\">\
-<p class=\"error\" role=\"alert\" data-testid=\"passkey-error\" data-message=\"{message}\" hidden></p>\
-<div class=\"actions\"><button type=\"submit\" class=\"secondary\" id=\"{testid}\" data-testid=\"{testid}\">{label}</button></div></form>{PASSKEY_SCRIPT_TAG}",
-        csrf = esc(csrf),
-        message = esc(lang.pick(
-            "パスキーの操作が完了しませんでした。もう一度お試しください。",
-            "The passkey step did not complete. Try again."
-        )),
-        label = esc(label),
-    )
-}
-
-/// The page frame: bank name, language switch (to `switch_path?lang=..` when given), title, body.
-pub fn layout(lang: Lang, title: &str, switch_path: Option<&str>, body: &str) -> String {
-    let bank = lang.pick("fapi-guard デモ銀行", "fapi-guard Demo Bank");
-    let switch = match switch_path {
-        Some(path) => {
-            let other = lang.other();
-            let label = match other {
-                Lang::Ja => "日本語",
-                Lang::En => "English",
-            };
-            let sep = if path.contains('?') { '&' } else { '?' };
-            format!(
-                "<a class=\"lang\" hreflang=\"{code}\" href=\"{path}{sep}lang={code}\">{label}</a>",
-                code = other.code(),
-                path = esc(path)
-            )
+/// The template environment, built once: every template HTML-escaped whatever its name, and an
+/// undefined variable an error (not an empty string), so a misspelt name fails the render tests.
+fn environment() -> &'static std::result::Result<Environment<'static>, minijinja::Error> {
+    static ENV: OnceLock<std::result::Result<Environment<'static>, minijinja::Error>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)?;
         }
-        None => String::new(),
+        Ok(env)
+    })
+}
+
+/// A rendered page, and whether it loads `/assets/passkey.js` (then it is served with
+/// [`super::CSP_PASSKEY`], otherwise with [`super::CSP`], which allows no script at all).
+#[derive(Debug)]
+pub struct Page {
+    /// `None` when rendering failed (logged): the page is answered as a 500.
+    html: Option<String>,
+    passkey_script: bool,
+}
+
+impl Page {
+    /// The HTML, unless rendering failed.
+    pub fn html(&self) -> Option<&str> {
+        self.html.as_deref()
+    }
+
+    pub fn into_html(self) -> Option<String> {
+        self.html
+    }
+
+    /// Whether the page loads `/assets/passkey.js`.
+    pub fn passkey_script(&self) -> bool {
+        self.passkey_script
+    }
+}
+
+/// Where a page's language switch link goes.
+#[derive(Clone, Copy)]
+enum Switch {
+    Login,
+    Apps,
+    None,
+}
+
+/// Renders template `name` with `ctx` plus what the layout needs (`ja`, `lang`, `switch`).
+fn render(name: &str, lang: Lang, switch: Switch, passkey_script: bool, ctx: Value) -> Page {
+    let switch = match switch {
+        Switch::Login => Some("login"),
+        Switch::Apps => Some("apps"),
+        Switch::None => None,
     };
-    format!(
-        "<!doctype html>\n<html lang=\"{code}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<title>{title} - {bank}</title><style>{CSS}</style></head><body><main><header><span class=\"bank\">{bank}</span>{switch}</header>\
-<h1>{title}</h1>{body}</main></body></html>\n",
-        code = lang.code(),
-        title = esc(title),
-    )
-}
-
-fn error_box(message: Option<&str>) -> String {
-    message
-        .map(|m| {
-            format!(
-                "<div class=\"error\" role=\"alert\" data-testid=\"error\">{}</div>",
-                esc(m)
-            )
-        })
-        .unwrap_or_default()
-}
-
-fn notice_box(message: Option<&str>) -> String {
-    message
-        .map(|m| {
-            format!(
-                "<div class=\"notice\" role=\"status\" data-testid=\"notice\">{}</div>",
-                esc(m)
-            )
-        })
-        .unwrap_or_default()
+    let ctx = context! { ja => lang == Lang::Ja, lang => lang.code(), switch => switch, ..ctx };
+    let rendered = match environment() {
+        Ok(env) => env.get_template(name).and_then(|t| t.render(ctx)),
+        Err(e) => {
+            tracing::error!(error = %e, "page templates do not compile");
+            return Page {
+                html: None,
+                passkey_script: false,
+            };
+        }
+    };
+    match rendered {
+        Ok(html) => Page {
+            html: Some(html),
+            passkey_script,
+        },
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "page rendering failed");
+            Page {
+                html: None,
+                passkey_script: false,
+            }
+        }
+    }
 }
 
 /// The sign-in form (username + password), and "Sign in with a passkey" when `passkey` (the issuer
-/// can be a WebAuthn RP). `client_name` is the app asking, if any.
+/// can be a WebAuthn RP). `client_name` is the app asking, if any; `username` is echoed back.
 pub fn sign_in(
     lang: Lang,
     csrf: &str,
@@ -227,90 +228,44 @@ pub fn sign_in(
     error: Option<&str>,
     username: &str,
     passkey: bool,
-) -> String {
-    let intro = match client_name {
-        Some(name) => format!(
-            "<p>{}</p>",
-            match lang {
-                Lang::Ja => format!("<strong>{}</strong> があなたの口座へのアクセスを求めています。続けるにはサインインしてください。", esc(name)),
-                Lang::En => format!("<strong>{}</strong> is asking for access to your accounts. Sign in to continue.", esc(name)),
-            }
-        ),
-        None => format!("<p>{}</p>", lang.pick("連携中のアプリを確認するにはサインインしてください。", "Sign in to see the apps connected to your accounts.")),
-    };
-    let body = format!(
-        "{intro}{error}<form method=\"post\" action=\"/login\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label for=\"username\">{user_label}</label><input type=\"text\" id=\"username\" data-testid=\"username\" name=\"username\" value=\"{username}\" autocomplete=\"username\" maxlength=\"64\" required autofocus>\
-<label for=\"password\">{pass_label}</label><input type=\"password\" id=\"password\" data-testid=\"password\" name=\"password\" autocomplete=\"current-password\" maxlength=\"256\" required>\
-<div class=\"actions\"><button type=\"submit\" id=\"sign-in\" data-testid=\"sign-in\">{submit}</button></div></form>{passkey}",
-        error = error_box(error),
-        csrf = esc(csrf),
-        username = esc(username),
-        user_label = lang.pick("ユーザー名", "Username"),
-        pass_label = lang.pick("パスワード", "Password"),
-        submit = lang.pick("サインイン", "Sign in"),
-        passkey = if passkey {
-            passkey_form(
-                lang,
-                csrf,
-                "get",
-                lang.pick("パスキーでサインイン", "Sign in with a passkey"),
-            )
-        } else {
-            String::new()
-        },
-    );
-    layout(lang, lang.pick("サインイン", "Sign in"), Some("/login"), &body)
+) -> Page {
+    sign_in_page(lang, csrf, client_name, error, None, username, passkey)
+}
+
+/// The connected-apps page signed out: the sign-in form, with the outcome of the last action
+/// (revoked, signed out, ...) as a notice.
+pub fn apps_sign_in(lang: Lang, csrf: &str, notice: Option<&str>, passkey: bool) -> Page {
+    sign_in_page(lang, csrf, None, None, notice, "", passkey)
+}
+
+fn sign_in_page(
+    lang: Lang,
+    csrf: &str,
+    client_name: Option<&str>,
+    error: Option<&str>,
+    notice: Option<&str>,
+    username: &str,
+    passkey: bool,
+) -> Page {
+    render(
+        "sign_in.html",
+        lang,
+        Switch::Login,
+        passkey,
+        context! { csrf, client_name, error, notice, username, passkey },
+    )
 }
 
 /// The step-up page: the TOTP code (RFC 6238, from an authenticator app) when `totp`, and/or a
 /// passkey when `passkey` (the user has one).
-pub fn totp(lang: Lang, csrf: &str, error: Option<&str>, totp: bool, passkey: bool) -> String {
-    let form = if totp {
-        format!(
-            "<form method=\"post\" action=\"/login/totp\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label for=\"code\">{label}</label><input class=\"code\" type=\"text\" id=\"code\" data-testid=\"totp-code\" name=\"code\" inputmode=\"numeric\" pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required autofocus>\
-<div class=\"actions\"><button type=\"submit\" id=\"verify\" data-testid=\"totp-submit\">{submit}</button></div></form>",
-            csrf = esc(csrf),
-            label = lang.pick("確認コード（6桁）", "Verification code (6 digits)"),
-            submit = lang.pick("確認", "Verify"),
-        )
-    } else {
-        String::new()
-    };
-    let passkey = if passkey {
-        passkey_form(
-            lang,
-            csrf,
-            "get",
-            lang.pick("パスキーで確認", "Use a passkey instead"),
-        )
-    } else {
-        String::new()
-    };
-    let body = format!(
-        "<p>{intro}</p>{error}{form}{passkey}",
-        intro = if totp {
-            lang.pick(
-                "この操作には追加の確認が必要です。認証アプリに表示されている6桁のコードを入力してください。",
-                "This needs one more check. Enter the 6-digit code shown in your authenticator app.",
-            )
-        } else {
-            lang.pick(
-                "この操作には追加の確認が必要です。パスキーで確認してください。",
-                "This needs one more check. Confirm with your passkey.",
-            )
-        },
-        error = error_box(error),
-    );
-    let title = if totp {
-        lang.pick("確認コード", "Verification code")
-    } else {
-        lang.pick("追加の確認", "One more check")
-    };
-    layout(lang, title, Some("/login"), &body)
+pub fn totp(lang: Lang, csrf: &str, error: Option<&str>, totp: bool, passkey: bool) -> Page {
+    render(
+        "totp.html",
+        lang,
+        Switch::Login,
+        passkey,
+        context! { csrf, error, totp, passkey },
+    )
 }
 
 /// What the consent page shows.
@@ -327,75 +282,28 @@ pub struct ConsentPage<'a> {
 }
 
 /// The consent page: who asks, for what (in plain words), on which accounts.
-pub fn consent(lang: Lang, page: &ConsentPage<'_>) -> String {
-    let ConsentPage {
-        csrf,
-        client_name,
-        scopes,
-        accounts,
-        user_name,
-        ..
-    } = *page;
-    let items: String = scopes
+pub fn consent(lang: Lang, page: &ConsentPage<'_>) -> Page {
+    let scopes: Vec<String> = page.scopes.iter().map(|s| scope_words(s, lang)).collect();
+    let accounts: Vec<Value> = page
+        .accounts
         .iter()
-        .map(|s| format!("<li>{}</li>", esc(&scope_words(s, lang))))
+        .map(|a| context! { name => a.name.as_str(), id => a.account_id.as_str() })
         .collect();
-    let account_items: String = accounts
-        .iter()
-        .map(|a| {
-            format!(
-                "<li>{} <span class=\"muted\">({})</span></li>",
-                esc(&a.name),
-                esc(&a.account_id)
-            )
-        })
-        .collect();
-    let accounts_html = if accounts.is_empty() {
-        format!(
-            "<p class=\"muted\">{}</p>",
-            lang.pick("口座がありません。", "You have no accounts.")
-        )
-    } else {
-        format!("<ul>{account_items}</ul>")
-    };
-    let register = if page.passkey_register {
-        passkey_form(
-            lang,
-            csrf,
-            "create",
-            lang.pick("パスキーを登録", "Register a passkey"),
-        )
-    } else {
-        String::new()
-    };
-    let body = format!(
-        "{notice}{error}<p>{asks}</p><ul id=\"scopes\">{items}</ul><h2 style=\"font-size:1rem\">{accounts_label}</h2>{accounts_html}\
-<p class=\"muted\">{signed_in}: {user}</p><p class=\"muted\">{revoke_hint}</p>\
-<form method=\"post\" action=\"/consent\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<div class=\"actions\"><button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\" data-testid=\"approve\">{approve}</button>\
-<button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\" data-testid=\"deny\" class=\"secondary\">{deny}</button></div></form>{register}",
-        notice = notice_box(page.notice),
-        error = error_box(page.error),
-        asks = match lang {
-            Lang::Ja => format!("<strong>{}</strong> が次のことを求めています:", esc(client_name)),
-            Lang::En => format!("<strong>{}</strong> would like to:", esc(client_name)),
-        },
-        accounts_label = lang.pick("対象の口座", "Your accounts"),
-        signed_in = lang.pick("サインイン中", "Signed in as"),
-        user = esc(user_name),
-        revoke_hint = lang.pick(
-            "許可はいつでも「連携中のアプリ」(/apps) から取り消せます。",
-            "You can take this access back at any time under \"Connected apps\" (/apps)."
-        ),
-        csrf = esc(csrf),
-        approve = lang.pick("許可する", "Approve"),
-        deny = lang.pick("拒否する", "Deny"),
-    );
-    layout(
+    render(
+        "consent.html",
         lang,
-        lang.pick("アクセスの許可", "Allow access"),
-        Some("/login"),
-        &body,
+        Switch::Login,
+        page.passkey_register,
+        context! {
+            csrf => page.csrf,
+            client_name => page.client_name,
+            scopes,
+            accounts,
+            user_name => page.user_name,
+            passkey_register => page.passkey_register,
+            notice => page.notice,
+            error => page.error,
+        },
     )
 }
 
@@ -417,121 +325,59 @@ pub struct AppsExtras<'a> {
 }
 
 /// FISC item 38: every client holding a live grant, with scopes, when granted and last used, and a
-/// Revoke button each.
+/// Revoke button each; the user's passkeys, each with a Remove button.
 pub fn apps(
     lang: Lang,
     csrf: &str,
     user_name: &str,
     apps: &[ConnectedApp<'_>],
     extras: &AppsExtras<'_>,
-) -> String {
-    let notice = format!("{}{}", notice_box(extras.notice), error_box(extras.error));
-    let list: String = apps
+) -> Page {
+    let apps: Vec<Value> = apps
         .iter()
         .map(|a| {
-            let scopes: String =
-                a.grant.scope.split_whitespace().map(|s| format!("<li>{}</li>", esc(&scope_words(s, lang)))).collect();
-            format!(
-                "<div class=\"app\" data-testid=\"app\" data-client-id=\"{client_id}\"><strong class=\"client\">{name}</strong><ul>{scopes}</ul>\
-<p class=\"muted\">{granted}: {g}<br>{used}: {u}</p>\
-<form method=\"post\" action=\"/apps/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"grant_id\" value=\"{id}\"><button type=\"submit\" class=\"danger\" data-testid=\"revoke\">{revoke}</button></form></div>",
-                client_id = esc(&a.grant.client_id),
-                name = esc(&a.client_name),
-                granted = lang.pick("許可した日時", "Granted"),
-                g = format_time(a.grant.created_at),
-                used = lang.pick("最終利用", "Last used"),
-                u = format_time(a.grant.last_used_at),
-                csrf = esc(csrf),
-                id = esc(&a.grant.grant_id),
-                revoke = lang.pick("取り消す", "Revoke"),
-            )
+            let scopes: Vec<String> = a
+                .grant
+                .scope
+                .split_whitespace()
+                .map(|s| scope_words(s, lang))
+                .collect();
+            context! {
+                client_id => a.grant.client_id.as_str(),
+                name => a.client_name.as_str(),
+                scopes,
+                granted => format_time(a.grant.created_at),
+                used => format_time(a.grant.last_used_at),
+                grant_id => a.grant.grant_id.as_str(),
+            }
         })
         .collect();
-    let list = if apps.is_empty() {
-        format!(
-            "<p id=\"no-apps\">{}</p>",
-            lang.pick(
-                "連携中のアプリはありません。",
-                "No apps are connected to your accounts."
-            )
-        )
-    } else {
-        list
-    };
-    let register = if extras.passkey_register {
-        passkey_form(
-            lang,
-            csrf,
-            "create",
-            lang.pick("パスキーを登録", "Register a passkey"),
-        )
-    } else {
-        String::new()
-    };
-    let passkeys = passkey_list(lang, csrf, extras.passkeys);
-    let body = format!(
-        "{notice}<p>{intro}</p>{list}<p class=\"muted\">{signed_in}: {user}</p>\
-<form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" class=\"secondary\" data-testid=\"sign-out\">{logout}</button></form>{passkeys}{register}",
-        intro = lang.pick(
-            "あなたの口座にアクセスできるアプリの一覧です。心当たりのないアプリや使わなくなったアプリは取り消してください。取り消すと、そのアプリは数秒以内にアクセスできなくなります。",
-            "These apps can access your accounts. Revoke any you do not recognise or no longer use: a revoked app loses access within seconds."
-        ),
-        signed_in = lang.pick("サインイン中", "Signed in as"),
-        user = esc(user_name),
-        csrf = esc(csrf),
-        logout = lang.pick("サインアウト", "Sign out"),
-    );
-    layout(
-        lang,
-        lang.pick("連携中のアプリ", "Connected apps"),
-        Some("/apps"),
-        &body,
-    )
-}
-
-/// The user's passkeys on the connected-apps page, each with a Remove button (nothing when none).
-fn passkey_list(lang: Lang, csrf: &str, passkeys: &[String]) -> String {
-    if passkeys.is_empty() {
-        return String::new();
-    }
-    let rows: String = passkeys
+    // The first characters name a passkey well enough; the form carries the whole ID.
+    let passkeys: Vec<Value> = extras
+        .passkeys
         .iter()
-        .map(|id| {
-            // The first characters name it well enough; the form carries the whole ID.
-            let short: String = id.chars().take(12).collect();
-            format!(
-                "<li data-testid=\"passkey\"><code>{short}…</code> <form method=\"post\" action=\"/apps/passkeys/remove\" class=\"inline\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"credential_id\" value=\"{id}\">\
-<button type=\"submit\" class=\"danger\" data-testid=\"remove-passkey\">{remove}</button></form></li>",
-                short = esc(&short),
-                csrf = esc(csrf),
-                id = esc(id),
-                remove = lang.pick("削除", "Remove"),
-            )
-        })
+        .map(|id| context! { id => id.as_str(), short => id.chars().take(12).collect::<String>() })
         .collect();
-    format!(
-        "<h2>{title}</h2><p class=\"muted\">{hint}</p><ul class=\"passkeys\">{rows}</ul>",
-        title = lang.pick("パスキー", "Passkeys"),
-        hint = lang.pick(
-            "なくした端末や使わなくなった端末のパスキーは削除してください。削除したパスキーではサインインできません。",
-            "Remove the passkey of a device you lost or no longer use: a removed passkey can no longer sign in."
-        ),
+    render(
+        "apps.html",
+        lang,
+        Switch::Apps,
+        extras.passkey_register,
+        context! {
+            csrf,
+            user_name,
+            apps,
+            passkeys,
+            notice => extras.notice,
+            error => extras.error,
+            passkey_register => extras.passkey_register,
+        },
     )
 }
 
 /// An error page for problems that cannot go back to the app (no verified redirect URI).
-pub fn error(lang: Lang, message: &str) -> String {
-    let body = format!(
-        "{}<p>{}</p>",
-        error_box(Some(message)),
-        lang.pick(
-            "アプリに戻って、もう一度やり直してください。",
-            "Go back to the app and start again."
-        )
-    );
-    layout(lang, lang.pick("続行できません", "Cannot continue"), None, &body)
+pub fn error(lang: Lang, message: &str) -> Page {
+    render("error.html", lang, Switch::None, false, context! { message })
 }
 
 /// Messages shown on the pages, in both languages.
@@ -540,8 +386,12 @@ pub enum Msg {
     BadCredentials,
     BadCode,
     CodeUsed,
-    Locked { minutes: i64 },
-    AddressLocked { minutes: i64 },
+    Locked {
+        minutes: i64,
+    },
+    AddressLocked {
+        minutes: i64,
+    },
     NoTotp,
     RequestMissing,
     RequestExpired,
@@ -556,6 +406,8 @@ pub enum Msg {
     PasskeyRegistered,
     PasskeyRemoved,
     PasskeyRegisterFailed,
+    /// An internal failure (details only in the log).
+    Internal,
 }
 
 impl Msg {
@@ -608,6 +460,8 @@ impl Msg {
             (PasskeyRemoved, Lang::En) => "The passkey is removed.".into(),
             (PasskeyRegisterFailed, Lang::Ja) => "パスキーを登録できませんでした。".into(),
             (PasskeyRegisterFailed, Lang::En) => "The passkey could not be registered.".into(),
+            (Internal, Lang::Ja) => "システムで問題が発生しました。しばらくしてからもう一度お試しください。".into(),
+            (Internal, Lang::En) => "Something went wrong on our side. Try again later.".into(),
         }
     }
 }
@@ -640,6 +494,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
 
@@ -659,17 +514,196 @@ mod tests {
         assert_eq!(Lang::from_accept_language("de"), None);
     }
 
+    /// Hostile text: a script element, both quotes, an ampersand.
+    const HOSTILE: &str = "<script>alert(\"x&'y\")</script>";
+    /// [`HOSTILE`] as minijinja's HTML escaping writes it.
+    const HOSTILE_ESCAPED: &str = "&lt;script&gt;alert(&quot;x&amp;&#x27;y&quot;)&lt;&#x2f;script&gt;";
+    const SCRIPT_TAG: &str = "<script src=\"/assets/passkey.js\" defer></script>";
+
+    fn html_of(page: &Page) -> &str {
+        page.html().unwrap_or_else(|| panic!("render failed: {page:?}"))
+    }
+
+    fn grant(text: &str) -> Grant {
+        Grant {
+            grant_id: text.into(),
+            client_id: text.into(),
+            user_id: "u".into(),
+            scope: format!("openid {text}"),
+            created_at: 1_700_000_000,
+            last_used_at: 1_700_000_100,
+            revoked: false,
+        }
+    }
+
+    fn account(text: &str) -> Account {
+        Account {
+            account_id: text.into(),
+            user_id: "u".into(),
+            name: text.into(),
+            currency: "JPY".into(),
+            balance: 1,
+        }
+    }
+
+    /// Every page in every variant, each field holding `text`.
+    fn every_page(lang: Lang, text: &str) -> Vec<(&'static str, Page)> {
+        let mut pages = Vec::new();
+        for flag in [false, true] {
+            let some = flag.then_some(text);
+            pages.push(("sign-in", sign_in(lang, text, some, some, text, flag)));
+            pages.push(("apps sign-in", apps_sign_in(lang, text, some, flag)));
+            // The step-up page offers the code, a passkey or both (never neither: no handler asks).
+            for (totp_on, passkey) in [(true, flag), (flag, true)] {
+                pages.push(("totp", totp(lang, text, some, totp_on, passkey)));
+            }
+            let accounts = if flag { vec![account(text)] } else { Vec::new() };
+            pages.push((
+                "consent",
+                consent(
+                    lang,
+                    &ConsentPage {
+                        csrf: text,
+                        client_name: text,
+                        scopes: &["openid", "accounts", text],
+                        accounts: &accounts,
+                        user_name: text,
+                        passkey_register: flag,
+                        notice: some,
+                        error: some,
+                    },
+                ),
+            ));
+            let g = grant(text);
+            let connected = [ConnectedApp {
+                grant: &g,
+                client_name: text.into(),
+            }];
+            let passkeys = [text.to_string()];
+            pages.push((
+                "apps",
+                apps(
+                    lang,
+                    text,
+                    text,
+                    if flag { &connected } else { &[] },
+                    &AppsExtras {
+                        notice: some,
+                        error: some,
+                        passkey_register: flag,
+                        passkeys: if flag { &passkeys } else { &[] },
+                    },
+                ),
+            ));
+        }
+        pages.push(("error", error(lang, text)));
+        pages
+    }
+
+    #[test]
+    fn every_page_renders_in_both_languages_with_the_right_script_flag() {
+        for lang in [Lang::Ja, Lang::En] {
+            for (name, page) in every_page(lang, "plain-value") {
+                let html = html_of(&page);
+                assert!(
+                    html.starts_with("<!doctype html>\n<html lang=") && html.ends_with("</html>"),
+                    "{name}: {html}"
+                );
+                assert!(
+                    html.contains(&format!("<html lang=\"{}\">", lang.code())),
+                    "{name}"
+                );
+                assert_eq!(
+                    page.passkey_script(),
+                    html.contains(SCRIPT_TAG),
+                    "{name}: the CSP flag says what the page loads: {html}"
+                );
+                assert!(html.matches("<script").count() <= 1, "{name}: {html}");
+            }
+        }
+        let en = html_of(&sign_in(Lang::En, "c", Some("Fintech"), None, "", false)).to_string();
+        assert!(
+            en.contains("<title>Sign in - fapi-guard Demo Bank</title>") && en.contains("<h1>Sign in</h1>")
+        );
+        assert!(en.contains("<strong>Fintech</strong> is asking for access"));
+        assert!(en.contains("<a class=\"lang\" hreflang=\"ja\" href=\"/login?lang=ja\">日本語</a>"));
+        let ja = html_of(&apps(Lang::Ja, "c", "u", &[], &AppsExtras::default())).to_string();
+        assert!(ja.contains("<h1>連携中のアプリ</h1>") && ja.contains("href=\"/apps?lang=en\">English</a>"));
+        assert!(ja.contains("<p id=\"no-apps\">"));
+        let err = html_of(&error(Lang::En, "m")).to_string();
+        assert!(
+            !err.contains("class=\"lang\""),
+            "no language switch on error pages"
+        );
+    }
+
     #[test]
     fn escapes_everything_interpolated() {
-        let html = sign_in(Lang::En, "c\"srf", Some("<script>x</script>"), None, "a'b", true);
-        assert!(!html.contains("<script>x"));
-        assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
-        assert!(html.contains("value=\"c&quot;srf\""));
-        assert!(html.contains("value=\"a&#39;b\""));
-        assert_eq!(html.matches("<script").count(), 1, "only the passkey script");
-        assert!(html.contains(PASSKEY_SCRIPT_TAG) && html.contains("data-testid=\"passkey-sign-in\""));
-        let html = sign_in(Lang::Ja, "c", None, None, "", false);
-        assert!(!html.contains("<script") && !html.contains("data-passkey"));
+        for lang in [Lang::Ja, Lang::En] {
+            for (name, page) in every_page(lang, HOSTILE) {
+                let html = html_of(&page);
+                assert!(!html.contains("<script>"), "{name}: {html}");
+                assert!(!html.contains("x&'y"), "{name}: {html}");
+                assert!(html.contains(HOSTILE_ESCAPED), "{name}: {html}");
+                assert_eq!(
+                    html.matches("<script").count(),
+                    usize::from(page.passkey_script()),
+                    "{name}: only the passkey script: {html}"
+                );
+            }
+        }
+        let html = html_of(&sign_in(Lang::En, "c\"srf", None, None, "a'b", false)).to_string();
+        assert!(html.contains("name=\"csrf\" value=\"c&quot;srf\""), "{html}");
+        assert!(html.contains("value=\"a&#x27;b\""), "{html}");
+    }
+
+    /// The templates print values only where HTML escaping is enough: in text and in quoted,
+    /// non-URL attribute values; never in a URL, style or script, and nothing is marked safe.
+    #[test]
+    fn templates_print_no_urls_scripts_or_safe_markup() {
+        for (name, source) in TEMPLATES {
+            for unsafe_marker in ["|safe", "| safe", "autoescape", "mark_safe"] {
+                assert!(!source.contains(unsafe_marker), "{name}: {unsafe_marker}");
+            }
+            for attr in [
+                "href=\"",
+                "src=\"",
+                "action=\"",
+                "style=\"",
+                "data-options=\"",
+                "formaction=\"",
+            ] {
+                for (at, _) in source.match_indices(attr) {
+                    let value = source[at + attr.len()..].split('"').next().unwrap_or("");
+                    assert!(
+                        !value.contains("{{") && !value.contains("{%"),
+                        "{name}: a template value in {attr}{value}\""
+                    );
+                }
+            }
+            for script in source.split("<script").skip(1) {
+                let inside = script.split("</script>").next().unwrap_or("");
+                assert!(
+                    !inside.contains("{{") && !inside.contains("{%"),
+                    "{name}: {inside}"
+                );
+            }
+        }
+        let css = TEMPLATES
+            .iter()
+            .find(|(n, _)| *n == "page.css")
+            .map(|(_, s)| *s)
+            .unwrap_or("{{");
+        assert!(
+            !css.contains("{{") && !css.contains("{%"),
+            "the style sheet is static"
+        );
+    }
+
+    #[test]
+    fn an_undefined_variable_is_an_error_not_an_empty_string() {
+        let page = render("error.html", Lang::En, Switch::None, false, context! {});
+        assert!(page.html().is_none(), "{page:?}");
     }
 
     #[test]

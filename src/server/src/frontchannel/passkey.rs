@@ -22,9 +22,9 @@
 use super::authorize::{field, lock_message, posted, Flow, Posted};
 use super::limits::{self, Locked, SourceAddr};
 use super::pages::{self, Msg};
-use super::{error_page, html, see_other};
+use super::{html, see_other};
 use crate::app::{now, Shared, ACR_PASSKEY};
-use crate::error::Result;
+use crate::error::{PageError, PageResult, Result};
 use crate::model::{LoginSession, SESSION};
 use crate::store::User;
 use crate::webauthn::{self, AuthenticationResponse, RegistrationResponse, RelyingParty};
@@ -128,9 +128,9 @@ pub async fn sign_in_options(
     headers: HeaderMap,
     form: FormPairs,
 ) -> Result<Response> {
-    let Posted { key, mut sess, .. } = match posted(&s, &headers, form).await? {
+    let Posted { key, mut sess, .. } = match posted(&s, &headers, form).await {
         Ok(p) => p,
-        Err(page) => return Ok(page),
+        Err(page) => return Ok(page.into_response()),
     };
     let Some(rp) = relying_party(&s) else {
         return Ok(json_error(StatusCode::NOT_FOUND, "passkeys_unavailable"));
@@ -229,19 +229,16 @@ pub async fn sign_in(
     headers: HeaderMap,
     addr: SourceAddr,
     form: FormPairs,
-) -> Result<Response> {
+) -> PageResult<Response> {
     let Posted {
         key,
         mut sess,
         flow,
         lang,
         form,
-    } = match posted(&s, &headers, form).await? {
-        Ok(p) => p,
-        Err(page) => return Ok(page),
-    };
+    } = posted(&s, &headers, form).await?;
     let Some(rp) = relying_party(&s) else {
-        return Ok(error_page(StatusCode::NOT_FOUND, lang, Msg::BadRequest));
+        return Err(PageError::new(StatusCode::NOT_FOUND, lang, Msg::BadRequest));
     };
     let client_name = match &flow {
         Flow::Authorize(_, c) => Some(c.client_name.clone()),
@@ -320,9 +317,9 @@ pub async fn register_options(
     headers: HeaderMap,
     form: FormPairs,
 ) -> Result<Response> {
-    let Posted { key, mut sess, .. } = match posted(&s, &headers, form).await? {
+    let Posted { key, mut sess, .. } = match posted(&s, &headers, form).await {
         Ok(p) => p,
-        Err(page) => return Ok(page),
+        Err(page) => return Ok(page.into_response()),
     };
     let Some(rp) = relying_party(&s) else {
         return Ok(json_error(StatusCode::NOT_FOUND, "passkeys_unavailable"));
@@ -359,19 +356,16 @@ pub async fn register_options(
 
 /// `POST /passkey/register` (`csrf`, `credential`), signed in: WebAuthn §7.1, then stores the
 /// passkey (refused if its credential ID is registered already, §7.1 step 22).
-pub async fn register(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> Result<Response> {
+pub async fn register(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> PageResult<Response> {
     let Posted {
         key,
         mut sess,
         flow,
         lang,
         form,
-    } = match posted(&s, &headers, form).await? {
-        Ok(p) => p,
-        Err(page) => return Ok(page),
-    };
+    } = posted(&s, &headers, form).await?;
     let Some(rp) = relying_party(&s) else {
-        return Ok(error_page(StatusCode::NOT_FOUND, lang, Msg::BadRequest));
+        return Err(PageError::new(StatusCode::NOT_FOUND, lang, Msg::BadRequest));
     };
     let back = match flow {
         Flow::Authorize(..) => "/login",
