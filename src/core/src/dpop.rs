@@ -4,7 +4,7 @@
 use crate::alg::{Algorithm, AlgorithmName};
 use crate::b64;
 use crate::binding::constant_time_eq;
-use crate::decision::{Denial, DpopDefect};
+use crate::denial::{Denial, DpopDefect};
 use crate::jwk::{JwkError, PublicJwk};
 use crate::jws::CompactJws;
 use ring::hmac;

@@ -14,6 +14,7 @@ pub mod b64;
 pub mod binding;
 pub mod cache;
 pub mod decision;
+pub mod denial;
 pub mod dpop;
 pub mod extract;
 pub mod guard;

@@ -6,7 +6,7 @@
 //! ([`crate::cache`]) and route policy ([`crate::policy`]).
 
 use crate::alg::{Algorithm, AlgorithmName};
-use crate::decision::Denial;
+use crate::denial::Denial;
 use crate::jwks::{Jwks, KeySelection};
 use crate::jws::CompactJws;
 use serde::{Deserialize, Serialize};

@@ -7,7 +7,7 @@ pub mod testing;
 
 use crate::alg::{Algorithm, AlgorithmName};
 use crate::binding::SenderConstraint;
-use crate::decision::Denial;
+use crate::denial::Denial;
 use crate::dpop::DpopRules;
 use crate::jwks::Jwks;
 use crate::token::{AccessClaims, TokenRules};
