@@ -24,6 +24,7 @@ pub mod jws;
 #[cfg(feature = "p256-tables")]
 pub mod p256_tables;
 pub mod policy;
+pub mod policy_tests;
 pub mod revocation;
 pub mod sha256;
 #[cfg(feature = "sign")]

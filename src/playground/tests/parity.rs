@@ -18,7 +18,7 @@ use fapi_core::cache::{RevocationList, TokenCache};
 use fapi_core::decision::Decision;
 use fapi_core::dpop::MemoryReplayStore;
 use fapi_core::extract::{ClientCert, RequestFacts};
-use fapi_core::policy::testing::{test_claims_json, TEST_NOW};
+use fapi_core::policy_tests::{test_claims_json, TEST_NOW};
 use fapi_core::policy::{Policy, TestCase, TestToken};
 use fapi_core::sign::{random_id, SigningKey};
 use fapi_core::{Context, Guard};

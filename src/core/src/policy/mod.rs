@@ -1,9 +1,10 @@
 //! Scope policies: the document ([`model`]), its validation and compilation into the form decisions use,
-//! the route [`matcher`], the requirement checks, and the policy's own tests ([`testing`]).
+//! the route [`matcher`], the requirement checks, and the shape of the policy's own tests
+//! (`test_cases`; they run in [`crate::policy_tests`], which needs the guard: policy does not).
 
 pub mod matcher;
 pub mod model;
-pub mod testing;
+mod test_cases;
 
 use crate::alg::{Algorithm, AlgorithmName};
 use crate::binding::SenderConstraint;
@@ -291,7 +292,7 @@ fn build(doc: PolicyDoc, problems: &mut Vec<Problem>) -> Option<Policy> {
     let issuers = build_issuers(&doc, problems);
     let rules = build_rules(&doc, problems);
     check_shadowing(&rules, problems);
-    testing::check_tests(&doc, problems);
+    test_cases::check_tests(&doc, problems);
     Some(Policy { doc, issuers, rules })
 }
 
