@@ -88,7 +88,12 @@ pub enum Denial {
     NotYetValid,
     IssuedInFuture,
     LifetimeTooLong,
+    /// The token's start (`iat` or `nbf`) is older than the use accepts (FAPI 2.0 Message Signing
+    /// §5.3.1: a request object's `nbf` no older than 60 minutes).
+    TooOld,
     AudienceMismatch,
+    /// `sub` is not the expected subject (RFC 7523 §3: a client assertion's `sub` is the client).
+    SubjectMismatch,
     Revoked,
     /// Introspection said `active: false`.
     Inactive,
@@ -184,7 +189,9 @@ impl Denial {
             | NotYetValid
             | IssuedInFuture
             | LifetimeTooLong
+            | TooOld
             | AudienceMismatch
+            | SubjectMismatch
             | Revoked
             | Inactive
             | CertificateMissing
@@ -230,6 +237,8 @@ impl Denial {
             NotYetValid => "token_not_yet_valid",
             IssuedInFuture => "token_issued_in_future",
             LifetimeTooLong => "token_lifetime_too_long",
+            TooOld => "token_too_old",
+            SubjectMismatch => "subject_mismatch",
             AudienceMismatch => "audience_mismatch",
             Revoked => "token_revoked",
             Inactive => "token_inactive",
@@ -293,6 +302,8 @@ impl Denial {
             NotYetValid => "the token is not valid yet".into(),
             IssuedInFuture => "the token was issued in the future".into(),
             LifetimeTooLong => "the token lifetime exceeds the maximum".into(),
+            TooOld => "the token was issued too long ago".into(),
+            SubjectMismatch => "the token subject is not the expected one".into(),
             AudienceMismatch => "the token is not meant for this audience".into(),
             Revoked => "the token has been revoked".into(),
             Inactive => "the token is not active".into(),
