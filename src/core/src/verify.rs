@@ -368,13 +368,15 @@ impl Validation {
     }
 
     /// A client assertion for `private_key_jwt` (RFC 7523 §3, OpenID Connect Core §9): FAPI 2.0
-    /// algorithms, no `typ` rule beyond `JWT` when present, `iss` = `sub` = the client (set with
+    /// algorithms, `typ` absent, `JWT` or `client-authentication+jwt`, `iss` = `sub` = the client (set with
     /// [`Validation::for_client`]), `aud` one of `audiences` (FAPI 2.0 §5.3.2.1: the issuer
     /// identifier; the endpoint URLs are accepted too), `exp` and `jti` required, 10 s of clock
     /// skew either way, at most 10 minutes from `iat` (or now) to `exp`.
     pub fn client_assertion(audiences: Vec<String>) -> Self {
         let mut v = Validation::base("client assertion");
-        v.typ = vec!["jwt"];
+        // Untyped, `JWT`, or the explicit type of draft-ietf-oauth-rfc7523bis; never another JWT's
+        // type (RFC 8725 §3.11: a DPoP proof or access token cannot pass as an assertion).
+        v.typ = vec!["jwt", "client-authentication+jwt"];
         v.audiences = Some(audiences);
         v.required_claims = vec!["jti"];
         v.times.leeway_past = 10;

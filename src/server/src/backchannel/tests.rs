@@ -122,12 +122,14 @@ async fn fixture() -> Fixture {
         })
         .await
         .unwrap();
-    let resource = crate::resource::ResourceGuard::new(&config, &keys.jwks(), &[7u8; 32]).unwrap();
+    let verifying_keys = crate::keys::VerifyingKeys::new(&keys).unwrap();
+    let resource = crate::resource::ResourceGuard::new(&config, &[7u8; 32]).unwrap();
     let client_jwks = crate::client_jwks::ClientJwks::new(&config.registration).unwrap();
     let state = Arc::new(AppState {
         config,
         store,
         keys,
+        verifying_keys,
         nonces: NonceIssuer::new(&[7u8; 32], 300),
         client_jwks,
         resource,
