@@ -268,6 +268,11 @@ pub fn audience_matches(aud: Option<&Value>, accepted: impl Fn(&str) -> bool) ->
 pub struct Validation {
     /// What the JWT is, for error descriptions ("client assertion").
     pub what: &'static str,
+    /// The HTTP status and OAuth error code this use answers a refusal with (RFC 6749 §5.2
+    /// `invalid_client` for a client assertion, RFC 9101 §6.3 `invalid_request_object`, RFC 6750 §3.1
+    /// `invalid_token`).
+    pub status: u16,
+    pub error: &'static str,
     /// Allowed algorithms (default FAPI 2.0 §5.4.1: PS256, ES256, EdDSA).
     pub algorithms: Vec<Algorithm>,
     /// Accepted `typ` values, lower case.
@@ -343,9 +348,11 @@ impl Verified {
 pub const MAX_JWT_LEN: usize = crate::jws::MAX_JWS_LEN;
 
 impl Validation {
-    fn base(what: &'static str) -> Self {
+    fn base(what: &'static str, status: u16, error: &'static str) -> Self {
         Validation {
             what,
+            status,
+            error,
             algorithms: Algorithm::FAPI.to_vec(),
             typ: Vec::new(),
             typ_optional: true,
@@ -373,7 +380,7 @@ impl Validation {
     /// identifier; the endpoint URLs are accepted too), `exp` and `jti` required, 10 s of clock
     /// skew either way, at most 10 minutes from `iat` (or now) to `exp`.
     pub fn client_assertion(audiences: Vec<String>) -> Self {
-        let mut v = Validation::base("client assertion");
+        let mut v = Validation::base("client assertion", 401, "invalid_client");
         // Untyped, `JWT`, or the explicit type of draft-ietf-oauth-rfc7523bis; never another JWT's
         // type (RFC 8725 §3.11: a DPoP proof or access token cannot pass as an assertion).
         v.typ = vec!["jwt", "client-authentication+jwt"];
@@ -402,7 +409,7 @@ impl Validation {
     /// older than 60 minutes and `exp - nbf` at most 60 minutes, 10 s of skew for `nbf`/`iat` in the
     /// future, none past `exp`.
     pub fn request_object(issuer: &str) -> Self {
-        let mut v = Validation::base("request object");
+        let mut v = Validation::base("request object", 400, "invalid_request_object");
         v.typ = vec!["oauth-authz-req+jwt", "jwt"];
         v.audiences = Some(vec![issuer.to_string()]);
         v.audience_trailing_slash = true;
@@ -415,12 +422,16 @@ impl Validation {
 
     /// A JWT the authorization server signed itself, presented back to it (introspection,
     /// revocation): `typ` exactly `typ` (RFC 9068 §4 `at+jwt` for access tokens), `iss` the issuer,
-    /// FAPI 2.0 algorithms, `exp` required and no leeway (it was issued on this clock).
-    pub fn own_token(issuer: &str, typ: &'static str) -> Self {
-        let mut v = Validation::base("token");
+    /// `aud` one of `audiences` (those it puts in its tokens), FAPI 2.0 algorithms, `exp` required and
+    /// no leeway (it was issued on this clock), at most `max_lifetime` seconds from `iat` (else
+    /// `nbf`) to `exp`, the lifetime it issues.
+    pub fn own_token(issuer: &str, typ: &'static str, audiences: Vec<String>, max_lifetime: u64) -> Self {
+        let mut v = Validation::base("token", 401, "invalid_token");
         v.typ = vec![typ];
         v.typ_optional = false;
         v.issuer = Some(issuer.to_string());
+        v.audiences = Some(audiences);
+        v.times.max_lifetime = Some(max_lifetime);
         v
     }
 

@@ -15,6 +15,7 @@ use crate::app::{now, AppState};
 use crate::error::{OAuthError, Result};
 use crate::store::ClientMetadata;
 use crate::tls::PeerCertificate;
+use axum::http::StatusCode;
 use fapi_core::alg::Algorithm;
 use fapi_core::binding::CertThumbprint;
 use fapi_core::decision::Denial;
@@ -139,7 +140,7 @@ async fn private_key_jwt(
 ) -> Result<ClientMetadata> {
     // Every JWS, header and time rule is fapi-core's (RFC 7523 §3 with FAPI 2.0 §5.3.2.1).
     let validation = Validation::client_assertion(assertion_audiences(state));
-    let bad = |v: &Validation, d: Denial| OAuthError::invalid_client(v.describe(&d));
+    let bad = |v: &Validation, d: Denial| refusal(v, &d);
     let parsed = validation.parse(assertion).map_err(|d| bad(&validation, d))?;
     // The issuer names the client whose keys verify the assertion (read unverified only for that).
     let client_id = parsed
@@ -198,6 +199,13 @@ async fn private_key_jwt(
         return Err(OAuthError::invalid_client("client assertion: jti already used"));
     }
     Ok(client)
+}
+
+/// A refusal of a JWT by fapi-core's validator, answered with that use's status and OAuth error
+/// (`invalid_client` for a client assertion, `invalid_request_object` for a request object).
+pub fn refusal(validation: &Validation, denial: &Denial) -> OAuthError {
+    let status = StatusCode::from_u16(validation.status).unwrap_or(StatusCode::BAD_REQUEST);
+    OAuthError::new(status, validation.error, validation.describe(denial))
 }
 
 /// The `aud` values a client assertion may name: the issuer identifier (FAPI 2.0 §5.3.2.1 "shall

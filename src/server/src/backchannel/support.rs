@@ -142,11 +142,18 @@ pub async fn record_proof(state: &AppState, proof: &ValidProof) -> Result<()> {
 
 /// Verifies a JWT this server signed (current, next or retired key) with fapi-core's validator
 /// ([`Validation::own_token`]: FAPI algorithms, RFC 8725 header rules, `typ` equal to `typ` — RFC 9068
-/// §4 for access tokens —, `iss` our issuer, `exp` not passed) and the prepared key set of the server
+/// §4 for access tokens —, `iss` our issuer, `aud` our audiences, `exp` not passed, no longer-lived
+/// than the tokens we issue) and the prepared key set of the server
 /// state. Revocation is the caller's business. `None` for anything else: callers treat unknown tokens
 /// alike (RFC 7009 §2.2, RFC 7662 §2.2).
 pub fn verify_own(state: &AppState, token: &str, typ: &'static str, now: i64) -> Option<Verified> {
-    let validation = Validation::own_token(&state.config.issuer, typ);
+    let tokens = &state.config.tokens;
+    let validation = Validation::own_token(
+        &state.config.issuer,
+        typ,
+        tokens.audience.clone(),
+        tokens.access_token_lifetime,
+    );
     validation
         .verify(token, &state.verifying_keys.current(), now)
         .map_err(|d| tracing::debug!(reason = d.reason(), "not one of our valid tokens"))

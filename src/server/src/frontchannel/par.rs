@@ -4,7 +4,7 @@
 //! for clients registered so (and the FAPI 2.0 Message Signing / FAPI 1 Advanced profiles), required.
 
 use crate::app::{now, random_token, Shared};
-use crate::client_auth::{authenticate, client_keys};
+use crate::client_auth::{authenticate, client_keys, refusal};
 use crate::error::{OAuthError, Result};
 use crate::model::{ParRequest, PAR};
 use crate::store::ClientMetadata;
@@ -216,15 +216,13 @@ pub fn verify_request_object(
     now: i64,
 ) -> Result<RequestObject> {
     let validation = Validation::request_object(issuer).for_client(&client.client_id);
-    let bad = |d: String| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request_object", d);
-    let parsed = validation
-        .parse(jwt)
-        .map_err(|d| bad(validation.describe(&d)))?;
+    let bad = |d: String| OAuthError::new(StatusCode::BAD_REQUEST, validation.error, d);
+    let parsed = validation.parse(jwt).map_err(|d| refusal(&validation, &d))?;
     let keys =
         client_keys(client).ok_or_else(|| bad("the client has no registered keys".to_string()))?;
     let verified = validation
         .finish(parsed, &keys, now)
-        .map_err(|d| bad(validation.describe(&d)))?;
+        .map_err(|d| refusal(&validation, &d))?;
     let c = &verified.claims;
     if c.get("client_id")
         .is_some_and(|v| v.as_str() != Some(client.client_id.as_str()))
