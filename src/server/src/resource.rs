@@ -44,7 +44,7 @@ pub struct ResourceGuard {
 
 /// The policy for this server's own access tokens: one issuer (our `issuer`, the audiences our access
 /// tokens carry, FAPI 2.0 §5.4.1 algorithms, `typ` `at+jwt` per RFC 9068 §4, no leeway past `exp`
-/// since we issued them on this clock), and the UserInfo rule: scope `openid` (OIDC Core §5.3),
+/// since we issued them on this clock, no lifetime longer than the one we issue), and the UserInfo rule: scope `openid` (OIDC Core §5.3),
 /// sender-constrained by mTLS or DPoP (FAPI 2.0 §5.3.2.2). The keys are named by our `/jwks` URL but
 /// never fetched: the decision takes them from the prepared set in the server state
 /// ([`crate::keys::VerifyingKeys`]: current, next and retired keys).
@@ -63,6 +63,8 @@ pub fn policy_document(config: &Config) -> Value {
             "algorithms": ["PS256", "ES256", "EdDSA"],
             "require_typ": true,
             "leeway_past": 0,
+            // No token of ours lives longer than we issue them.
+            "max_lifetime": config.tokens.access_token_lifetime,
             "jwks": {
                 "uri": format!("{}/jwks", config.issuer.trim_end_matches('/')),
                 "cluster": "fapi-as server state",
