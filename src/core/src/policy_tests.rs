@@ -7,11 +7,11 @@
 //! claim validation, binding (certificate thumbprints and DPoP key thumbprints are fabricated to match
 //! or not, as the test says), revocation, rule matching and requirements all run the production code.
 
-use crate::policy::{Policy, TestCase, TestToken};
 use crate::binding::CertThumbprint;
 use crate::cache::RevocationList;
 use crate::decision::{Decision, Scheme};
 use crate::guard::{self, Presented};
+use crate::policy::{Policy, TestCase, TestToken};
 use crate::token::AccessClaims;
 use serde_json::{json, Map, Value};
 

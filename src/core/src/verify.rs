@@ -118,9 +118,9 @@ fn check_crit(crit: &Value, header: &Map<String, Value>, understood: &[&str]) ->
         return Err(Denial::UnknownCritical);
     }
     for name in names {
-        let ok = name.as_str().is_some_and(|n| {
-            !REGISTERED.contains(&n) && understood.contains(&n) && header.contains_key(n)
-        });
+        let ok = name
+            .as_str()
+            .is_some_and(|n| !REGISTERED.contains(&n) && understood.contains(&n) && header.contains_key(n));
         if !ok {
             return Err(Denial::UnknownCritical);
         }
@@ -516,7 +516,7 @@ impl Validation {
         }
         for claim in &self.required_claims {
             if !claims.contains_key(*claim) {
-                return Err(Denial::MissingClaim(*claim));
+                return Err(Denial::MissingClaim(claim));
             }
         }
         let times = Times::from_claims(claims)?;
@@ -530,7 +530,7 @@ impl Validation {
     pub fn describe(&self, denial: &Denial) -> String {
         let what = self.what;
         let minutes = |s: u64| {
-            if s % 60 == 0 {
+            if s.is_multiple_of(60) {
                 format!("{} minutes", s / 60)
             } else {
                 format!("{s} seconds")

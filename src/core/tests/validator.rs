@@ -196,7 +196,11 @@ const CASES: &[Case] = &[
         dpop_reason: "dpop_jwk",
         make: |u, key| {
             let (h, c) = u.valid(key);
-            signed(key, &set(h, "x5u", json!("https://attacker.example/cert.pem")), &c)
+            signed(
+                key,
+                &set(h, "x5u", json!("https://attacker.example/cert.pem")),
+                &c,
+            )
         },
     },
     Case {
@@ -205,7 +209,11 @@ const CASES: &[Case] = &[
         dpop_reason: "dpop_malformed",
         make: |u, key| {
             let (h, c) = u.valid(key);
-            let h = set(set(h, "crit", json!(["urn:example:ext"])), "urn:example:ext", json!(true));
+            let h = set(
+                set(h, "crit", json!(["urn:example:ext"])),
+                "urn:example:ext",
+                json!(true),
+            );
             signed(key, &h, &c)
         },
     },
@@ -301,17 +309,29 @@ fn client_assertion_and_request_object_rules() {
     // RFC 7523 §3: sub must be the client too; jti is required.
     let ca = Validation::client_assertion(vec![ISS.into()]).for_client(CLIENT);
     let (h, c) = Use::ClientAssertion.valid(key);
-    assert_eq!(reason(&ca, &h, &set(c.clone(), "sub", json!("someone"))), Err("subject_mismatch"));
-    assert_eq!(reason(&ca, &h, &set(c.clone(), "iss", json!("someone"))), Err("unknown_issuer"));
+    assert_eq!(
+        reason(&ca, &h, &set(c.clone(), "sub", json!("someone"))),
+        Err("subject_mismatch")
+    );
+    assert_eq!(
+        reason(&ca, &h, &set(c.clone(), "iss", json!("someone"))),
+        Err("unknown_issuer")
+    );
     let mut no_jti = c.clone();
     no_jti.as_object_mut().unwrap().remove("jti");
     assert_eq!(reason(&ca, &h, &no_jti), Err("claim_missing"));
     // 10 s of skew either way, and no more.
     assert_eq!(reason(&ca, &h, &set(c.clone(), "exp", json!(NOW - 9))), Ok(()));
-    assert_eq!(reason(&ca, &h, &set(c.clone(), "exp", json!(NOW - 10))), Err("token_expired"));
+    assert_eq!(
+        reason(&ca, &h, &set(c.clone(), "exp", json!(NOW - 10))),
+        Err("token_expired")
+    );
     assert_eq!(reason(&ca, &h, &set(c.clone(), "iat", json!(NOW + 10))), Ok(()));
     // Another JWT type cannot pass as an assertion (RFC 8725 §3.11).
-    assert_eq!(reason(&ca, &set(h, "typ", json!("dpop+jwt")), &c), Err("typ_not_allowed"));
+    assert_eq!(
+        reason(&ca, &set(h, "typ", json!("dpop+jwt")), &c),
+        Err("typ_not_allowed")
+    );
 
     // FAPI 2.0 Message Signing §5.3.1: nbf required, no older than 60 minutes, exp - nbf <= 60 min.
     let ro = Validation::request_object(ISS).for_client(CLIENT);
@@ -319,7 +339,11 @@ fn client_assertion_and_request_object_rules() {
     let mut no_nbf = c.clone();
     no_nbf.as_object_mut().unwrap().remove("nbf");
     assert_eq!(reason(&ro, &h, &no_nbf), Err("claim_missing"));
-    let old = set(set(c.clone(), "nbf", json!(NOW - 3601)), "exp", json!(NOW - 1 + 60));
+    let old = set(
+        set(c.clone(), "nbf", json!(NOW - 3601)),
+        "exp",
+        json!(NOW - 1 + 60),
+    );
     assert_eq!(reason(&ro, &h, &old), Err("token_too_old"));
     let edge = set(set(c.clone(), "nbf", json!(NOW - 10)), "exp", json!(NOW + 3590));
     assert_eq!(reason(&ro, &h, &edge), Ok(()));
@@ -328,7 +352,12 @@ fn client_assertion_and_request_object_rules() {
     // A trailing slash on the issuer is the same audience.
     assert_eq!(reason(&ro, &h, &set(c, "aud", json!(format!("{ISS}/")))), Ok(()));
     // A JWE (five segments) is refused before any decoding.
-    assert_eq!(ro.verify("a.b.c.d.e", &jwks, NOW).map(|_| ()).map_err(|d| d.reason()), Err("malformed_token"));
+    assert_eq!(
+        ro.verify("a.b.c.d.e", &jwks, NOW)
+            .map(|_| ())
+            .map_err(|d| d.reason()),
+        Err("malformed_token")
+    );
 }
 
 /// RFC 7515 §4.1.11: a `crit` listing an extension this use understands, and that is present, passes;
@@ -340,9 +369,18 @@ fn crit_is_accepted_only_for_understood_extensions() {
     let mut v = Validation::client_assertion(vec![ISS.into()]).for_client(CLIENT);
     v.understood_crit = vec!["urn:example:ext"];
     let (h, c) = Use::ClientAssertion.valid(key);
-    let with_ext = set(set(h.clone(), "crit", json!(["urn:example:ext"])), "urn:example:ext", json!(1));
+    let with_ext = set(
+        set(h.clone(), "crit", json!(["urn:example:ext"])),
+        "urn:example:ext",
+        json!(1),
+    );
     assert!(v.verify(&signed(key, &with_ext, &c), &jwks, NOW).is_ok());
-    for crit in [json!(["urn:example:ext"]), json!(["alg"]), json!([]), json!("urn:example:ext")] {
+    for crit in [
+        json!(["urn:example:ext"]),
+        json!(["alg"]),
+        json!([]),
+        json!("urn:example:ext"),
+    ] {
         let hdr = set(h.clone(), "crit", crit.clone());
         assert_eq!(
             v.verify(&signed(key, &hdr, &c), &jwks, NOW).map(|_| ()),

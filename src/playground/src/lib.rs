@@ -18,8 +18,8 @@
 mod explain;
 
 use fapi_core::decision::Decision;
-use fapi_core::policy_tests::{self, TEST_NOW};
 use fapi_core::policy::{Policy, Severity, TestCase, TestExpect, TestRequest, TestToken};
+use fapi_core::policy_tests::{self, TEST_NOW};
 use fapi_core::yaml::{self, SourceMap};
 use serde::Serialize;
 use serde_json::{json, Value};

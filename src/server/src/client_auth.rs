@@ -163,7 +163,8 @@ async fn private_key_jwt(
             "this client is registered for mTLS authentication",
         ));
     }
-    let keys_error = |e: String| OAuthError::invalid_client(format!("client assertion: the client's keys: {e}"));
+    let keys_error =
+        |e: String| OAuthError::invalid_client(format!("client assertion: the client's keys: {e}"));
     state
         .client_jwks
         .resolve(&mut client, false)

@@ -1059,11 +1059,21 @@ async fn hostile_jwts_are_refused_by_every_endpoint_with_its_error() {
     };
     let (h, c) = assertion_parts(&f, t);
     let good = f.client_key.sign_with_header(&h, &c).unwrap();
-    check("client assertion, valid".into(), token_endpoint(&f, &good, &proof(&f)).await, 400, "invalid_grant");
+    check(
+        "client assertion, valid".into(),
+        token_endpoint(&f, &good, &proof(&f)).await,
+        400,
+        "invalid_grant",
+    );
     for case in HOSTILE {
         let (h, c) = assertion_parts(&f, t);
         let bad = hostile(case, &f.client_key, &h, &c, false);
-        check(format!("client assertion, {case}"), token_endpoint(&f, &bad, &proof(&f)).await, 401, "invalid_client");
+        check(
+            format!("client assertion, {case}"),
+            token_endpoint(&f, &bad, &proof(&f)).await,
+            401,
+            "invalid_client",
+        );
     }
 
     // DPoP proof at the token endpoint: 400 invalid_dpop_proof, before the assertion is spent.
@@ -1072,7 +1082,12 @@ async fn hostile_jwts_are_refused_by_every_endpoint_with_its_error() {
         let bad = hostile(case, &f.client_key, &h, &c, true);
         let (ah, ac) = assertion_parts(&f, t);
         let assertion = f.client_key.sign_with_header(&ah, &ac).unwrap();
-        check(format!("DPoP proof, {case}"), token_endpoint(&f, &assertion, &bad).await, 400, "invalid_dpop_proof");
+        check(
+            format!("DPoP proof, {case}"),
+            token_endpoint(&f, &assertion, &bad).await,
+            400,
+            "invalid_dpop_proof",
+        );
     }
 
     // Request object at PAR: 400 invalid_request_object. A good one is stored (201).
@@ -1083,13 +1098,24 @@ async fn hostile_jwts_are_refused_by_every_endpoint_with_its_error() {
     for case in HOSTILE {
         let (h, c) = request_object_parts(&f, t);
         let bad = hostile(case, &f.client_key, &h, &c, false);
-        check(format!("request object, {case}"), par_endpoint(&f, &bad).await, 400, "invalid_request_object");
+        check(
+            format!("request object, {case}"),
+            par_endpoint(&f, &bad).await,
+            400,
+            "invalid_request_object",
+        );
     }
 
     // Our own access tokens: introspection answers active:false, UserInfo 401 invalid_token, and
     // revocation (200 whatever the token, RFC 7009 §2.2) revokes nothing. The hostile tokens carry
     // the jti of a live token, so accepting one would show.
-    let (token, jti) = mint(&f, "mtls-client", "openid accounts", json!({"x5t#S256": x5t("A")})).await;
+    let (token, jti) = mint(
+        &f,
+        "mtls-client",
+        "openid accounts",
+        json!({"x5t#S256": x5t("A")}),
+    )
+    .await;
     let server_key = &f.state.keys.current;
     let parts = || {
         (
@@ -1104,12 +1130,31 @@ async fn hostile_jwts_are_refused_by_every_endpoint_with_its_error() {
     for case in HOSTILE {
         let (h, c) = parts();
         let bad = hostile(case, server_key, &h, &c, false);
-        check(format!("own token at introspection, {case}"), introspect_endpoint(&f, &bad).await, 200, "active:false");
+        check(
+            format!("own token at introspection, {case}"),
+            introspect_endpoint(&f, &bad).await,
+            200,
+            "active:false",
+        );
         let a = get_userinfo(&f, &[&format!("Bearer {bad}")], &[], cert("A")).await;
-        check(format!("own token at UserInfo, {case}"), (a.status, a.body.clone()), 401, "invalid_token");
-        check(format!("own token at revocation, {case}"), revoke_endpoint(&f, &bad).await, 200, "revoked:none");
+        check(
+            format!("own token at UserInfo, {case}"),
+            (a.status, a.body.clone()),
+            401,
+            "invalid_token",
+        );
+        check(
+            format!("own token at revocation, {case}"),
+            revoke_endpoint(&f, &bad).await,
+            200,
+            "revoked:none",
+        );
         let (_, still) = introspect_endpoint(&f, &token).await;
-        assert_eq!(still["active"], json!(true), "revoking a hostile token ({case}) revoked {jti}");
+        assert_eq!(
+            still["active"],
+            json!(true),
+            "revoking a hostile token ({case}) revoked {jti}"
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -218,8 +218,7 @@ pub fn verify_request_object(
     let validation = Validation::request_object(issuer).for_client(&client.client_id);
     let bad = |d: String| OAuthError::new(StatusCode::BAD_REQUEST, validation.error, d);
     let parsed = validation.parse(jwt).map_err(|d| refusal(&validation, &d))?;
-    let keys =
-        client_keys(client).ok_or_else(|| bad("the client has no registered keys".to_string()))?;
+    let keys = client_keys(client).ok_or_else(|| bad("the client has no registered keys".to_string()))?;
     let verified = validation
         .finish(parsed, &keys, now)
         .map_err(|d| refusal(&validation, &d))?;
@@ -235,7 +234,9 @@ pub fn verify_request_object(
             continue;
         }
         if k == "request" || k == "request_uri" {
-            return Err(bad("request objects cannot nest request or request_uri".to_string()));
+            return Err(bad(
+                "request objects cannot nest request or request_uri".to_string()
+            ));
         }
         match v {
             Value::String(s) => {
