@@ -1158,3 +1158,46 @@ async fn hostile_jwts_are_refused_by_every_endpoint_with_its_error() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The prepared key set in the state is what verifies our tokens, and replacing it (as after a key
+/// rotation) takes effect on the next request: a token of a key the set lacks is inactive until the
+/// set holds that key.
+#[tokio::test]
+async fn own_tokens_verify_with_the_key_set_held_in_the_state_and_its_replacement() {
+    let f = fixture().await;
+    let rotated = SigningKey::generate(Algorithm::ES256, Some("rotated".into())).unwrap();
+    let t = now();
+    let jti = random_token(16);
+    let claims = json!({
+        "iss": ISSUER, "sub": "user-taro", "aud": "https://api.bank.example", "exp": t + 300,
+        "iat": t, "nbf": t, "jti": jti, "client_id": "mtls-client", "scope": "openid",
+        "cnf": {"x5t#S256": x5t("A")},
+    });
+    let token = rotated.sign_jwt(Some("at+jwt"), &claims).unwrap();
+    f.state
+        .store
+        .record_access_token(&jti, None, "mtls-client", &claims, t + 300)
+        .await
+        .unwrap();
+    let who = Introspector::ResourceServer;
+    assert_eq!(
+        introspection(&f.state, &token, &who, t).await.unwrap(),
+        json!({"active": false})
+    );
+    let current = SigningKey::from_jwk(f.state.keys.current.private_jwk()).unwrap();
+    let keys = Keys {
+        current,
+        next: Some(rotated),
+        retired: vec![],
+    };
+    f.state.verifying_keys.replace(&keys).unwrap();
+    assert_eq!(
+        introspection(&f.state, &token, &who, t).await.unwrap()["active"],
+        json!(true)
+    );
+    // The token expires on the state's clock with no leeway: inactive from its exp on.
+    assert_eq!(
+        introspection(&f.state, &token, &who, t + 300).await.unwrap(),
+        json!({"active": false})
+    );
+}
