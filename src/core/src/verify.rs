@@ -287,6 +287,9 @@ pub struct Validation {
     pub issuer: Option<String>,
     /// The exact `sub`; `None`: not checked here.
     pub subject: Option<String>,
+    /// [`Validation::for_client`] sets `subject` too (RFC 7523 §3: a client assertion's `sub` is the
+    /// client).
+    pub subject_is_client: bool,
     /// Accepted `aud` values (one must be named); `None`: `aud` is not checked.
     pub audiences: Option<Vec<String>>,
     /// Accept an `aud` value equal to one in `audiences` once trailing slashes are removed.
@@ -360,6 +363,7 @@ impl Validation {
             understood_crit: Vec::new(),
             issuer: None,
             subject: None,
+            subject_is_client: false,
             audiences: None,
             audience_trailing_slash: false,
             required_claims: Vec::new(),
@@ -385,6 +389,7 @@ impl Validation {
         // type (RFC 8725 §3.11: a DPoP proof or access token cannot pass as an assertion).
         v.typ = vec!["jwt", "client-authentication+jwt"];
         v.audiences = Some(audiences);
+        v.subject_is_client = true;
         v.required_claims = vec!["jti"];
         v.times.leeway_past = 10;
         v.times.max_lifetime = Some(600);
@@ -397,7 +402,7 @@ impl Validation {
     #[must_use]
     pub fn for_client(mut self, client_id: &str) -> Self {
         self.issuer = Some(client_id.to_string());
-        if self.what == "client assertion" {
+        if self.subject_is_client {
             self.subject = Some(client_id.to_string());
         }
         self
