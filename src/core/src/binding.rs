@@ -2,7 +2,8 @@
 //! certificate, and the choice between mTLS, DPoP and unbound tokens for a route.
 
 use crate::b64;
-use crate::decision::{BindingKind, Denial, Scheme};
+use crate::decision::BindingKind;
+use crate::denial::{Denial, Scheme};
 use crate::token::Confirmation;
 use serde::{Deserialize, Serialize};
 

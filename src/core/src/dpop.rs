@@ -1,12 +1,13 @@
 //! DPoP proofs at the resource server (RFC 9449 §4.3 checks, §7 token presentation, §8-9 nonces,
 //! §11.1 replay), with a bounded in-memory replay store and a stateless nonce issuer.
 
-use crate::alg::{Algorithm, AlgorithmName};
+use crate::alg::Algorithm;
 use crate::b64;
 use crate::binding::constant_time_eq;
-use crate::decision::{Denial, DpopDefect};
+use crate::denial::{Denial, DpopDefect};
 use crate::jwk::{JwkError, PublicJwk};
 use crate::jws::CompactJws;
+use crate::verify::{self, HeaderRules, LifetimeStart, TimeRules, Times, TypRule};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -47,6 +48,22 @@ impl Default for DpopRules {
             iat_window: default_iat_window(),
             iat_future: default_iat_future(),
             require_nonce: false,
+        }
+    }
+}
+
+impl DpopRules {
+    /// The time rules of a proof (RFC 9449 §4.3 step 11, §11.1): `iat` at most `iat_window` old and
+    /// `iat_future` ahead; `exp` optional, but when present not passed and at most `iat_window` after
+    /// `iat`.
+    pub fn time_rules(&self) -> TimeRules {
+        TimeRules {
+            exp_required: false,
+            leeway_past: 0,
+            leeway_future: self.iat_future,
+            max_lifetime: Some(self.iat_window),
+            max_age: Some(self.iat_window),
+            start: LifetimeStart::IatOrNbf,
         }
     }
 }
@@ -116,13 +133,26 @@ pub fn check_proof_with(
         Ok(None) => return Err(fail(MissingClaim("typ"))),
         _ => return Err(fail(Typ)),
     }
-    // 5. An asymmetric algorithm from the allowed list.
-    let alg = match jws.header_str("alg") {
-        Ok(Some(name)) => match AlgorithmName::parse(name) {
-            AlgorithmName::Supported(a) if rules.algorithms.contains(&a) => a,
-            _ => return Err(fail(Algorithm)),
+    // 5. An asymmetric algorithm from the allowed list; and the header rules every JWT here obeys
+    // (crate::verify): no key but the jwk (RFC 8725 §3.10: no jku, x5u, x5c), no crit this verifier
+    // does not understand (RFC 7515 §4.1.11: the JWS is then invalid).
+    if jws.header.get("alg").is_none() {
+        return Err(fail(MissingClaim("alg")));
+    }
+    let header_rules = HeaderRules {
+        algorithms: &rules.algorithms,
+        typ: TypRule {
+            accepted: &["dpop+jwt"],
+            optional: false,
         },
-        Ok(None) => return Err(fail(MissingClaim("alg"))),
+        forbidden: &["jku", "x5u", "x5c"],
+        understood_crit: &[],
+    };
+    let alg = match verify::check_header(&jws, &header_rules) {
+        Ok(h) => h.alg,
+        Err(Denial::TypNotAllowed) => return Err(fail(Typ)),
+        Err(Denial::KeyInHeader(_)) => return Err(fail(Jwk)),
+        Err(Denial::UnknownCritical) => return Err(fail(Malformed)),
         Err(_) => return Err(fail(Algorithm)),
     };
     // 7. The jwk header: a public key, never a private one.
@@ -163,20 +193,17 @@ pub fn check_proof_with(
         },
         _ => return Err(fail(MissingClaim("htu"))),
     }
-    // 11. iat within the window.
-    let iat = match claims.get("iat").and_then(Value::as_number) {
-        Some(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite() && f.abs() < 1e15)
-                .map(|f| f as i64)
-        }),
-        None => return Err(fail(MissingClaim("iat"))),
-    }
-    .ok_or(fail(MissingClaim("iat")))?;
-    if iat < now.saturating_sub(rules.iat_window as i64) || iat > now.saturating_add(rules.iat_future as i64)
-    {
-        return Err(fail(Iat));
-    }
+    // 11. iat within the window: no older than iat_window, no further ahead than iat_future; an exp,
+    // when a proof carries one, not passed and not beyond the window either (crate::verify).
+    let times = Times::from_claims(claims).map_err(|d| match d {
+        Denial::MalformedClaim(c) => fail(MissingClaim(c)),
+        _ => fail(Malformed),
+    })?;
+    let iat = times.iat.ok_or(fail(MissingClaim("iat")))?;
+    let window = rules.time_rules();
+    verify::check_window(&times, &window, now)
+        .and_then(|_| verify::check_lifetime(&times, &window, now))
+        .map_err(|_| fail(Iat))?;
     // 12. ath: base64url(SHA-256(access token)).
     if let Some(token) = ctx.access_token {
         match claims.get("ath") {

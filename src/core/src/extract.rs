@@ -2,7 +2,7 @@
 //! request facts every decision starts from. FAPI 2.0 §5.3.4 accepts tokens in the header only.
 
 use crate::binding::CertThumbprint;
-use crate::decision::{Denial, Scheme};
+use crate::denial::{Denial, Scheme};
 
 /// The client certificate as the host knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

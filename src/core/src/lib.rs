@@ -6,8 +6,13 @@
 //! policy studio bring the network, the clock and the randomness.
 //!
 //! Stages, one module each: [`extract`] (where the token is), [`policy`] (which rule, what it requires),
-//! [`token`] (JWS header, signature via [`jwks`], claims), [`binding`] (RFC 8705 certificate thumbprint),
-//! [`dpop`] (RFC 9449 proofs), [`cache`] (verified tokens, revocations), [`decision`] (the answer).
+//! [`token`] (access tokens: JWS header, signature via [`jwks`], claims), [`binding`] (RFC 8705
+//! certificate thumbprint), [`dpop`] (RFC 9449 proofs), [`cache`] (verified tokens, revocations),
+//! [`decision`] (the answer), with its refusals in [`denial`].
+//!
+//! One JWT validator, [`verify`], holds the header and time rules of every signed JWT: access tokens,
+//! DPoP proofs, and for the authorization server client assertions, request objects and its own
+//! tokens.
 
 pub mod alg;
 pub mod authorization_details;
@@ -15,6 +20,7 @@ pub mod b64;
 pub mod binding;
 pub mod cache;
 pub mod decision;
+pub mod denial;
 pub mod dpop;
 pub mod extract;
 pub mod guard;
@@ -24,12 +30,14 @@ pub mod jws;
 #[cfg(feature = "p256-tables")]
 pub mod p256_tables;
 pub mod policy;
+pub mod policy_tests;
 pub mod revocation;
 pub mod sha256;
 #[cfg(feature = "sign")]
 pub mod sign;
 pub mod token;
 pub mod uri;
+pub mod verify;
 #[cfg(feature = "yaml")]
 pub mod yaml;
 

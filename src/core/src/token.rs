@@ -1,14 +1,17 @@
 //! JWT access tokens (RFC 9068) checked the FAPI way: header rules of RFC 8725 and FAPI 2.0 §5.4,
 //! signature through the issuer's key set, and the claims of RFC 7519 §4.1 with FAPI 2.0 §5.3.2.1 clock
-//! tolerances.
+//! tolerances. The header and time rules are [`crate::verify`]'s, configured by an issuer's
+//! [`TokenRules`]; this module adds what is particular to access tokens (picking the issuer by its
+//! `iss`, the claims RFC 9068 §2.2 names) and keeps them apart for the cache of verified tokens.
 //!
 //! What this module does not check: sender constraint ([`crate::binding`], [`crate::dpop`]), revocation
 //! ([`crate::cache`]) and route policy ([`crate::policy`]).
 
-use crate::alg::{Algorithm, AlgorithmName};
-use crate::decision::Denial;
+use crate::alg::Algorithm;
+use crate::denial::Denial;
 use crate::jwks::{Jwks, KeySelection};
 use crate::jws::CompactJws;
+use crate::verify::{self, HeaderRules, LifetimeStart, TimeRules, Times, TypRule, KEY_HEADERS};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -67,6 +70,21 @@ impl TokenRules {
             leeway_future: default_leeway_future(),
             max_lifetime: None,
             required_claims: default_required_claims(),
+        }
+    }
+}
+
+impl TokenRules {
+    /// The time rules of [`crate::verify`] these rules stand for: `exp` required, the leeways, the
+    /// maximum lifetime counted from `iat` (else `nbf`).
+    pub fn time_rules(&self) -> TimeRules {
+        TimeRules {
+            exp_required: true,
+            leeway_past: self.leeway_past,
+            leeway_future: self.leeway_future,
+            max_lifetime: self.max_lifetime,
+            max_age: None,
+            start: LifetimeStart::IatOrNbf,
         }
     }
 }
@@ -167,26 +185,18 @@ impl AccessClaims {
         })
     }
 
-    /// The time-dependent checks, repeated on every use of a cached token.
+    /// The time-dependent checks, repeated on every use of a cached token ([`verify::check_window`]).
     pub fn check_time(&self, rules: &TokenRules, now: i64) -> Result<(), Denial> {
-        let past = rules.leeway_past as i64;
-        let future = rules.leeway_future as i64;
-        // RFC 7519 §4.1.4: the token MUST NOT be accepted on or after exp.
-        if now >= self.exp.saturating_add(past) {
-            return Err(Denial::Expired);
+        verify::check_window(&self.times(), &rules.time_rules(), now)
+    }
+
+    /// `exp`, `nbf` and `iat`.
+    pub fn times(&self) -> Times {
+        Times {
+            exp: Some(self.exp),
+            nbf: self.nbf,
+            iat: self.iat,
         }
-        if let Some(nbf) = self.nbf {
-            if now.saturating_add(future) < nbf {
-                return Err(Denial::NotYetValid);
-            }
-        }
-        // FAPI 2.0 §5.3.2.1: iat up to 10 s in the future is tolerated, beyond is refused.
-        if let Some(iat) = self.iat {
-            if iat > now.saturating_add(future) {
-                return Err(Denial::IssuedInFuture);
-            }
-        }
-        Ok(())
     }
 
     /// The time-independent claim checks: required claims, audience, lifetime.
@@ -211,13 +221,8 @@ impl AccessClaims {
         if !self.aud.iter().any(|a| rules.audiences.contains(a)) {
             return Err(Denial::AudienceMismatch);
         }
-        if let Some(max) = rules.max_lifetime {
-            let start = self.iat.or(self.nbf).ok_or(Denial::MissingClaim("iat"))?;
-            if self.exp.saturating_sub(start) > max as i64 {
-                return Err(Denial::LifetimeTooLong);
-            }
-        }
-        Ok(())
+        // The lifetime starts at iat (else nbf), so this check does not depend on the clock.
+        verify::check_lifetime(&self.times(), &rules.time_rules(), 0)
     }
 }
 
@@ -243,22 +248,9 @@ fn opt_string(map: &Map<String, Value>, name: &'static str) -> Result<Option<Str
     }
 }
 
-/// NumericDate (RFC 7519 §2): integer or fractional seconds. Fractions are truncated.
+/// NumericDate (RFC 7519 §2), as [`verify::numeric_date`].
 fn opt_time(map: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, Denial> {
-    match map.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(i) = n.as_i64() {
-                Ok(Some(i))
-            } else {
-                match n.as_f64() {
-                    Some(f) if f.is_finite() && f.abs() < 1e15 => Ok(Some(f as i64)),
-                    _ => Err(Denial::MalformedClaim(name)),
-                }
-            }
-        }
-        Some(_) => Err(Denial::MalformedClaim(name)),
-    }
+    verify::numeric_date(map, name)
 }
 
 /// A parsed token whose header passed the cheap checks; its signature is not verified yet.
@@ -271,7 +263,7 @@ pub struct Unverified<'a> {
     pub iss: String,
 }
 
-/// The header checks that need no key, for any JWS that is not a DPoP proof:
+/// The header checks that need no key, for an access token ([`verify::check_header`]):
 /// `alg` named and allowed (RFC 8725 §3.1: never `none` or HMAC), no embedded key or key URL
 /// (RFC 8725 §3.10; FAPI 2.0 §5.4 "should not use jku/x5u"), no `crit` (RFC 7515 §4.1.11: this
 /// verifier understands no extension, so any listed one is refused), `typ` (RFC 9068 §4, RFC 8725
@@ -281,45 +273,18 @@ pub fn check_header(
     allowed: &[Algorithm],
     require_typ: bool,
 ) -> Result<(Algorithm, Option<String>), Denial> {
-    let alg_name = jws
-        .header_str("alg")
-        .map_err(|_| Denial::MalformedToken("the JWT alg is not a string"))?;
-    let alg_name = alg_name.ok_or(Denial::MalformedToken("the JWT header has no alg"))?;
-    let alg = match AlgorithmName::parse(alg_name) {
-        AlgorithmName::Supported(a) if allowed.contains(&a) => a,
-        AlgorithmName::Supported(a) => return Err(Denial::AlgorithmNotAllowed(a.as_str().to_string())),
-        AlgorithmName::Forbidden(n) | AlgorithmName::Unknown(n) => {
-            return Err(Denial::AlgorithmNotAllowed(n))
-        }
+    const TYPED: [&str; 2] = ["at+jwt", "application/at+jwt"];
+    const UNTYPED_TOO: [&str; 3] = ["at+jwt", "application/at+jwt", "jwt"];
+    let rules = HeaderRules {
+        algorithms: allowed,
+        typ: TypRule {
+            accepted: if require_typ { &TYPED } else { &UNTYPED_TOO },
+            optional: !require_typ,
+        },
+        forbidden: &KEY_HEADERS,
+        understood_crit: &[],
     };
-    for header in ["jwk", "jku", "x5u", "x5c"] {
-        if jws.header.contains_key(header) {
-            return Err(Denial::KeyInHeader(match header {
-                "jwk" => "jwk",
-                "jku" => "jku",
-                "x5u" => "x5u",
-                _ => "x5c",
-            }));
-        }
-    }
-    if jws.header.contains_key("crit") {
-        return Err(Denial::UnknownCritical);
-    }
-    let typ = jws.header_str("typ").map_err(|_| Denial::TypNotAllowed)?;
-    let typ_ok = match typ.map(|t| t.to_ascii_lowercase()) {
-        Some(t) if t == "at+jwt" || t == "application/at+jwt" => true,
-        Some(t) if t == "jwt" => !require_typ,
-        Some(_) => false,
-        None => !require_typ,
-    };
-    if !typ_ok {
-        return Err(Denial::TypNotAllowed);
-    }
-    let kid = jws
-        .header_str("kid")
-        .map_err(|_| Denial::MalformedToken("the JWT kid is not a string"))?
-        .map(str::to_string);
-    Ok((alg, kid))
+    verify::check_header(jws, &rules).map(|h| (h.alg, h.kid))
 }
 
 /// Parses an access token and applies every check that needs no key: [`check_header`] with the

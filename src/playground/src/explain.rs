@@ -37,7 +37,7 @@ pub(crate) fn decision_json(policy: &Policy, map: &SourceMap, case: &TestCase, d
         "rule_line": rule_pos.map(|p| p.line),
         "claims": claims,
         "normalized_path": normalized_path,
-        "now": fapi_core::policy::testing::TEST_NOW,
+        "now": fapi_core::policy_tests::TEST_NOW,
     });
     match decision {
         Decision::Allow(a) => {
@@ -208,7 +208,7 @@ fn failed_requirement(
             let presented = match claims.get("auth_time").and_then(Value::as_i64) {
                 Some(t) => format!(
                     "authenticated {} s ago (auth_time)",
-                    fapi_core::policy::testing::TEST_NOW.saturating_sub(t)
+                    fapi_core::policy_tests::TEST_NOW.saturating_sub(t)
                 ),
                 None => "no auth_time claim".into(),
             };
@@ -342,7 +342,7 @@ fn failed_requirement(
                 "exp {}, iat {}, now {}",
                 text(claims.get("exp")),
                 text(claims.get("iat")),
-                fapi_core::policy::testing::TEST_NOW
+                fapi_core::policy_tests::TEST_NOW
             );
             on_issuer(field, required.into(), presented)
         }

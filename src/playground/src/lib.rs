@@ -18,8 +18,8 @@
 mod explain;
 
 use fapi_core::decision::Decision;
-use fapi_core::policy::testing::{self, TEST_NOW};
 use fapi_core::policy::{Policy, Severity, TestCase, TestExpect, TestRequest, TestToken};
+use fapi_core::policy_tests::{self, TEST_NOW};
 use fapi_core::yaml::{self, SourceMap};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -310,7 +310,7 @@ fn test_case(request_json: &str, token_json: &str) -> Result<TestCase, Diag> {
 
 /// The token claims a request of the studio presents (what [`evaluate`] decides on), for display.
 pub(crate) fn claims_of(policy: &Policy, token: &TestToken) -> Value {
-    testing::test_claims_json(policy, token)
+    policy_tests::test_claims_json(policy, token)
 }
 
 /// `"allowed"` or the reason code; exported for the page's summaries.

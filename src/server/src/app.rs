@@ -19,6 +19,8 @@ pub struct AppState {
     pub config: Config,
     pub store: Store,
     pub keys: Keys,
+    /// The public side of `keys`, prepared for verifying our own tokens; swapped when keys are loaded.
+    pub verifying_keys: crate::keys::VerifyingKeys,
     /// DPoP nonces (RFC 9449 §8): stateless, so any instance sharing the key folder validates them.
     pub nonces: NonceIssuer,
     /// fapi-core's guard for our own access tokens at UserInfo (same nonce key as `nonces`).

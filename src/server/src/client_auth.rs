@@ -3,7 +3,9 @@
 //! - `private_key_jwt` (RFC 7523 §3, OIDC Core §9): a JWS signed with PS256/ES256/EdDSA by a key of
 //!   the client's registered JWKS; `iss` = `sub` = client_id; `aud` the issuer (FAPI 2.0 §5.3.2.1
 //!   "shall accept its issuer identifier") or one of this server's endpoint URLs; `exp` required and
-//!   at most 10 minutes after `iat`; `jti` required and never accepted twice.
+//!   at most 10 minutes after `iat`; `jti` required and never accepted twice. Every JWS, header and
+//!   time rule is fapi-core's validator ([`Validation::client_assertion`]); this module finds the
+//!   client's keys and remembers the `jti` in the store.
 //! - `tls_client_auth` (RFC 8705 §2.1): the TLS client certificate's subject DN equals the registered
 //!   `tls_client_auth_subject_dn`.
 //! - `self_signed_tls_client_auth` (RFC 8705 §2.2): the TLS client certificate is one the client
@@ -13,16 +15,16 @@ use crate::app::{now, AppState};
 use crate::error::{OAuthError, Result};
 use crate::store::ClientMetadata;
 use crate::tls::PeerCertificate;
-use fapi_core::alg::{Algorithm, AlgorithmName};
+use axum::http::StatusCode;
+use fapi_core::alg::Algorithm;
 use fapi_core::binding::CertThumbprint;
-use fapi_core::jwks::{Jwks, KeySelection};
-use fapi_core::jws::CompactJws;
+use fapi_core::decision::Denial;
+use fapi_core::jwks::Jwks;
+use fapi_core::verify::Validation;
 use serde_json::Value;
 use std::collections::HashMap;
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-/// Longest accepted client-assertion lifetime (`exp - iat`), seconds.
-const MAX_ASSERTION_LIFETIME: i64 = 600;
 
 /// An authenticated client, and the certificate of the connection (for RFC 8705 token binding).
 #[derive(Debug, Clone)]
@@ -136,30 +138,24 @@ async fn private_key_jwt(
     assertion: &str,
     form_client_id: Option<&String>,
 ) -> Result<ClientMetadata> {
-    let bad = |d: &str| OAuthError::invalid_client(format!("client assertion: {d}"));
-    let jws = CompactJws::parse(assertion).map_err(|e| bad(e.describe()))?;
-    // RFC 8725 §3.1, FAPI 2.0 §5.4.1: PS256, ES256, EdDSA only (RS256 and HMAC refused).
-    let alg = match jws.header_str("alg").ok().flatten().map(AlgorithmName::parse) {
-        Some(AlgorithmName::Supported(a)) if a.is_fapi() => a,
-        _ => return Err(bad("algorithm not allowed (PS256, ES256, EdDSA)")),
-    };
-    for h in ["jwk", "jku", "x5u", "x5c", "crit"] {
-        if jws.header.contains_key(h) {
-            return Err(bad(&format!("header {h} is not accepted")));
-        }
+    // Every JWS, header and time rule is fapi-core's (RFC 7523 §3 with FAPI 2.0 §5.3.2.1).
+    let validation = Validation::client_assertion(assertion_audiences(state));
+    let bad = |v: &Validation, d: Denial| refusal(v, &d);
+    let parsed = validation.parse(assertion).map_err(|d| bad(&validation, d))?;
+    // The issuer names the client whose keys verify the assertion (read unverified only for that).
+    let client_id = parsed
+        .unverified_str("iss")
+        .ok_or_else(|| bad(&validation, Denial::MissingClaim("iss")))?
+        .to_string();
+    if form_client_id.is_some_and(|c| *c != client_id) {
+        return Err(OAuthError::invalid_client(
+            "client assertion: client_id differs from the assertion",
+        ));
     }
-    let claims = &jws.payload;
-    let s = |name: &str| claims.get(name).and_then(Value::as_str);
-    let client_id = s("iss").ok_or_else(|| bad("no iss"))?;
-    if s("sub") != Some(client_id) {
-        return Err(bad("iss and sub must both be the client_id"));
-    }
-    if form_client_id.is_some_and(|c| c != client_id) {
-        return Err(bad("client_id differs from the assertion"));
-    }
+    let validation = validation.for_client(&client_id);
     let mut client = state
         .store
-        .client(client_id)
+        .client(&client_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
     if client.token_endpoint_auth_method != "private_key_jwt" {
@@ -167,81 +163,65 @@ async fn private_key_jwt(
             "this client is registered for mTLS authentication",
         ));
     }
-    let kid = jws.header_str("kid").ok().flatten();
+    let keys_error =
+        |e: String| OAuthError::invalid_client(format!("client assertion: the client's keys: {e}"));
     state
         .client_jwks
         .resolve(&mut client, false)
         .await
-        .map_err(|e| bad(&format!("the client's keys: {e}")))?;
-    let matches = |c: &ClientMetadata| {
-        client_keys(c).is_some_and(|k| matches!(k.select(kid, alg), KeySelection::Found(_)))
-    };
-    if !matches(&client) && client.jwks_uri.is_some() {
+        .map_err(|e| keys_error(e.to_string()))?;
+    if !client_keys(&client).is_some_and(|k| parsed.key_found(&k)) && client.jwks_uri.is_some() {
         // The client may have rotated its keys at its jwks_uri: fetch again (rate-limited).
         state
             .client_jwks
             .resolve(&mut client, true)
             .await
-            .map_err(|e| bad(&format!("the client's keys: {e}")))?;
+            .map_err(|e| keys_error(e.to_string()))?;
     }
-    let keys = client_keys(&client).ok_or_else(|| bad("the client has no registered keys"))?;
-    let key = match keys.select(kid, alg) {
-        KeySelection::Found(k) => k,
-        _ => return Err(bad("no registered key matches")),
-    };
-    if !key.verify(alg, jws.signing_input.as_bytes(), &jws.signature) {
-        return Err(bad("signature invalid"));
-    }
+    let keys = client_keys(&client)
+        .ok_or_else(|| OAuthError::invalid_client("client assertion: the client has no registered keys"))?;
     let t = now();
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| bad("no exp"))?;
-    if exp <= t - 10 {
-        return Err(bad("expired"));
-    }
-    let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(t);
-    if iat > t + 10
-        || claims
-            .get("nbf")
-            .and_then(Value::as_i64)
-            .is_some_and(|n| n > t + 10)
-    {
-        return Err(bad("not valid yet"));
-    }
-    if exp - iat.min(t) > MAX_ASSERTION_LIFETIME {
-        return Err(bad("lifetime too long"));
-    }
-    if !audience_ok(state, claims.get("aud")) {
-        return Err(bad("aud must be the issuer"));
-    }
-    let jti = s("jti").ok_or_else(|| bad("no jti"))?;
+    let verified = validation
+        .finish(parsed, &keys, t)
+        .map_err(|d| bad(&validation, d))?;
+    // RFC 7523 §3: the jti is never accepted twice; remembered as long as the assertion could pass.
+    let jti = verified
+        .claim_str("jti")
+        .ok_or_else(|| bad(&validation, Denial::MalformedClaim("jti")))?;
     if !state
         .store
-        .remember_jti("client_assertion", &format!("{client_id}:{jti}"), exp + 60)
+        .remember_jti(
+            "client_assertion",
+            &format!("{client_id}:{jti}"),
+            verified.remember_until(&validation, t),
+        )
         .await?
     {
-        return Err(bad("jti already used"));
+        return Err(OAuthError::invalid_client("client assertion: jti already used"));
     }
     Ok(client)
 }
 
-fn audience_ok(state: &AppState, aud: Option<&Value>) -> bool {
+/// A refusal of a JWT by fapi-core's validator, answered with that use's status and OAuth error
+/// (`invalid_client` for a client assertion, `invalid_request_object` for a request object).
+pub fn refusal(validation: &Validation, denial: &Denial) -> OAuthError {
+    let status = StatusCode::from_u16(validation.status).unwrap_or(StatusCode::BAD_REQUEST);
+    OAuthError::new(status, validation.error, validation.describe(denial))
+}
+
+/// The `aud` values a client assertion may name: the issuer identifier (FAPI 2.0 §5.3.2.1 "shall
+/// accept its issuer identifier"), with or without a trailing slash, and, as RFC 7523 §3 allows,
+/// the URLs of the endpoints that take client authentication on either listener.
+fn assertion_audiences(state: &AppState) -> Vec<String> {
     let c = &state.config;
     let i = c.issuer.trim_end_matches('/');
     let m = c.mtls_base.trim_end_matches('/');
-    let accepted = |a: &str| {
-        a == c.issuer
-            || a == i
-            || ["/token", "/par", "/revoke", "/introspect"]
-                .iter()
-                .any(|p| a == format!("{i}{p}") || a == format!("{m}{p}"))
-    };
-    match aud {
-        Some(Value::String(a)) => accepted(a),
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(accepted),
-        _ => false,
+    let mut out = vec![c.issuer.clone(), i.to_string()];
+    for p in ["/token", "/par", "/revoke", "/introspect"] {
+        out.push(format!("{i}{p}"));
+        out.push(format!("{m}{p}"));
     }
+    out
 }
 
 /// The client's registered public keys: inline `jwks`, or those of its `jwks_uri` once

@@ -1,11 +1,17 @@
 //! The server's signing keys with rotation: `current` signs; `next` is published ahead of its turn so
 //! resource servers already hold it; `retired` keys are still published so tokens they signed verify
 //! until they expire. /jwks serves all of them, each with kid and alg.
+//!
+//! The server verifies the tokens it signed (introspection, revocation, UserInfo) with
+//! [`VerifyingKeys`]: the public side of these keys parsed and prepared once by fapi-core, held in the
+//! server state and replaced whole when the keys are loaded again.
 
 use fapi_core::alg::Algorithm;
+use fapi_core::jwks::Jwks;
 use fapi_core::sign::SigningKey;
 use serde_json::{json, Value};
 use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
 
 pub struct Keys {
     pub current: SigningKey,
@@ -97,4 +103,43 @@ impl Keys {
         keys.extend(self.retired.iter().map(|k| k.public_jwk().clone()));
         json!({ "keys": keys })
     }
+}
+
+/// The server's public keys as fapi-core verifies with them: parsed and prepared once
+/// ([`Jwks::prepared`]), never rebuilt per request. Replaced whole by [`VerifyingKeys::replace`] when
+/// the keys are loaded again (after a rotation); a request keeps the set it started with.
+pub struct VerifyingKeys {
+    set: RwLock<Arc<Jwks>>,
+}
+
+impl VerifyingKeys {
+    pub fn new(keys: &Keys) -> anyhow::Result<Self> {
+        Ok(VerifyingKeys {
+            set: RwLock::new(Arc::new(prepare(keys)?)),
+        })
+    }
+
+    /// The current set.
+    pub fn current(&self) -> Arc<Jwks> {
+        self.set.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Swaps in the public keys of `keys` (current, next and retired), e.g. after [`Keys::rotate`].
+    pub fn replace(&self, keys: &Keys) -> anyhow::Result<()> {
+        let set = Arc::new(prepare(keys)?);
+        *self.set.write().unwrap_or_else(PoisonError::into_inner) = set;
+        Ok(())
+    }
+}
+
+fn prepare(keys: &Keys) -> anyhow::Result<Jwks> {
+    let set = Jwks::from_value(&keys.jwks()).map_err(|e| anyhow::anyhow!("the server's keys: {e}"))?;
+    if let Some(skipped) = set.skipped.first() {
+        anyhow::bail!(
+            "the server's key {} cannot verify: {}",
+            skipped.kid.as_deref().unwrap_or("without kid"),
+            skipped.error
+        );
+    }
+    Ok(set.prepared())
 }

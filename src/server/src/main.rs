@@ -138,7 +138,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("database {}", config.database.url))?;
     let keys = Keys::load_or_create(&config.keys.dir, &config.keys.alg)?;
     let nonce_secret = nonce_secret(&config)?;
-    let resource = fapi_as::resource::ResourceGuard::new(&config, &keys.jwks(), &nonce_secret)?;
+    let verifying_keys = fapi_as::keys::VerifyingKeys::new(&keys)?;
+    let resource = fapi_as::resource::ResourceGuard::new(&config, &nonce_secret)?;
     let (plain_tls, mtls) = fapi_as::tls::configs(&config.tls.cert, &config.tls.key)?;
     let https = tokio::net::TcpListener::bind(&config.listen.https)
         .await
@@ -157,6 +158,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config,
         store: store.clone(),
         keys,
+        verifying_keys,
         metrics: Metrics::default(),
     });
     state

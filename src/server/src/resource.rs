@@ -18,10 +18,11 @@ use fapi_core::cache::{NoRevocations, TokenCache};
 use fapi_core::decision::{Decision, Denial, Deny};
 use fapi_core::dpop::{Recorded, ReplayStore};
 use fapi_core::extract::{credentials, is_uuid, ClientCert, RequestFacts};
-use fapi_core::guard::{Context, Guard};
+use fapi_core::guard::{Context, Guard, KeySource};
+use fapi_core::jwks::Jwks;
 use fapi_core::policy::Policy;
 use serde_json::{json, Value};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The rule of the UserInfo endpoint.
 pub const USERINFO_RULE: &str = "userinfo";
@@ -42,10 +43,12 @@ pub struct ResourceGuard {
 }
 
 /// The policy for this server's own access tokens: one issuer (our `issuer`, the audiences our access
-/// tokens carry, FAPI 2.0 §5.4.1 algorithms, `typ` `at+jwt` per RFC 9068 §4, our current, next and
-/// retired keys, no leeway past `exp` since we issued them on this clock), and the UserInfo rule:
-/// scope `openid` (OIDC Core §5.3), sender-constrained by mTLS or DPoP (FAPI 2.0 §5.3.2.2).
-pub fn policy_document(config: &Config, jwks: &Value) -> Value {
+/// tokens carry, FAPI 2.0 §5.4.1 algorithms, `typ` `at+jwt` per RFC 9068 §4, no leeway past `exp`
+/// since we issued them on this clock, no lifetime longer than the one we issue), and the UserInfo rule: scope `openid` (OIDC Core §5.3),
+/// sender-constrained by mTLS or DPoP (FAPI 2.0 §5.3.2.2). The keys are named by our `/jwks` URL but
+/// never fetched: the decision takes them from the prepared set in the server state
+/// ([`crate::keys::VerifyingKeys`]: current, next and retired keys).
+pub fn policy_document(config: &Config) -> Value {
     json!({
         "version": 1,
         "name": "fapi-as own access tokens",
@@ -60,7 +63,12 @@ pub fn policy_document(config: &Config, jwks: &Value) -> Value {
             "algorithms": ["PS256", "ES256", "EdDSA"],
             "require_typ": true,
             "leeway_past": 0,
-            "jwks": { "keys": jwks.get("keys").cloned().unwrap_or_else(|| json!([])) },
+            // No token of ours lives longer than we issue them.
+            "max_lifetime": config.tokens.access_token_lifetime,
+            "jwks": {
+                "uri": format!("{}/jwks", config.issuer.trim_end_matches('/')),
+                "cluster": "fapi-as server state",
+            },
         }],
         "rules": [{
             "name": USERINFO_RULE,
@@ -71,10 +79,9 @@ pub fn policy_document(config: &Config, jwks: &Value) -> Value {
 }
 
 impl ResourceGuard {
-    /// `jwks`: our public key set (`Keys::jwks`); `nonce_secret`: the DPoP nonce key of
-    /// `AppState::nonces`.
-    pub fn new(config: &Config, jwks: &Value, nonce_secret: &[u8]) -> anyhow::Result<Self> {
-        let (policy, warnings) = Policy::from_value(policy_document(config, jwks)).map_err(|problems| {
+    /// `nonce_secret`: the DPoP nonce key of `AppState::nonces`.
+    pub fn new(config: &Config, nonce_secret: &[u8]) -> anyhow::Result<Self> {
+        let (policy, warnings) = Policy::from_value(policy_document(config)).map_err(|problems| {
             let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("userinfo token policy: {}", list.join("; "))
         })?;
@@ -89,14 +96,19 @@ impl ResourceGuard {
 
     /// The decision, on this thread: blocks on the database when a DPoP proof must be recorded, so
     /// it runs on a blocking thread (see [`decide`]).
-    fn decide_blocking(&self, store: &Store, facts: &RequestFacts, now: i64) -> Decision {
+    fn decide_blocking(&self, state: &AppState, facts: &RequestFacts, now: i64) -> Decision {
+        let store = &state.store;
+        let keys = OwnKeys {
+            issuer: &state.config.issuer,
+            keys: state.verifying_keys.current(),
+        };
         let mut replay = StoreReplay {
             store,
             runtime: tokio::runtime::Handle::try_current().ok(),
         };
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let mut ctx = Context {
-            keys: &self.guard.policy,
+            keys: &keys,
             cache: &mut cache,
             replay: &mut replay,
             // Revocation is looked up in the database after the decision (asynchronously).
@@ -123,9 +135,21 @@ impl ResourceGuard {
 /// runtime is allowed whatever its flavor.
 pub async fn decide(state: &Shared, facts: &RequestFacts, now: i64) -> Result<Decision, OAuthError> {
     let (s, facts) = (state.clone(), facts.clone());
-    tokio::task::spawn_blocking(move || s.resource.decide_blocking(&s.store, &facts, now))
+    tokio::task::spawn_blocking(move || s.resource.decide_blocking(&s, &facts, now))
         .await
         .map_err(OAuthError::server)
+}
+
+/// Our issuer's keys: the prepared set of the server state, as it was when the decision began.
+struct OwnKeys<'a> {
+    issuer: &'a str,
+    keys: Arc<Jwks>,
+}
+
+impl KeySource for OwnKeys<'_> {
+    fn keys(&self, issuer: &str) -> Option<&Jwks> {
+        (issuer == self.issuer).then_some(&*self.keys)
+    }
 }
 
 /// RFC 9449 §11.1 replay detection in the shared database.

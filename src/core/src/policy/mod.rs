@@ -1,13 +1,14 @@
 //! Scope policies: the document ([`model`]), its validation and compilation into the form decisions use,
-//! the route [`matcher`], the requirement checks, and the policy's own tests ([`testing`]).
+//! the route [`matcher`], the requirement checks, and the shape of the policy's own tests
+//! (`test_cases`; they run in [`crate::policy_tests`], which needs the guard: policy does not).
 
 pub mod matcher;
 pub mod model;
-pub mod testing;
+mod test_cases;
 
 use crate::alg::{Algorithm, AlgorithmName};
 use crate::binding::SenderConstraint;
-use crate::decision::Denial;
+use crate::denial::Denial;
 use crate::dpop::DpopRules;
 use crate::jwks::Jwks;
 use crate::token::{AccessClaims, TokenRules};
@@ -291,7 +292,7 @@ fn build(doc: PolicyDoc, problems: &mut Vec<Problem>) -> Option<Policy> {
     let issuers = build_issuers(&doc, problems);
     let rules = build_rules(&doc, problems);
     check_shadowing(&rules, problems);
-    testing::check_tests(&doc, problems);
+    test_cases::check_tests(&doc, problems);
     Some(Policy { doc, issuers, rules })
 }
 

@@ -9,12 +9,10 @@ use axum::extract::rejection::FormRejection;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
-use fapi_core::alg::Algorithm;
 use fapi_core::decision::Denial;
 use fapi_core::dpop::{check_proof, DpopRules, ProofContext, ValidProof};
-use fapi_core::jwks::{Jwks, KeySelection};
-use fapi_core::jws::CompactJws;
-use serde_json::{Map, Value};
+use fapi_core::verify::{Validation, Verified};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// Most parameters accepted in one form body.
@@ -142,30 +140,24 @@ pub async fn record_proof(state: &AppState, proof: &ValidProof) -> Result<()> {
     Ok(())
 }
 
-/// Verifies a JWT this server signed (current, next or retired key): FAPI algorithms only, header
-/// checks of RFC 8725 (no embedded keys, no crit), `typ` equal to `typ` (RFC 9068 §4 for access
-/// tokens), `iss` our issuer. Expiry and revocation are the caller's business. `None` for anything
-/// else: callers treat unknown tokens alike (RFC 7009 §2.2, RFC 7662 §2.2).
-pub fn verify_own(state: &AppState, token: &str, typ: &str) -> Option<Map<String, Value>> {
-    if token.len() > MAX_TOKEN {
-        return None;
-    }
-    let jws = CompactJws::parse(token).ok()?;
-    let (alg, kid) = fapi_core::token::check_header(&jws, &Algorithm::FAPI, true).ok()?;
-    if !jws.header_str("typ").ok()??.eq_ignore_ascii_case(typ) {
-        return None;
-    }
-    if jws.payload.get("iss").and_then(Value::as_str) != Some(state.config.issuer.as_str()) {
-        return None;
-    }
-    let keys = Jwks::from_value(&state.keys.jwks()).ok()?;
-    let KeySelection::Found(key) = keys.select(kid.as_deref(), alg) else {
-        return None;
-    };
-    if !key.verify(alg, jws.signing_input.as_bytes(), &jws.signature) {
-        return None;
-    }
-    Some(jws.payload)
+/// Verifies a JWT this server signed (current, next or retired key) with fapi-core's validator
+/// ([`Validation::own_token`]: FAPI algorithms, RFC 8725 header rules, `typ` equal to `typ` — RFC 9068
+/// §4 for access tokens —, `iss` our issuer, `aud` our audiences, `exp` not passed, no longer-lived
+/// than the tokens we issue) and the prepared key set of the server
+/// state. Revocation is the caller's business. `None` for anything else: callers treat unknown tokens
+/// alike (RFC 7009 §2.2, RFC 7662 §2.2).
+pub fn verify_own(state: &AppState, token: &str, typ: &'static str, now: i64) -> Option<Verified> {
+    let tokens = &state.config.tokens;
+    let validation = Validation::own_token(
+        &state.config.issuer,
+        typ,
+        tokens.audience.clone(),
+        tokens.access_token_lifetime,
+    );
+    validation
+        .verify(token, &state.verifying_keys.current(), now)
+        .map_err(|d| tracing::debug!(reason = d.reason(), "not one of our valid tokens"))
+        .ok()
 }
 
 /// Compares a presented credential with the expected one in constant time (over their SHA-256, so

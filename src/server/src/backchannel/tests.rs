@@ -122,12 +122,14 @@ async fn fixture() -> Fixture {
         })
         .await
         .unwrap();
-    let resource = crate::resource::ResourceGuard::new(&config, &keys.jwks(), &[7u8; 32]).unwrap();
+    let verifying_keys = crate::keys::VerifyingKeys::new(&keys).unwrap();
+    let resource = crate::resource::ResourceGuard::new(&config, &[7u8; 32]).unwrap();
     let client_jwks = crate::client_jwks::ClientJwks::new(&config.registration).unwrap();
     let state = Arc::new(AppState {
         config,
         store,
         keys,
+        verifying_keys,
         nonces: NonceIssuer::new(&[7u8; 32], 300),
         client_jwks,
         resource,
@@ -842,4 +844,360 @@ async fn userinfo_needs_openid_and_a_known_token() {
     assert_eq!((a.status, a.error()), (400, "invalid_request"));
     let a = get_userinfo(&f, &[&format!("Bearer {good}")], &[], cert("A")).await;
     assert_eq!(a.status, 200, "{}", a.body);
+}
+
+// --- One table of hostile JWTs through every endpoint that verifies one (fapi-core's validator) ---
+
+/// The hostile changes of fapi-core's tests/validator.rs, applied to a JWT an endpoint accepts.
+const HOSTILE: [&str; 10] = [
+    "alg none",
+    "HS256 with the public key",
+    "embedded jwk",
+    "jku",
+    "x5u",
+    "unknown crit",
+    "expired",
+    "future iat",
+    "long lifetime",
+    "wrong aud",
+];
+
+/// `header` and `claims`, broken as `case` says, signed by `key` (or by an attacker, or not at all).
+/// For a DPoP proof (`dpop`) the jwk header is the mechanism, so "embedded jwk" is a private jwk;
+/// "expired" is an old `iat`; "wrong aud" is another `htu`.
+fn hostile(case: &str, key: &SigningKey, header: &Value, claims: &Value, dpop: bool) -> String {
+    let (mut h, mut c) = (header.clone(), claims.clone());
+    let t = c["iat"].as_i64().or_else(|| c["nbf"].as_i64()).unwrap();
+    let unsigned = |h: &Value, c: &Value| {
+        format!(
+            "{}.{}",
+            fapi_core::b64::encode(h.to_string()),
+            fapi_core::b64::encode(c.to_string())
+        )
+    };
+    match case {
+        "alg none" => {
+            h["alg"] = json!("none");
+            return format!("{}.", unsigned(&h, &c));
+        }
+        "HS256 with the public key" => {
+            h["alg"] = json!("HS256");
+            let input = unsigned(&h, &c);
+            let secret = key.public_jwk().to_string();
+            let tag = ring::hmac::sign(
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes()),
+                input.as_bytes(),
+            );
+            return format!("{input}.{}", fapi_core::b64::encode(tag.as_ref()));
+        }
+        "embedded jwk" => {
+            let attacker = SigningKey::generate(Algorithm::ES256, Some(key.kid().to_string())).unwrap();
+            h["jwk"] = if dpop {
+                attacker.private_jwk().clone()
+            } else {
+                attacker.public_jwk().clone()
+            };
+            return attacker.sign_with_header(&h, &c).unwrap();
+        }
+        "jku" => h["jku"] = json!("https://attacker.example/jwks"),
+        "x5u" => h["x5u"] = json!("https://attacker.example/cert.pem"),
+        "unknown crit" => {
+            h["crit"] = json!(["urn:example:ext"]);
+            h["urn:example:ext"] = json!(true);
+        }
+        "expired" if dpop => c["iat"] = json!(t - 3600),
+        "expired" => c["exp"] = json!(t - 3600),
+        "future iat" => c["iat"] = json!(t + 3600),
+        "long lifetime" => c["exp"] = json!(t + 90_000),
+        "wrong aud" if dpop => c["htu"] = json!("https://evil.example/token"),
+        "wrong aud" => c["aud"] = json!("https://evil.example"),
+        other => panic!("unknown case {other}"),
+    }
+    key.sign_with_header(&h, &c).unwrap()
+}
+
+/// Status and OAuth error (or `active` for introspection) of a response.
+async fn answer(r: axum::response::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn form(pairs: &[(&str, &str)]) -> super::support::FormBody {
+    Ok(axum::Form(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    ))
+}
+
+fn host(h: &'static str, extra: &[(&'static str, String)]) -> axum::http::HeaderMap {
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(axum::http::header::HOST, axum::http::HeaderValue::from_static(h));
+    for (k, v) in extra {
+        headers.append(*k, axum::http::HeaderValue::from_str(v).unwrap());
+    }
+    headers
+}
+
+/// `POST /token` through the axum handler, as the DPoP client, with this assertion and proof.
+async fn token_endpoint(f: &Fixture, assertion: &str, proof: &str) -> (u16, Value) {
+    let r = super::token::token(
+        axum::extract::State(f.state.clone()),
+        Some(axum::Extension(PeerCertificate(None))),
+        host("as.example", &[("dpop", proof.to_string())]),
+        form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "no-such-code"),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_assertion_type", crate::client_auth::JWT_BEARER),
+            ("client_assertion", assertion),
+        ]),
+    )
+    .await;
+    answer(r).await
+}
+
+/// A DPoP proof for the token endpoint with a fresh server nonce: its header and claims.
+fn proof_parts(f: &Fixture, t: i64) -> (Value, Value) {
+    (
+        json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": f.client_key.public_jwk_bare()}),
+        json!({"jti": random_token(16), "htm": "POST", "htu": TOKEN_URL, "iat": t,
+               "nonce": f.state.nonces.issue(t)}),
+    )
+}
+
+fn assertion_parts(f: &Fixture, t: i64) -> (Value, Value) {
+    (
+        json!({"alg": "ES256", "kid": f.client_key.kid()}),
+        json!({"iss": "dpop-client", "sub": "dpop-client", "aud": ISSUER, "iat": t, "exp": t + 60,
+               "jti": random_token(16)}),
+    )
+}
+
+fn request_object_parts(f: &Fixture, t: i64) -> (Value, Value) {
+    let challenge = hashed(VERIFIER);
+    (
+        json!({"alg": "ES256", "typ": "oauth-authz-req+jwt", "kid": f.client_key.kid()}),
+        json!({"iss": "dpop-client", "aud": ISSUER, "client_id": "dpop-client", "nbf": t - 5,
+               "exp": t + 300, "jti": random_token(16), "response_type": "code",
+               "redirect_uri": REDIRECT, "scope": "openid accounts", "code_challenge": challenge,
+               "code_challenge_method": "S256", "state": "s", "nonce": "n"}),
+    )
+}
+
+/// `POST /par` through the axum handler, as the DPoP client, with this request object.
+async fn par_endpoint(f: &Fixture, request_object: &str) -> (u16, Value) {
+    let t = now();
+    let (h, c) = assertion_parts(f, t);
+    let assertion = f.client_key.sign_with_header(&h, &c).unwrap();
+    let r = crate::frontchannel::par::par(
+        axum::extract::State(f.state.clone()),
+        Some(axum::Extension(PeerCertificate(None))),
+        host("as.example", &[]),
+        form(&[
+            ("client_id", "dpop-client"),
+            ("client_assertion_type", crate::client_auth::JWT_BEARER),
+            ("client_assertion", &assertion),
+            ("request", request_object),
+        ]),
+    )
+    .await;
+    match r {
+        Ok(r) => answer(r).await,
+        Err(e) => answer(axum::response::IntoResponse::into_response(e)).await,
+    }
+}
+
+/// `POST /introspect` through the axum handler, as a resource server holding the feed credential.
+async fn introspect_endpoint(f: &Fixture, token: &str) -> (u16, Value) {
+    let r = super::revoke::introspect(
+        axum::extract::State(f.state.clone()),
+        Some(axum::Extension(PeerCertificate(None))),
+        host("as.example", &[("authorization", "Bearer feed-secret".into())]),
+        form(&[("token", token)]),
+    )
+    .await;
+    answer(r).await
+}
+
+/// `POST /revoke` through the axum handler, as the mTLS client.
+async fn revoke_endpoint(f: &Fixture, token: &str) -> (u16, Value) {
+    let r = super::revoke::revoke(
+        axum::extract::State(f.state.clone()),
+        Some(axum::Extension(cert("A"))),
+        form(&[("client_id", "mtls-client"), ("token", token)]),
+    )
+    .await;
+    answer(r).await
+}
+
+#[tokio::test]
+async fn hostile_jwts_are_refused_by_every_endpoint_with_its_error() {
+    let f = fixture().await;
+    let mut failures = Vec::new();
+    let mut check = |what: String, got: (u16, Value), status: u16, error: &str| {
+        let ok = got.0 == status
+            && match error {
+                "active:false" => got.1 == json!({"active": false}),
+                "revoked:none" => true,
+                e => got.1["error"] == e,
+            };
+        if !ok {
+            failures.push(format!("{what}: expected {status} {error}, got {got:?}"));
+        }
+    };
+
+    // Client assertion at the token endpoint: 401 invalid_client. A good assertion gets past client
+    // authentication (to invalid_grant for the unknown code).
+    let t = now();
+    let proof = |f: &Fixture| {
+        let (h, c) = proof_parts(f, t);
+        f.client_key.sign_with_header(&h, &c).unwrap()
+    };
+    let (h, c) = assertion_parts(&f, t);
+    let good = f.client_key.sign_with_header(&h, &c).unwrap();
+    check(
+        "client assertion, valid".into(),
+        token_endpoint(&f, &good, &proof(&f)).await,
+        400,
+        "invalid_grant",
+    );
+    for case in HOSTILE {
+        let (h, c) = assertion_parts(&f, t);
+        let bad = hostile(case, &f.client_key, &h, &c, false);
+        check(
+            format!("client assertion, {case}"),
+            token_endpoint(&f, &bad, &proof(&f)).await,
+            401,
+            "invalid_client",
+        );
+    }
+
+    // DPoP proof at the token endpoint: 400 invalid_dpop_proof, before the assertion is spent.
+    for case in HOSTILE {
+        let (h, c) = proof_parts(&f, t);
+        let bad = hostile(case, &f.client_key, &h, &c, true);
+        let (ah, ac) = assertion_parts(&f, t);
+        let assertion = f.client_key.sign_with_header(&ah, &ac).unwrap();
+        check(
+            format!("DPoP proof, {case}"),
+            token_endpoint(&f, &assertion, &bad).await,
+            400,
+            "invalid_dpop_proof",
+        );
+    }
+
+    // Request object at PAR: 400 invalid_request_object. A good one is stored (201).
+    let (h, c) = request_object_parts(&f, t);
+    let good = f.client_key.sign_with_header(&h, &c).unwrap();
+    let (status, body) = par_endpoint(&f, &good).await;
+    assert_eq!(status, 201, "the valid request object is refused: {body}");
+    for case in HOSTILE {
+        let (h, c) = request_object_parts(&f, t);
+        let bad = hostile(case, &f.client_key, &h, &c, false);
+        check(
+            format!("request object, {case}"),
+            par_endpoint(&f, &bad).await,
+            400,
+            "invalid_request_object",
+        );
+    }
+
+    // Our own access tokens: introspection answers active:false, UserInfo 401 invalid_token, and
+    // revocation (200 whatever the token, RFC 7009 §2.2) revokes nothing. The hostile tokens carry
+    // the jti of a live token, so accepting one would show.
+    let (token, jti) = mint(
+        &f,
+        "mtls-client",
+        "openid accounts",
+        json!({"x5t#S256": x5t("A")}),
+    )
+    .await;
+    let server_key = &f.state.keys.current;
+    let parts = || {
+        (
+            json!({"alg": "ES256", "typ": "at+jwt", "kid": server_key.kid()}),
+            claims(&token),
+        )
+    };
+    let (_, body) = introspect_endpoint(&f, &token).await;
+    assert_eq!(body["active"], json!(true), "the valid token is active");
+    let ok = get_userinfo(&f, &[&format!("Bearer {token}")], &[], cert("A")).await;
+    assert_eq!(ok.status, 200, "the valid token reads UserInfo: {:?}", ok.body);
+    for case in HOSTILE {
+        let (h, c) = parts();
+        let bad = hostile(case, server_key, &h, &c, false);
+        check(
+            format!("own token at introspection, {case}"),
+            introspect_endpoint(&f, &bad).await,
+            200,
+            "active:false",
+        );
+        let a = get_userinfo(&f, &[&format!("Bearer {bad}")], &[], cert("A")).await;
+        check(
+            format!("own token at UserInfo, {case}"),
+            (a.status, a.body.clone()),
+            401,
+            "invalid_token",
+        );
+        check(
+            format!("own token at revocation, {case}"),
+            revoke_endpoint(&f, &bad).await,
+            200,
+            "revoked:none",
+        );
+        let (_, still) = introspect_endpoint(&f, &token).await;
+        assert_eq!(
+            still["active"],
+            json!(true),
+            "revoking a hostile token ({case}) revoked {jti}"
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The prepared key set in the state is what verifies our tokens, and replacing it (as after a key
+/// rotation) takes effect on the next request: a token of a key the set lacks is inactive until the
+/// set holds that key.
+#[tokio::test]
+async fn own_tokens_verify_with_the_key_set_held_in_the_state_and_its_replacement() {
+    let f = fixture().await;
+    let rotated = SigningKey::generate(Algorithm::ES256, Some("rotated".into())).unwrap();
+    let t = now();
+    let jti = random_token(16);
+    let claims = json!({
+        "iss": ISSUER, "sub": "user-taro", "aud": "https://api.bank.example", "exp": t + 300,
+        "iat": t, "nbf": t, "jti": jti, "client_id": "mtls-client", "scope": "openid",
+        "cnf": {"x5t#S256": x5t("A")},
+    });
+    let token = rotated.sign_jwt(Some("at+jwt"), &claims).unwrap();
+    f.state
+        .store
+        .record_access_token(&jti, None, "mtls-client", &claims, t + 300)
+        .await
+        .unwrap();
+    let who = Introspector::ResourceServer;
+    assert_eq!(
+        introspection(&f.state, &token, &who, t).await.unwrap(),
+        json!({"active": false})
+    );
+    let current = SigningKey::from_jwk(f.state.keys.current.private_jwk()).unwrap();
+    let keys = Keys {
+        current,
+        next: Some(rotated),
+        retired: vec![],
+    };
+    f.state.verifying_keys.replace(&keys).unwrap();
+    assert_eq!(
+        introspection(&f.state, &token, &who, t).await.unwrap()["active"],
+        json!(true)
+    );
+    // The token expires on the state's clock with no leeway: inactive from its exp on.
+    assert_eq!(
+        introspection(&f.state, &token, &who, t + 300).await.unwrap(),
+        json!({"active": false})
+    );
 }

@@ -4,7 +4,7 @@
 //! for clients registered so (and the FAPI 2.0 Message Signing / FAPI 1 Advanced profiles), required.
 
 use crate::app::{now, random_token, Shared};
-use crate::client_auth::{authenticate, client_keys};
+use crate::client_auth::{authenticate, client_keys, refusal};
 use crate::error::{OAuthError, Result};
 use crate::model::{ParRequest, PAR};
 use crate::store::ClientMetadata;
@@ -14,11 +14,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
-use fapi_core::alg::AlgorithmName;
 use fapi_core::decision::{Denial, DpopDefect};
 use fapi_core::dpop::{check_proof, DpopRules, ProofContext};
-use fapi_core::jwks::KeySelection;
-use fapi_core::jws::CompactJws;
+use fapi_core::verify::Validation;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,10 +24,6 @@ use std::collections::{BTreeMap, HashMap};
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 /// FAPI 2.0 §5.3.2.2: `expires_in` shall be under 600 s.
 pub const MAX_PAR_LIFETIME: u64 = 599;
-/// FAPI 2.0 Message Signing §5.3.1 / FAPI 1 Advanced §5.2.2-13: `exp - nbf` at most 60 minutes.
-pub const MAX_REQUEST_OBJECT_LIFETIME: i64 = 3600;
-/// Clock skew tolerated on `nbf` (FAPI 2.0 §5.3.2.1: accept up to 10 s in the future).
-const SKEW: i64 = 10;
 
 /// Parameters of one request, each at most once (RFC 6749 §3.1: "Request and response parameters
 /// MUST NOT be included more than once").
@@ -199,91 +193,40 @@ pub fn validate(p: &Params, client: &ClientMetadata) -> Result<ParRequest> {
     })
 }
 
-/// A verified request object: its parameters, and its `jti` and `exp` for the replay check.
+/// A verified request object: its parameters, its `jti`, and until when to remember that `jti`.
 #[derive(Debug)]
 pub struct RequestObject {
     pub params: Params,
     pub jti: Option<String>,
-    pub exp: i64,
+    /// Until when the `jti` must be remembered (fapi-core: after `exp`).
+    pub remember_until: i64,
 }
 
-/// Verifies a signed request object (RFC 9101 §6): a JWS (not encrypted, not `none`) with
-/// PS256/ES256/EdDSA by a key of the client's registered JWKS; `iss` = client_id and `aud` = the
-/// issuer (RFC 9101 §4, FAPI 2.0 Message Signing §5.3.1); `exp` in the future, `nbf` not in the future
-/// and at most 60 minutes before `exp` (FAPI 1 Advanced §5.2.2-13, -17). Returns its parameters only:
-/// the caller uses nothing from outside it (RFC 9101 §6.3, FAPI 1 Advanced §5.2.2-10).
+/// Verifies a signed request object (RFC 9101 §6) with fapi-core's validator
+/// ([`Validation::request_object`]): a JWS (not encrypted, not `none`) with PS256/ES256/EdDSA by a key
+/// of the client's registered JWKS; `iss` = client_id and `aud` = the issuer (RFC 9101 §4, FAPI 2.0
+/// Message Signing §5.3.1); `exp` in the future, `nbf` not in the future, no older than 60 minutes and
+/// at most 60 minutes before `exp` (FAPI 2.0 Message Signing §5.3.1, FAPI 1 Advanced §5.2.2-13, -17).
+/// Returns its parameters only: the caller uses nothing from outside it (RFC 9101 §6.3, FAPI 1
+/// Advanced §5.2.2-10).
 pub fn verify_request_object(
     jwt: &str,
     client: &ClientMetadata,
     issuer: &str,
     now: i64,
 ) -> Result<RequestObject> {
-    let bad = |d: &str| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request_object", d.to_string());
-    if jwt.split('.').count() == 5 {
-        return Err(bad("encrypted request objects are not supported"));
-    }
-    let jws = CompactJws::parse(jwt).map_err(|e| bad(e.describe()))?;
-    let alg = match jws.header_str("alg").ok().flatten().map(AlgorithmName::parse) {
-        Some(AlgorithmName::Supported(a)) if a.is_fapi() => a,
-        _ => return Err(bad("request object algorithm not allowed (PS256, ES256, EdDSA)")),
-    };
-    for h in ["jwk", "jku", "x5u", "x5c", "crit"] {
-        if jws.header.contains_key(h) {
-            return Err(bad(&format!("request object header {h} is not accepted")));
-        }
-    }
-    // RFC 9101 §10.8: explicit typing; other JWT types (DPoP proofs, access tokens) are refused.
-    match jws.header_str("typ") {
-        Ok(None) => {}
-        Ok(Some(t)) if t.eq_ignore_ascii_case("oauth-authz-req+jwt") || t.eq_ignore_ascii_case("JWT") => {}
-        _ => return Err(bad("request object typ must be oauth-authz-req+jwt")),
-    }
-    let keys = client_keys(client).ok_or_else(|| bad("the client has no registered keys"))?;
-    let key = match keys.select(jws.header_str("kid").ok().flatten(), alg) {
-        KeySelection::Found(k) => k,
-        _ => return Err(bad("no registered key of the client matches the request object")),
-    };
-    if !key.verify(alg, jws.signing_input.as_bytes(), &jws.signature) {
-        return Err(bad("request object signature invalid"));
-    }
-    let c = &jws.payload;
-    if c.get("iss").and_then(Value::as_str) != Some(client.client_id.as_str()) {
-        return Err(bad("request object iss must be the client_id"));
-    }
+    let validation = Validation::request_object(issuer).for_client(&client.client_id);
+    let bad = |d: String| OAuthError::new(StatusCode::BAD_REQUEST, validation.error, d);
+    let parsed = validation.parse(jwt).map_err(|d| refusal(&validation, &d))?;
+    let keys = client_keys(client).ok_or_else(|| bad("the client has no registered keys".to_string()))?;
+    let verified = validation
+        .finish(parsed, &keys, now)
+        .map_err(|d| refusal(&validation, &d))?;
+    let c = &verified.claims;
     if c.get("client_id")
         .is_some_and(|v| v.as_str() != Some(client.client_id.as_str()))
     {
-        return Err(bad("request object client_id differs from the client"));
-    }
-    let issuer_trimmed = issuer.trim_end_matches('/');
-    let aud_ok = |a: &str| a == issuer || a.trim_end_matches('/') == issuer_trimmed;
-    let aud_ok = match c.get("aud") {
-        Some(Value::String(a)) => aud_ok(a),
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(aud_ok),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(bad("request object aud must be the issuer"));
-    }
-    let exp = c
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| bad("request object has no exp"))?;
-    let nbf = c
-        .get("nbf")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| bad("request object has no nbf"))?;
-    if exp <= now {
-        return Err(bad("request object expired"));
-    }
-    if nbf > now + SKEW {
-        return Err(bad("request object not valid yet (nbf)"));
-    }
-    if nbf < now - MAX_REQUEST_OBJECT_LIFETIME {
-        return Err(bad("request object nbf is more than 60 minutes in the past"));
-    }
-    if exp - nbf > MAX_REQUEST_OBJECT_LIFETIME {
-        return Err(bad("request object lifetime (exp - nbf) exceeds 60 minutes"));
+        return Err(bad("request object client_id differs from the client".to_string()));
     }
     let mut params = Params::new();
     for (k, v) in c {
@@ -291,7 +234,9 @@ pub fn verify_request_object(
             continue;
         }
         if k == "request" || k == "request_uri" {
-            return Err(bad("request objects cannot nest request or request_uri"));
+            return Err(bad(
+                "request objects cannot nest request or request_uri".to_string()
+            ));
         }
         match v {
             Value::String(s) => {
@@ -304,8 +249,12 @@ pub fn verify_request_object(
             _ => {}
         }
     }
-    let jti = c.get("jti").and_then(Value::as_str).map(str::to_string);
-    Ok(RequestObject { params, jti, exp })
+    let jti = verified.claim_str("jti").map(str::to_string);
+    Ok(RequestObject {
+        params,
+        jti,
+        remember_until: verified.remember_until(&validation, now),
+    })
 }
 
 /// Whether the client must send a signed request object.
@@ -413,7 +362,7 @@ async fn par_inner(
                     .remember_jti(
                         "request_object",
                         &format!("{}:{jti}", client.client_id),
-                        ro.exp + 60,
+                        ro.remember_until,
                     )
                     .await?
                 {

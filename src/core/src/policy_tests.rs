@@ -1,15 +1,17 @@
-//! A policy's own tests: a request and token claims in, a decision out.
+//! A policy's own tests, run: a request and token claims in, a decision out. Apart from
+//! [`crate::policy`] (which only checks that the tests are well-formed, in `policy::test_cases`), so
+//! that policy validation never imports the guard.
 //!
 //! The runner builds real [`AccessClaims`] and real request facts and runs every decision stage except
 //! the two signature checks (token and DPoP proof), which need keys the policy author does not hold:
 //! claim validation, binding (certificate thumbprints and DPoP key thumbprints are fabricated to match
 //! or not, as the test says), revocation, rule matching and requirements all run the production code.
 
-use super::{Policy, Problem, TestCase, TestToken};
 use crate::binding::CertThumbprint;
 use crate::cache::RevocationList;
 use crate::decision::{Decision, Scheme};
 use crate::guard::{self, Presented};
+use crate::policy::{Policy, TestCase, TestToken};
 use crate::token::AccessClaims;
 use serde_json::{json, Map, Value};
 
@@ -29,54 +31,6 @@ pub struct TestOutcome {
     /// What happened: status, error, reason and rule.
     pub got: String,
     pub expected: String,
-}
-
-/// Checks that the tests are well-formed (names unique, values known); run by validation.
-pub(super) fn check_tests(doc: &super::PolicyDoc, problems: &mut Vec<Problem>) {
-    for (i, t) in doc.tests.iter().enumerate() {
-        let at = |f: &str| format!("tests[{i}].{f}");
-        if doc.tests[..i].iter().any(|o| o.name == t.name) {
-            problems.push(Problem::error(
-                at("name"),
-                format!("test name \"{}\" is used twice", t.name),
-            ));
-        }
-        if crate::uri::normalize(&t.request.url).is_none() {
-            problems.push(Problem::error(
-                at("request.url"),
-                "must be an absolute http(s) URL",
-            ));
-        }
-        if let Some(s) = &t.request.scheme {
-            if !s.eq_ignore_ascii_case("bearer") && !s.eq_ignore_ascii_case("dpop") {
-                problems.push(Problem::error(at("request.scheme"), "Bearer or DPoP"));
-            }
-        }
-        for (field, v) in [
-            ("request.client_cert", &t.request.client_cert),
-            ("request.dpop_key", &t.request.dpop_key),
-        ] {
-            if let Some(v) = v {
-                if !matches!(v.as_str(), "bound" | "other" | "none") {
-                    problems.push(Problem::error(at(field), "bound, other or none"));
-                }
-            }
-        }
-        if let Some(b) = t.token.as_ref().and_then(|t| t.binding.as_ref()) {
-            if !matches!(b.as_str(), "mtls" | "dpop" | "none") {
-                problems.push(Problem::error(at("token.binding"), "mtls, dpop or none"));
-            }
-        }
-        if !(100..=599).contains(&t.expect.status) {
-            problems.push(Problem::error(at("expect.status"), "an HTTP status"));
-        }
-        if t.expect.status == 200 && (t.expect.error.is_some() || t.expect.reason.is_some()) {
-            problems.push(Problem::error(
-                at("expect"),
-                "an allowed request has no error or reason",
-            ));
-        }
-    }
 }
 
 impl Policy {
@@ -176,7 +130,7 @@ impl Policy {
         )
     }
 
-    fn test_claims(&self, t: &TestToken) -> Result<AccessClaims, crate::decision::Denial> {
+    fn test_claims(&self, t: &TestToken) -> Result<AccessClaims, crate::denial::Denial> {
         let mut claims = Map::new();
         if let Some(issuer) = self.issuers.first() {
             claims.insert("iss".into(), json!(issuer.rules.issuer));
