@@ -35,6 +35,10 @@ pub type Shared = Arc<AppState>;
 pub struct Metrics {
     counters: Mutex<BTreeMap<(String, String), u64>>,
     pub started: AtomicU64,
+    /// Connection figures of the listeners (src/serve.rs): browser-facing TLS, mTLS, health.
+    pub https: Arc<crate::serve::ConnStats>,
+    pub mtls: Arc<crate::serve::ConnStats>,
+    pub health: Arc<crate::serve::ConnStats>,
 }
 
 impl Metrics {
@@ -57,6 +61,32 @@ impl Metrics {
             "# TYPE fapi_as_start_time_seconds gauge\nfapi_as_start_time_seconds {}\n",
             self.started.load(Ordering::Relaxed)
         ));
+        let listeners = [
+            ("https", &self.https),
+            ("mtls", &self.mtls),
+            ("http", &self.health),
+        ];
+        out.push_str("# HELP fapi_as_connections_open Connections open now, by listener.\n# TYPE fapi_as_connections_open gauge\n");
+        for (l, s) in listeners {
+            out.push_str(&format!(
+                "fapi_as_connections_open{{listener=\"{l}\"}} {}\n",
+                s.open()
+            ));
+        }
+        out.push_str("# HELP fapi_as_connections_refused_total Connections closed at accept: listener at its cap.\n# TYPE fapi_as_connections_refused_total counter\n");
+        for (l, s) in listeners {
+            out.push_str(&format!(
+                "fapi_as_connections_refused_total{{listener=\"{l}\"}} {}\n",
+                s.refused()
+            ));
+        }
+        out.push_str("# HELP fapi_as_accept_errors_total Failed accept calls (e.g. out of file descriptors).\n# TYPE fapi_as_accept_errors_total counter\n");
+        for (l, s) in listeners {
+            out.push_str(&format!(
+                "fapi_as_accept_errors_total{{listener=\"{l}\"}} {}\n",
+                s.accept_errors()
+            ));
+        }
         out
     }
 }

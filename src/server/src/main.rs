@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use fapi_as::app::{self, AppState, Metrics};
 use fapi_as::config::Config;
 use fapi_as::keys::Keys;
+use fapi_as::serve::ConnLimits;
 use fapi_as::store::{Account, ClientMetadata, Store, User};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -182,15 +183,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         })
     };
+    let tls_limits = ConnLimits::tls(&state.config.limits);
+    let m = &state.metrics;
     let tasks = vec![
         tokio::spawn(fapi_as::serve::serve_tls(
             https,
             plain_tls,
             router.clone(),
+            tls_limits,
+            m.https.clone(),
             rx.clone(),
         )),
-        tokio::spawn(fapi_as::serve::serve_tls(mtls_l, mtls, router, rx.clone())),
-        tokio::spawn(fapi_as::serve::serve_plain(http, app::health_router(), rx)),
+        tokio::spawn(fapi_as::serve::serve_tls(
+            mtls_l,
+            mtls,
+            router,
+            tls_limits,
+            m.mtls.clone(),
+            rx.clone(),
+        )),
+        tokio::spawn(fapi_as::serve::serve_plain(
+            http,
+            app::health_router(),
+            ConnLimits::health(&state.config.limits),
+            m.health.clone(),
+            rx,
+        )),
     ];
     shutdown_signal().await;
     tracing::info!("shutting down");
