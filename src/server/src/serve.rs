@@ -70,6 +70,7 @@ impl ConnLimits {
 /// Live figures of one listener (rendered by `/metrics`, read by tests).
 #[derive(Debug, Default)]
 pub struct ConnStats {
+    accepted: AtomicU64,
     open: AtomicUsize,
     tasks: AtomicUsize,
     refused: AtomicU64,
@@ -77,6 +78,10 @@ pub struct ConnStats {
 }
 
 impl ConnStats {
+    /// Connections accepted so far (those closed at once over the cap included).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
     /// Connections open now (accepted, not yet closed).
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -245,6 +250,7 @@ async fn accept_loop<L, F, Fut>(
                 continue;
             }
         };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
         // Over the cap: closed now rather than held (or left in the backlog) for a client that
         // may never send anything.
         let Ok(permit) = permits.clone().try_acquire_owned() else {

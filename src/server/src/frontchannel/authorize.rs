@@ -479,6 +479,16 @@ pub(super) async fn posted(
     form: FormPairs,
 ) -> Result<std::result::Result<Posted, Response>> {
     let fallback = choose_lang(None, headers, None);
+    if form
+        .as_ref()
+        .is_err_and(|e| e.status() == StatusCode::PAYLOAD_TOO_LARGE)
+    {
+        return Ok(Err(error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            fallback,
+            Msg::BadRequest,
+        )));
+    }
     let Some((key, sess)) = load_session(s, headers).await? else {
         return Ok(Err(error_page(
             StatusCode::BAD_REQUEST,

@@ -380,8 +380,7 @@ async fn par_inner(
     headers: &HeaderMap,
     form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response> {
-    let Form(pairs) =
-        form.map_err(|_| OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"))?;
+    let Form(pairs) = form.map_err(crate::error::form_rejected)?;
     let outer = collect(pairs)?;
     let auth_form: HashMap<String, String> = outer.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let auth = authenticate(s, &auth_form, &peer).await?;

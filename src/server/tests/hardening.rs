@@ -1,0 +1,424 @@
+//! fapi-as under hostile load and failure (issue 10): connections are reaped, capped and timed,
+//! oversized bodies answer 413. The server runs in this process (the library's listeners and
+//! router, over real TLS on free ports) so a test can read its connection figures and choose its
+//! limits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use fapi_as::app::{AppState, Metrics};
+use fapi_as::config::Config;
+use fapi_as::keys::Keys;
+use fapi_as::serve::{ConnLimits, ConnStats};
+use fapi_as::store::{ClientMetadata, Store, User};
+use fapi_core::alg::Algorithm;
+use fapi_core::sign::{random_id, SigningKey};
+use fapi_e2e::client::{HttpsClient, Req, Resp, TlsVersion};
+use fapi_e2e::pki::TestPki;
+use fapi_e2e::util::{free_port, unix_now, wait_until, ScratchDir};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod common;
+
+use common::{form, PASSWORD, REDIRECT};
+
+/// fapi-as in this process: its own runtime, the browser-facing, mTLS and health listeners.
+struct InProc {
+    rt: Option<tokio::runtime::Runtime>,
+    stop: tokio::sync::watch::Sender<bool>,
+    state: Arc<AppState>,
+    _dir: ScratchDir,
+    issuer: String,
+    browser_port: u16,
+    mtls_port: u16,
+    health_port: u16,
+    ca: Vec<u8>,
+    mtls: HttpsClient,
+    key: SigningKey,
+}
+
+/// The listeners' limits for a test.
+fn limits(max_connections: usize, header_read_timeout: u64) -> fapi_as::config::Limits {
+    fapi_as::config::Limits {
+        max_connections,
+        health_max_connections: 4,
+        header_read_timeout,
+        tls_handshake_timeout: header_read_timeout,
+    }
+}
+
+impl InProc {
+    fn start(limits: fapi_as::config::Limits) -> InProc {
+        fapi_as::tls::install_provider();
+        let dir = ScratchDir::new("as-hardening").unwrap();
+        let pki = TestPki::generate(dir.path(), &["fintech"]).unwrap();
+        let (https, mtls, http) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
+        let issuer = format!("https://127.0.0.1:{https}");
+        let mut config: Config = toml::from_str(&format!(
+            "issuer = \"{issuer}\"\nmtls_base = \"https://127.0.0.1:{mtls}\"\n[tls]\ncert = \"x\"\nkey = \"y\"\n\
+             [database]\nurl = \"sqlite://{}?mode=rwc\"\n",
+            dir.join("as.db").display()
+        ))
+        .unwrap();
+        config.limits = limits;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let key = SigningKey::generate(Algorithm::ES256, Some("fintech-1".into())).unwrap();
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let state = rt.block_on(async {
+            let store = Store::connect(&config.database.url).await.unwrap();
+            store
+                .put_client(
+                    &ClientMetadata {
+                        client_id: "fintech".into(),
+                        client_name: "Fintech".into(),
+                        redirect_uris: vec![REDIRECT.into()],
+                        token_endpoint_auth_method: "private_key_jwt".into(),
+                        jwks: Some(json!({"keys": [key.public_jwk()]})),
+                        jwks_uri: None,
+                        tls_client_auth_subject_dn: None,
+                        token_binding: "mtls".into(),
+                        scope: "openid accounts".into(),
+                        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+                        require_signed_request_object: false,
+                        profile: "fapi2".into(),
+                        authorization_signed_response_alg: None,
+                        id_token_encrypted_response_alg: None,
+                        id_token_encrypted_response_enc: None,
+                        authorization_encrypted_response_alg: None,
+                        authorization_encrypted_response_enc: None,
+                    },
+                    unix_now(),
+                )
+                .await
+                .unwrap();
+            store
+                .put_user(&User {
+                    user_id: "user-taro".into(),
+                    username: "taro".into(),
+                    display_name: "Taro".into(),
+                    password_hash: fapi_as::password::hash(PASSWORD),
+                    totp_secret: None,
+                })
+                .await
+                .unwrap();
+            let keys = Keys {
+                current: SigningKey::generate(Algorithm::ES256, None).unwrap(),
+                next: None,
+                retired: vec![],
+            };
+            let resource = fapi_as::resource::ResourceGuard::new(&config, &keys.jwks(), &[7u8; 32]).unwrap();
+            let client_jwks = fapi_as::client_jwks::ClientJwks::new(&config.registration).unwrap();
+            let state = Arc::new(AppState {
+                nonces: fapi_core::dpop::NonceIssuer::new(&[7u8; 32], 300),
+                resource,
+                client_jwks,
+                config,
+                store,
+                keys,
+                metrics: Metrics::default(),
+            });
+            let (plain_tls, mtls_tls) =
+                fapi_as::tls::configs(&pki.server.cert_pem, &pki.server.key_pem).unwrap();
+            let tls_limits = ConnLimits::tls(&state.config.limits);
+            let router = fapi_as::app::router(state.clone());
+            let bind = |port: u16| tokio::net::TcpListener::bind(("127.0.0.1", port));
+            let (l1, l2, l3) = (
+                bind(https).await.unwrap(),
+                bind(mtls).await.unwrap(),
+                bind(http).await.unwrap(),
+            );
+            let m = &state.metrics;
+            tokio::spawn(fapi_as::serve::serve_tls(
+                l1,
+                plain_tls,
+                router.clone(),
+                tls_limits,
+                m.https.clone(),
+                rx.clone(),
+            ));
+            tokio::spawn(fapi_as::serve::serve_tls(
+                l2,
+                mtls_tls,
+                router,
+                tls_limits,
+                m.mtls.clone(),
+                rx.clone(),
+            ));
+            tokio::spawn(fapi_as::serve::serve_plain(
+                l3,
+                fapi_as::app::health_router(),
+                ConnLimits::health(&state.config.limits),
+                m.health.clone(),
+                rx,
+            ));
+            state
+        });
+        let identity = pki.client("fintech").unwrap();
+        let mtls_client = HttpsClient::new(mtls, &pki.ca_der, Some(identity), TlsVersion::Default).unwrap();
+        InProc {
+            rt: Some(rt),
+            stop,
+            state,
+            _dir: dir,
+            issuer,
+            browser_port: https,
+            mtls_port: mtls,
+            health_port: http,
+            ca: pki.ca_der.clone(),
+            mtls: mtls_client,
+            key,
+        }
+    }
+
+    fn browser(&self) -> HttpsClient {
+        HttpsClient::new(self.browser_port, &self.ca, None, TlsVersion::Default).unwrap()
+    }
+
+    fn https_stats(&self) -> &ConnStats {
+        &self.state.metrics.https
+    }
+
+    fn assertion(&self) -> String {
+        let now = unix_now();
+        self.key
+            .sign_jwt(None, &json!({"iss": "fintech", "sub": "fintech", "aud": self.issuer, "jti": random_id(), "iat": now, "exp": now + 60}))
+            .unwrap()
+    }
+
+    /// A form POST on the mTLS listener, authenticated as the client.
+    fn back_channel(&self, path: &str, params: &[(&str, &str)]) -> Resp {
+        let assertion = self.assertion();
+        let mut pairs = vec![
+            ("client_id", "fintech"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ];
+        pairs.extend_from_slice(params);
+        let req = Req::post(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(&form(&pairs));
+        self.mtls.send(&req).unwrap()
+    }
+}
+
+impl Drop for InProc {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// A TLS connection to `port` (handshake done), for writing raw bytes.
+fn tls_connect(
+    port: u16,
+    ca: &[u8],
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca.to_vec()))
+        .map_err(std::io::Error::other)?;
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let sock = TcpStream::connect(("127.0.0.1", port))?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(std::io::Error::other)?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
+}
+
+/// Reads until the peer closes the connection, within the socket's read timeout: the bytes read,
+/// or the error when it was not closed in time.
+fn read_until_closed(r: &mut impl Read) -> Result<Vec<u8>, String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!(
+                    "still open after the read timeout ({} bytes read)",
+                    got.len()
+                ))
+            }
+            // Closed: reset, or ended without close_notify.
+            Err(_) => return Ok(got),
+        }
+    }
+}
+
+/// Finding "connection leak": a finished connection's task used to stay in the listener's JoinSet
+/// (memory grew ~6 KB per connection). After many short connections, full TLS requests and bare
+/// TCP connects that close at once, the listener tracks no task.
+#[test]
+fn finished_connections_leave_no_task_behind() {
+    let srv = InProc::start(limits(64, 5));
+    let browser = srv.browser();
+    for _ in 0..200 {
+        assert_eq!(browser.send(&Req::get("/health")).unwrap().status, 200);
+    }
+    for _ in 0..2000 {
+        drop(TcpStream::connect(("127.0.0.1", srv.browser_port)).unwrap());
+    }
+    let stats = srv.https_stats();
+    wait_until(
+        Duration::from_secs(60),
+        "every connection accepted and its task reaped",
+        || match (stats.accepted(), stats.tasks(), stats.open()) {
+            (2200, 0, 0) => Ok(Some(())),
+            (a, t, o) => Err(format!("{a} accepted, {t} tasks tracked, {o} connections open")),
+        },
+    )
+    .unwrap();
+    // And the listener still serves.
+    assert_eq!(browser.send(&Req::get("/health")).unwrap().status, 200);
+}
+
+/// Finding "no header-read timeout": a client that sends half a request head, or nothing after
+/// the handshake, or no handshake, is cut at the configured timeout (1 s here); the read deadline
+/// (10 s) is what the test waits at most.
+#[test]
+fn half_sent_requests_and_silent_clients_are_cut_at_the_timeout() {
+    let srv = InProc::start(limits(64, 1));
+    let mut half = tls_connect(srv.browser_port, &srv.ca).unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: ")
+        .unwrap();
+    half.flush().unwrap();
+    let mut silent = tls_connect(srv.browser_port, &srv.ca).unwrap();
+    let mut no_handshake = TcpStream::connect(("127.0.0.1", srv.browser_port)).unwrap();
+    no_handshake
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+
+    let got = read_until_closed(&mut half).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&got).contains(" 200 "),
+        "the half request was not answered"
+    );
+    read_until_closed(&mut silent).unwrap();
+    read_until_closed(&mut no_handshake).unwrap();
+    wait_until(Duration::from_secs(10), "the connections counted closed", || {
+        Ok((srv.https_stats().open() == 0).then_some(()))
+    })
+    .unwrap();
+    // A client that sends its request in time is answered.
+    assert_eq!(srv.browser().send(&Req::get("/health")).unwrap().status, 200);
+}
+
+/// Finding "no connection cap": over `max_connections` a TLS listener closes new connections at
+/// once, while the health listener (counted apart) still answers; a freed slot serves again.
+#[test]
+fn connections_over_the_cap_are_closed_while_health_answers() {
+    let srv = InProc::start(limits(3, 30));
+    let held: Vec<_> = (0..3)
+        .map(|_| tls_connect(srv.browser_port, &srv.ca).unwrap())
+        .collect();
+    wait_until(Duration::from_secs(10), "3 connections open", || {
+        Ok((srv.https_stats().open() == 3).then_some(()))
+    })
+    .unwrap();
+    // The fourth: accepted by the kernel, closed by fapi-as before any handshake.
+    let mut over = TcpStream::connect(("127.0.0.1", srv.browser_port)).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(
+        read_until_closed(&mut over).unwrap(),
+        b"",
+        "closed without a byte"
+    );
+    assert!(
+        srv.browser().send(&Req::get("/health")).is_err(),
+        "no TLS over the cap"
+    );
+    assert!(srv.https_stats().refused() >= 2);
+    assert_eq!(srv.https_stats().open(), 3);
+    // Health checks still get through on the plain listener.
+    let (status, body) = fapi_e2e::client::http_get(srv.health_port, "/health").unwrap();
+    assert_eq!((status, body.contains("ok")), (200, true));
+    // The mTLS listener has its own cap.
+    assert_eq!(srv.back_channel("/par", &[]).status, 400);
+    // A freed slot serves again.
+    drop(held);
+    wait_until(
+        Duration::from_secs(10),
+        "the browser listener to serve again",
+        || match srv.browser().send(&Req::get("/health")) {
+            Ok(r) if r.status == 200 => Ok(Some(())),
+            Ok(r) => Err(format!("status {}", r.status)),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .unwrap();
+}
+
+/// A body just over the 2 MB body limit (so the client's write completes before the answer).
+fn oversized_form() -> Vec<u8> {
+    let mut body = b"scope=".to_vec();
+    body.resize(2 * 1024 * 1024 + 8 * 1024, b'a');
+    body
+}
+
+/// Finding "oversized bodies": `/token`, `/par` (back channel: OAuth JSON error) and `/login`
+/// (front channel: the error page) answer 413, not 400 "must be form-urlencoded".
+#[test]
+fn oversized_bodies_answer_413() {
+    let srv = InProc::start(limits(64, 10));
+    for path in ["/token", "/par"] {
+        let r = srv
+            .mtls
+            .send(
+                &Req::post(path)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(&oversized_form()),
+            )
+            .unwrap();
+        assert_eq!(r.status, 413, "{path}: {}", r.text());
+        let body = r.json().unwrap();
+        assert_eq!(body["error"], json!("invalid_request"), "{path}");
+        assert!(body["error_description"].as_str().unwrap().contains("too large"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    let r = srv
+        .browser()
+        .send(
+            &Req::post("/login")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(&oversized_form()),
+        )
+        .unwrap();
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.header("content-type").unwrap_or("").starts_with("text/html"));
+    // A small body that is not a form is still a 400.
+    let r = srv
+        .mtls
+        .send(
+            &Req::post("/token")
+                .header("content-type", "application/json")
+                .body(b"{}"),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+}
