@@ -26,6 +26,10 @@ pub struct AppState {
     /// Keys of clients registered with a `jwks_uri` (fetched and cached).
     pub client_jwks: crate::client_jwks::ClientJwks,
     pub metrics: Metrics,
+    /// The one clock every expiry reads (src/clock.rs); tests move a manual one.
+    pub clock: crate::clock::Clock,
+    /// The one random source (src/random.rs): every draw can fail, and then nothing is issued.
+    pub random: crate::random::Random,
 }
 
 pub type Shared = Arc<AppState>;
@@ -89,27 +93,6 @@ impl Metrics {
         }
         out
     }
-}
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// 128 bits or more of randomness, base64url (FISC item 41: codes, tokens and request_uri values).
-pub fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes.max(16)];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf);
-    fapi_core::b64::encode(buf)
 }
 
 /// The TLS router (both listeners).

@@ -9,7 +9,7 @@
 //! - `self_signed_tls_client_auth` (RFC 8705 §2.2): the TLS client certificate is one the client
 //!   registered in its JWKS (`x5c` first element, or `x5t#S256`).
 
-use crate::app::{now, AppState};
+use crate::app::AppState;
 use crate::error::{OAuthError, Result};
 use crate::store::ClientMetadata;
 use crate::tls::PeerCertificate;
@@ -192,7 +192,7 @@ async fn private_key_jwt(
     if !key.verify(alg, jws.signing_input.as_bytes(), &jws.signature) {
         return Err(bad("signature invalid"));
     }
-    let t = now();
+    let t = state.clock.now();
     let exp = claims
         .get("exp")
         .and_then(Value::as_i64)

@@ -1,28 +1,49 @@
-//! fapi-as under hostile load and failure (issue 10): connections are reaped, capped and timed,
-//! oversized bodies answer 413. The server runs in this process (the library's listeners and
-//! router, over real TLS on free ports) so a test can read its connection figures and choose its
-//! limits.
+//! fapi-as under hostile load and failure (issue 10): connections are reaped, capped and timed;
+//! oversized bodies answer 413; a failing random generator issues and stores nothing; expiries
+//! follow the server's clock, which these tests move instead of sleeping. The server runs in this
+//! process (the library's listeners and router, over real TLS on free ports) so a test can read
+//! its connection figures, choose its limits, break its random source and move its clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use fapi_as::app::{AppState, Metrics};
+use fapi_as::clock::Clock;
 use fapi_as::config::Config;
 use fapi_as::keys::Keys;
+use fapi_as::random::{Random, RandomError, RandomSource};
 use fapi_as::serve::{ConnLimits, ConnStats};
 use fapi_as::store::{ClientMetadata, Store, User};
 use fapi_core::alg::Algorithm;
 use fapi_core::sign::{random_id, SigningKey};
 use fapi_e2e::client::{HttpsClient, Req, Resp, TlsVersion};
 use fapi_e2e::pki::TestPki;
-use fapi_e2e::util::{free_port, unix_now, wait_until, ScratchDir};
+use fapi_e2e::util::{free_port, wait_until, ScratchDir};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
 
-use common::{form, PASSWORD, REDIRECT};
+use common::{csrf, decode_query, enc, form, location, pkce, Browser, PASSWORD, REDIRECT};
+
+/// The system's generator, or a failure while `failing` is set.
+#[derive(Default)]
+struct Breakable {
+    failing: AtomicBool,
+}
+
+impl RandomSource for Breakable {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(RandomError);
+        }
+        Random::system().fill(buf)
+    }
+}
+
+const INITIAL_ACCESS_TOKEN: &str = "initial-access-token-for-tests";
 
 /// fapi-as in this process: its own runtime, the browser-facing, mTLS and health listeners.
 struct InProc {
@@ -32,11 +53,14 @@ struct InProc {
     _dir: ScratchDir,
     issuer: String,
     browser_port: u16,
-    mtls_port: u16,
     health_port: u16,
     ca: Vec<u8>,
     mtls: HttpsClient,
     key: SigningKey,
+    /// The server's clock (a manual one, started at the real time).
+    clock: Clock,
+    rng: Arc<Breakable>,
+    db_url: String,
 }
 
 /// The listeners' limits for a test.
@@ -56,12 +80,14 @@ impl InProc {
         let pki = TestPki::generate(dir.path(), &["fintech"]).unwrap();
         let (https, mtls, http) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
         let issuer = format!("https://127.0.0.1:{https}");
+        let db_url = format!("sqlite://{}?mode=rwc", dir.join("as.db").display());
         let mut config: Config = toml::from_str(&format!(
             "issuer = \"{issuer}\"\nmtls_base = \"https://127.0.0.1:{mtls}\"\n[tls]\ncert = \"x\"\nkey = \"y\"\n\
-             [database]\nurl = \"sqlite://{}?mode=rwc\"\n",
-            dir.join("as.db").display()
+             [database]\nurl = \"{db_url}\"\n[registration]\ninitial_access_token = \"{INITIAL_ACCESS_TOKEN}\"\n"
         ))
         .unwrap();
+        let clock = Clock::manual_from_now();
+        let rng = Arc::new(Breakable::default());
         config.limits = limits;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -93,7 +119,7 @@ impl InProc {
                         authorization_encrypted_response_alg: None,
                         authorization_encrypted_response_enc: None,
                     },
-                    unix_now(),
+                    clock.now(),
                 )
                 .await
                 .unwrap();
@@ -102,7 +128,7 @@ impl InProc {
                     user_id: "user-taro".into(),
                     username: "taro".into(),
                     display_name: "Taro".into(),
-                    password_hash: fapi_as::password::hash(PASSWORD),
+                    password_hash: fapi_as::password::hash(&Random::system(), PASSWORD).unwrap(),
                     totp_secret: None,
                 })
                 .await
@@ -113,7 +139,8 @@ impl InProc {
                 retired: vec![],
             };
             let resource = fapi_as::resource::ResourceGuard::new(&config, &keys.jwks(), &[7u8; 32]).unwrap();
-            let client_jwks = fapi_as::client_jwks::ClientJwks::new(&config.registration).unwrap();
+            let client_jwks =
+                fapi_as::client_jwks::ClientJwks::new(&config.registration, clock.clone()).unwrap();
             let state = Arc::new(AppState {
                 nonces: fapi_core::dpop::NonceIssuer::new(&[7u8; 32], 300),
                 resource,
@@ -122,6 +149,8 @@ impl InProc {
                 store,
                 keys,
                 metrics: Metrics::default(),
+                clock: clock.clone(),
+                random: Random::from_source(rng.clone()),
             });
             let (plain_tls, mtls_tls) =
                 fapi_as::tls::configs(&pki.server.cert_pem, &pki.server.key_pem).unwrap();
@@ -168,12 +197,109 @@ impl InProc {
             _dir: dir,
             issuer,
             browser_port: https,
-            mtls_port: mtls,
             health_port: http,
             ca: pki.ca_der.clone(),
             mtls: mtls_client,
             key,
+            clock,
+            rng,
+            db_url,
         }
+    }
+
+    fn default() -> InProc {
+        Self::start(fapi_as::config::Limits::default())
+    }
+
+    /// Makes every draw from the server's random source fail (true) or work again (false).
+    fn break_random(&self, failing: bool) {
+        self.rng.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// `SELECT COUNT(*) ...` on the server's database.
+    fn count(&self, sql: &str) -> i64 {
+        let url = self.db_url.clone();
+        let sql = sql.to_string();
+        self.rt.as_ref().unwrap().block_on(async move {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        })
+    }
+
+    /// What a failed request must not have added to.
+    fn rows(&self) -> [i64; 6] {
+        [
+            self.count("SELECT COUNT(*) FROM items"),
+            self.count("SELECT COUNT(*) FROM grants"),
+            self.count("SELECT COUNT(*) FROM access_tokens"),
+            self.count("SELECT COUNT(*) FROM refresh_tokens"),
+            self.count("SELECT COUNT(*) FROM clients"),
+            self.count("SELECT COUNT(*) FROM items WHERE kind = 'session'"),
+        ]
+    }
+
+    fn cookie_browser(&self) -> Browser {
+        Browser::new(self.browser_port, &self.ca)
+    }
+
+    /// PAR; returns (request_uri, code_verifier).
+    fn par(&self) -> (String, String) {
+        let (verifier, challenge) = pkce();
+        let r = self.back_channel("/par", &par_params(&challenge));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let uri = r.json().unwrap()["request_uri"].as_str().unwrap().to_string();
+        (uri, verifier)
+    }
+
+    /// `GET /authorize` with `request_uri` in `b`; the response.
+    fn authorize(&self, b: &mut Browser, request_uri: &str) -> Resp {
+        b.get(&format!(
+            "/authorize?client_id=fintech&request_uri={}",
+            enc(request_uri)
+        ))
+    }
+
+    /// Signs taro in on `b`'s sign-in page; the response.
+    fn sign_in(&self, b: &mut Browser) -> Resp {
+        let page = b.get("/login");
+        assert!(page.text().contains("name=\"password\""), "{}", page.text());
+        b.post(
+            "/login",
+            &[
+                ("csrf", &csrf(&page)),
+                ("username", "taro"),
+                ("password", PASSWORD),
+            ],
+        )
+    }
+
+    /// Approves on the consent page; returns the code.
+    fn consent(&self, b: &mut Browser) -> String {
+        let page = b.get("/login");
+        let loc = location(&b.post("/consent", &[("csrf", &csrf(&page)), ("decision", "approve")]));
+        decode_query(loc.split_once('?').unwrap().1)["code"].clone()
+    }
+
+    /// PAR, sign-in, consent: a code and its verifier.
+    fn code(&self, b: &mut Browser) -> (String, String) {
+        let (uri, verifier) = self.par();
+        assert_eq!(location(&self.authorize(b, &uri)), "/login");
+        assert_eq!(location(&self.sign_in(b)), "/login");
+        (self.consent(b), verifier)
+    }
+
+    fn redeem(&self, code: &str, verifier: &str) -> Resp {
+        self.back_channel(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", verifier),
+            ],
+        )
     }
 
     fn browser(&self) -> HttpsClient {
@@ -185,7 +311,7 @@ impl InProc {
     }
 
     fn assertion(&self) -> String {
-        let now = unix_now();
+        let now = self.clock.now();
         self.key
             .sign_jwt(None, &json!({"iss": "fintech", "sub": "fintech", "aud": self.issuer, "jti": random_id(), "iat": now, "exp": now + 60}))
             .unwrap()
@@ -421,4 +547,242 @@ fn oversized_bodies_answer_413() {
         )
         .unwrap();
     assert_eq!(r.status, 400);
+}
+
+fn par_params(challenge: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("response_type", "code"),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid accounts"),
+        ("state", "state-123"),
+        ("nonce", "nonce-1"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ]
+}
+
+/// A back-channel 500 `server_error`, with nothing about the cause.
+fn assert_server_error(r: &Resp, what: &str) {
+    assert_eq!(r.status, 500, "{what}: {}", r.text());
+    let body = r.json().unwrap();
+    assert_eq!(body["error"], json!("server_error"), "{what}");
+    assert_eq!(body["error_description"], json!("internal error"), "{what}");
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
+}
+
+/// A front-channel 500: the HTML error page.
+fn assert_error_page(r: &Resp, what: &str) {
+    assert_eq!(r.status, 500, "{what}: {}", r.text());
+    assert!(
+        r.header("content-type").unwrap_or("").starts_with("text/html"),
+        "{what}"
+    );
+    assert!(r.header("location").is_none(), "{what}");
+    assert!(
+        r.headers_named("set-cookie").is_empty(),
+        "{what}: no session is handed out"
+    );
+}
+
+/// Item 2, "randomness fails closed": with the generator failing, PAR, dynamic registration, the
+/// token endpoint, the authorization endpoint and sign-in answer 500 `server_error` (the HTML page
+/// on the front channel) and store nothing: no request_uri of zeros, no client, no token, no grant,
+/// no session. With the generator back, the same requests succeed (the request_uri was not spent).
+#[test]
+fn a_failing_random_source_issues_and_stores_nothing() {
+    let srv = InProc::default();
+    let mut b = srv.cookie_browser();
+
+    // PAR.
+    let before = srv.rows();
+    srv.break_random(true);
+    let (_v, challenge) = pkce();
+    assert_server_error(&srv.back_channel("/par", &par_params(&challenge)), "PAR");
+    assert_eq!(srv.rows(), before, "PAR stored nothing");
+
+    // Dynamic client registration (RFC 7591): no client_id, no registration_access_token.
+    let jwks =
+        json!({"keys": [SigningKey::generate(Algorithm::ES256, Some("k".into())).unwrap().public_jwk()]});
+    let register = || {
+        srv.mtls
+            .send(
+                &Req::post("/register")
+                    .header("content-type", "application/json")
+                    .header("authorization", &format!("Bearer {INITIAL_ACCESS_TOKEN}"))
+                    .body(
+                        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks})
+                            .to_string()
+                            .as_bytes(),
+                    ),
+            )
+            .unwrap()
+    };
+    assert_server_error(&register(), "registration");
+    assert_eq!(srv.rows(), before, "registration stored nothing");
+
+    // The authorization endpoint: the request_uri is not spent.
+    srv.break_random(false);
+    let (uri, _verifier) = srv.par();
+    srv.break_random(true);
+    let before = srv.rows();
+    assert_error_page(&srv.authorize(&mut b, &uri), "authorize");
+    assert_eq!(srv.rows(), before, "authorize stored nothing");
+
+    // Sign-in: the session is not signed in, and no new one is made.
+    srv.break_random(false);
+    assert_eq!(
+        location(&srv.authorize(&mut b, &uri)),
+        "/login",
+        "the request_uri still works"
+    );
+    let page = b.get("/login");
+    srv.break_random(true);
+    let before = srv.rows();
+    let r = b.post(
+        "/login",
+        &[
+            ("csrf", &csrf(&page)),
+            ("username", "taro"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_error_page(&r, "sign-in");
+    assert_eq!(srv.rows(), before, "sign-in stored nothing");
+    srv.break_random(false);
+    assert!(
+        b.get("/login").text().contains("name=\"password\""),
+        "still not signed in"
+    );
+
+    // Consent, then the token endpoint: no access or refresh token.
+    assert_eq!(location(&srv.sign_in(&mut b)), "/login");
+    let page = b.get("/login");
+    srv.break_random(true);
+    let before = srv.rows();
+    let r = b.post("/consent", &[("csrf", &csrf(&page)), ("decision", "approve")]);
+    assert_error_page(&r, "consent");
+    assert_eq!(srv.rows(), before, "consent stored no grant and no code");
+    srv.break_random(false);
+    let (code, verifier) = srv.code(&mut srv.cookie_browser());
+    srv.break_random(true);
+    let before = srv.rows();
+    assert_server_error(&srv.redeem(&code, &verifier), "token");
+    let after = srv.rows();
+    assert_eq!(
+        after[1..5],
+        before[1..5],
+        "no grant, access token, refresh token or client"
+    );
+
+    // Everything works again with the generator back.
+    srv.break_random(false);
+    assert_eq!(register().status, 201);
+    let (code, verifier) = srv.code(&mut srv.cookie_browser());
+    let r = srv.redeem(&code, &verifier);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Item 5, "one clock": a request_uri expires on the server's clock (RFC 9126 §2.2), while the
+/// browser's flow, which started in time, lives on after it (was: two 3 s sleeps against a
+/// 2 s lifetime in tests/frontchannel.rs).
+#[test]
+fn request_uri_is_single_use_and_expires_but_the_flow_lives_on() {
+    let srv = InProc::default();
+    assert_eq!(srv.state.config.tokens.par_lifetime, 60);
+    let (uri, verifier) = srv.par();
+    let mut b = srv.cookie_browser();
+    assert_eq!(location(&srv.authorize(&mut b, &uri)), "/login");
+    // Reuse (RFC 9126 §4), even by the same browser: an error page, no redirect.
+    let r = srv.authorize(&mut b, &uri);
+    assert_eq!(r.status, 400);
+    assert!(r.header("location").is_none());
+    // The browser's session still holds the flow, which outlives the request_uri's 60 s.
+    srv.clock.advance(Duration::from_secs(61));
+    assert_eq!(location(&srv.sign_in(&mut b)), "/login");
+    let code = srv.consent(&mut b);
+    let r = srv.redeem(&code, &verifier);
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A request_uri not used in time is refused; one second earlier it would have worked.
+    let (uri, _) = srv.par();
+    let (fresh, _) = srv.par();
+    srv.clock.advance(Duration::from_secs(59));
+    assert_eq!(
+        location(&srv.authorize(&mut srv.cookie_browser(), &fresh)),
+        "/login"
+    );
+    srv.clock.advance(Duration::from_secs(1));
+    let r = srv.authorize(&mut srv.cookie_browser(), &uri);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("expired"), "{}", r.text());
+    // Told apart in the metrics: one expired request_uri, one reuse.
+    let metrics = srv.cookie_browser().get("/metrics").text();
+    assert!(
+        metrics.contains("endpoint=\"authorize\",outcome=\"invalid_request_uri\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("endpoint=\"authorize\",outcome=\"reused_request_uri\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// Item 5: an authorization code expires on the server's clock (FAPI 2.0 §5.3.2.1: at most 60 s),
+/// and the access token it would have bought carries the clock's times.
+#[test]
+fn an_authorization_code_expires_when_the_clock_moves() {
+    let srv = InProc::default();
+    let (late, late_verifier) = srv.code(&mut srv.cookie_browser());
+    let (code, verifier) = srv.code(&mut srv.cookie_browser());
+    srv.clock.advance(Duration::from_secs(59));
+    let r = srv.redeem(&code, &verifier);
+    assert_eq!(r.status, 200, "in time: {}", r.text());
+    let at = r.json().unwrap()["access_token"].as_str().unwrap().to_string();
+    let claims = fapi_core::jws::CompactJws::parse(&at).unwrap().payload;
+    assert_eq!(claims["iat"], json!(srv.clock.now()), "iat is the server clock's");
+    assert_eq!(claims["exp"], json!(srv.clock.now() + 300));
+    srv.clock.advance(Duration::from_secs(2));
+    let r = srv.redeem(&late, &late_verifier);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json().unwrap()["error"], json!("invalid_grant"));
+}
+
+/// Item 5: a browser session ends after its lifetime on the server's clock (30 min), and the
+/// flow after its own (10 min from `GET /authorize`).
+#[test]
+fn a_session_expires_when_the_clock_moves() {
+    let srv = InProc::default();
+    let mut b = srv.cookie_browser();
+    let _ = srv.code(&mut b);
+    assert!(
+        b.get("/apps").text().contains("Fintech"),
+        "signed in: the apps page lists the grant"
+    );
+    srv.clock.advance(Duration::from_secs(29 * 60));
+    assert!(
+        b.get("/apps").text().contains("Fintech"),
+        "still signed in after 29 min"
+    );
+    srv.clock.advance(Duration::from_secs(60 + 1));
+    let page = b.get("/apps").text();
+    assert!(
+        page.contains("name=\"password\""),
+        "signed out after 30 min: {page}"
+    );
+
+    // The flow: sign-in 10 min after /authorize finds the request expired.
+    let mut b = srv.cookie_browser();
+    let (uri, _) = srv.par();
+    assert_eq!(location(&srv.authorize(&mut b, &uri)), "/login");
+    let page = b.get("/login");
+    srv.clock.advance(Duration::from_secs(600));
+    let r = b.post(
+        "/login",
+        &[
+            ("csrf", &csrf(&page)),
+            ("username", "taro"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
 }

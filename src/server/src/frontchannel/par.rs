@@ -3,7 +3,7 @@
 //! single-use `request_uri` for under 600 s. Signed request objects (JAR, RFC 9101) are accepted and,
 //! for clients registered so (and the FAPI 2.0 Message Signing / FAPI 1 Advanced profiles), required.
 
-use crate::app::{now, random_token, Shared};
+use crate::app::Shared;
 use crate::client_auth::{authenticate, client_keys};
 use crate::error::{OAuthError, Result};
 use crate::model::{ParRequest, PAR};
@@ -395,7 +395,7 @@ async fn par_inner(
             "this client may not use the authorization code grant",
         ));
     }
-    let t = now();
+    let t = s.clock.now();
     let params = match outer.get("request") {
         Some(jwt) => {
             let mut ro = verify_request_object(jwt, &client, &s.config.issuer, t);
@@ -444,7 +444,7 @@ async fn par_inner(
         }
     }
     let lifetime = s.config.tokens.par_lifetime.clamp(1, MAX_PAR_LIFETIME);
-    let request_uri = format!("{REQUEST_URI_PREFIX}{}", random_token(32));
+    let request_uri = format!("{REQUEST_URI_PREFIX}{}", s.random.token(32)?);
     s.store
         .put_item(PAR, &request_uri, &request, t + lifetime as i64)
         .await?;
