@@ -44,6 +44,26 @@ impl RandomSource for Breakable {
 }
 
 const INITIAL_ACCESS_TOKEN: &str = "initial-access-token-for-tests";
+const FEED_TOKEN: &str = "feed-token-for-tests";
+
+/// A client's published keys at `https://127.0.0.1:PORT/tpp/jwks` (served by fapi-as's own TLS
+/// listener code in the test's runtime); counts the fetches, answers 503 while `down`.
+#[derive(Default)]
+struct KeyStore {
+    keys: std::sync::Mutex<serde_json::Value>,
+    fetches: std::sync::atomic::AtomicU32,
+    down: AtomicBool,
+}
+
+impl KeyStore {
+    fn publish(&self, keys: &[&SigningKey]) {
+        *self.keys.lock().unwrap() =
+            json!({"keys": keys.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>()});
+    }
+    fn fetches(&self) -> u32 {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
 
 /// fapi-as in this process: its own runtime, the browser-facing, mTLS and health listeners.
 struct InProc {
@@ -61,6 +81,7 @@ struct InProc {
     clock: Clock,
     rng: Arc<Breakable>,
     db_url: String,
+    key_store: Arc<KeyStore>,
 }
 
 /// The listeners' limits for a test.
@@ -81,11 +102,16 @@ impl InProc {
         let (https, mtls, http) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
         let issuer = format!("https://127.0.0.1:{https}");
         let db_url = format!("sqlite://{}?mode=rwc", dir.join("as.db").display());
+        let ks_port = free_port().unwrap();
         let mut config: Config = toml::from_str(&format!(
             "issuer = \"{issuer}\"\nmtls_base = \"https://127.0.0.1:{mtls}\"\n[tls]\ncert = \"x\"\nkey = \"y\"\n\
-             [database]\nurl = \"{db_url}\"\n[registration]\ninitial_access_token = \"{INITIAL_ACCESS_TOKEN}\"\n"
+             [database]\nurl = \"{db_url}\"\n[feed]\ntoken = \"{FEED_TOKEN}\"\n\
+             [registration]\ninitial_access_token = \"{INITIAL_ACCESS_TOKEN}\"\n\
+             jwks_uri_hosts = [\"127.0.0.1:{ks_port}\"]\njwks_uri_ca_file = \"{}\"\n",
+            pki.ca_pem.display()
         ))
         .unwrap();
+        let key_store = Arc::new(KeyStore::default());
         let clock = Clock::manual_from_now();
         let rng = Arc::new(Breakable::default());
         config.limits = limits;
@@ -111,6 +137,31 @@ impl InProc {
                         token_binding: "mtls".into(),
                         scope: "openid accounts".into(),
                         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+                        require_signed_request_object: false,
+                        profile: "fapi2".into(),
+                        authorization_signed_response_alg: None,
+                        id_token_encrypted_response_alg: None,
+                        id_token_encrypted_response_enc: None,
+                        authorization_encrypted_response_alg: None,
+                        authorization_encrypted_response_enc: None,
+                    },
+                    clock.now(),
+                )
+                .await
+                .unwrap();
+            store
+                .put_client(
+                    &ClientMetadata {
+                        client_id: "by-reference".into(),
+                        client_name: "By reference".into(),
+                        redirect_uris: vec![REDIRECT.into()],
+                        token_endpoint_auth_method: "private_key_jwt".into(),
+                        jwks: None,
+                        jwks_uri: Some(format!("https://127.0.0.1:{ks_port}/tpp/jwks")),
+                        tls_client_auth_subject_dn: None,
+                        token_binding: "mtls".into(),
+                        scope: "accounts".into(),
+                        grant_types: vec!["client_credentials".into()],
                         require_signed_request_object: false,
                         profile: "fapi2".into(),
                         authorization_signed_response_alg: None,
@@ -163,6 +214,28 @@ impl InProc {
                 bind(http).await.unwrap(),
             );
             let m = &state.metrics;
+            let ks = key_store.clone();
+            let key_store_app = axum::Router::new().route(
+                "/tpp/jwks",
+                axum::routing::get(move || {
+                    let ks = ks.clone();
+                    async move {
+                        ks.fetches.fetch_add(1, Ordering::SeqCst);
+                        if ks.down.load(Ordering::SeqCst) {
+                            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+                        }
+                        (axum::http::StatusCode::OK, ks.keys.lock().unwrap().to_string())
+                    }
+                }),
+            );
+            tokio::spawn(fapi_as::serve::serve_tls(
+                bind(ks_port).await.unwrap(),
+                plain_tls.clone(),
+                key_store_app,
+                tls_limits,
+                Arc::new(ConnStats::default()),
+                rx.clone(),
+            ));
             tokio::spawn(fapi_as::serve::serve_tls(
                 l1,
                 plain_tls,
@@ -204,6 +277,7 @@ impl InProc {
             clock,
             rng,
             db_url,
+            key_store,
         }
     }
 
@@ -311,9 +385,13 @@ impl InProc {
     }
 
     fn assertion(&self) -> String {
+        self.assertion_of(&self.key, "fintech")
+    }
+
+    /// A client assertion (RFC 7523) of `client_id`, on the server's clock.
+    fn assertion_of(&self, key: &SigningKey, client_id: &str) -> String {
         let now = self.clock.now();
-        self.key
-            .sign_jwt(None, &json!({"iss": "fintech", "sub": "fintech", "aud": self.issuer, "jti": random_id(), "iat": now, "exp": now + 60}))
+        key.sign_jwt(None, &json!({"iss": client_id, "sub": client_id, "aud": self.issuer, "jti": random_id(), "iat": now, "exp": now + 60}))
             .unwrap()
     }
 
@@ -785,4 +863,80 @@ fn a_session_expires_when_the_clock_moves() {
         ],
     );
     assert_eq!(r.status, 400, "{}", r.text());
+}
+
+/// Item 5: the cache of a client's `jwks_uri` key set follows the server's clock: fresh for
+/// 5 minutes, then fetched again; while the key store is down the last set serves for a day,
+/// then no longer.
+#[test]
+fn the_jwks_uri_cache_ages_on_the_server_clock() {
+    let srv = InProc::default();
+    let key = SigningKey::generate(Algorithm::ES256, Some("ref-1".into())).unwrap();
+    srv.key_store.publish(&[&key]);
+    let token = || {
+        let assertion = srv.assertion_of(&key, "by-reference");
+        let pairs = [
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ];
+        srv.mtls
+            .send(
+                &Req::post("/token")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(&form(&pairs)),
+            )
+            .unwrap()
+    };
+    let r = token();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(srv.key_store.fetches(), 1);
+    srv.clock.advance(Duration::from_secs(299));
+    assert_eq!(token().status, 200);
+    assert_eq!(srv.key_store.fetches(), 1, "fresh for 5 minutes");
+    srv.clock.advance(Duration::from_secs(2));
+    assert_eq!(token().status, 200);
+    assert_eq!(srv.key_store.fetches(), 2, "fetched again after 5 minutes");
+    // The key store goes down: the last set serves (a failed fetch at most every 30 s) ...
+    srv.key_store.down.store(true, Ordering::SeqCst);
+    srv.clock.advance(Duration::from_secs(23 * 3600));
+    assert_eq!(token().status, 200, "a day-old set still serves");
+    assert_eq!(srv.key_store.fetches(), 3);
+    // ... for a day, then no longer.
+    srv.clock.advance(Duration::from_secs(3600));
+    let r = token();
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json().unwrap()["error"], json!("invalid_client"));
+}
+
+/// Item 5: the revocation feed holds a revocation back for its settling window (2 s) on the
+/// server's clock, then lists it (was: a 2.5 s sleep where the real binary runs).
+#[test]
+fn the_revocation_feed_settles_on_the_server_clock() {
+    let srv = InProc::default();
+    let (code, verifier) = srv.code(&mut srv.cookie_browser());
+    let r = srv.redeem(&code, &verifier);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let at = r.json().unwrap()["access_token"].as_str().unwrap().to_string();
+    let jti = fapi_core::jws::CompactJws::parse(&at).unwrap().payload["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(srv.back_channel("/revoke", &[("token", &at)]).status, 200);
+    let feed = || {
+        let r = srv
+            .browser()
+            .send(&Req::get("/revocations").header("authorization", &format!("Bearer {FEED_TOKEN}")))
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json().unwrap()["revoked"].to_string()
+    };
+    assert!(!feed().contains(&jti), "held back while it settles");
+    srv.clock.advance(Duration::from_millis(1999));
+    assert!(!feed().contains(&jti), "still settling");
+    srv.clock.advance(Duration::from_millis(2));
+    assert!(feed().contains(&jti), "listed once settled");
 }
