@@ -139,6 +139,8 @@ pub async fn token(
 
 /// The token endpoint's logic, for a request already read (public for in-process tests).
 pub async fn handle(state: &AppState, call: &TokenCall<'_>, now: i64) -> Result<Issued> {
+    // A failing generator is found before the code or assertion is spent (src/random.rs).
+    state.random.fill(&mut [0u8; 16])?;
     let p = &call.params;
     // RFC 9449 §8: a proof without a valid nonce is answered first, before anything single-use (the
     // client assertion's jti, the code) is spent, so the client's retry with a nonce can succeed.

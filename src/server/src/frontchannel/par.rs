@@ -381,6 +381,8 @@ async fn par_inner(
     form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response> {
     let Form(pairs) = form.map_err(crate::error::form_rejected)?;
+    // A failing generator is found before the assertion's jti is spent (src/random.rs).
+    s.random.fill(&mut [0u8; 16])?;
     let outer = collect(pairs)?;
     let auth_form: HashMap<String, String> = outer.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let auth = authenticate(s, &auth_form, &peer).await?;
