@@ -559,6 +559,16 @@ fn connections_over_the_cap_are_closed_while_health_answers() {
     );
     assert!(srv.https_stats().refused() >= 2);
     assert_eq!(srv.https_stats().open(), 3);
+    // Operators see it in the metrics (read on the mTLS listener, which has its own cap).
+    let metrics = srv.mtls.send(&Req::get("/metrics")).unwrap().text();
+    assert!(
+        metrics.contains("fapi_as_connections_open{listener=\"https\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("fapi_as_connections_refused_total{listener=\"https\"} 0"),
+        "{metrics}"
+    );
     // Health checks still get through on the plain listener.
     let (status, body) = fapi_e2e::client::http_get(srv.health_port, "/health").unwrap();
     assert_eq!((status, body.contains("ok")), (200, true));
