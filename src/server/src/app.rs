@@ -28,6 +28,10 @@ pub struct AppState {
     /// Keys of clients registered with a `jwks_uri` (fetched and cached).
     pub client_jwks: crate::client_jwks::ClientJwks,
     pub metrics: Metrics,
+    /// The one clock every expiry reads (src/clock.rs); tests move a manual one.
+    pub clock: crate::clock::Clock,
+    /// The one random source (src/random.rs): every draw can fail, and then nothing is issued.
+    pub random: crate::random::Random,
 }
 
 pub type Shared = Arc<AppState>;
@@ -37,6 +41,10 @@ pub type Shared = Arc<AppState>;
 pub struct Metrics {
     counters: Mutex<BTreeMap<(String, String), u64>>,
     pub started: AtomicU64,
+    /// Connection figures of the listeners (src/serve.rs): browser-facing TLS, mTLS, health.
+    pub https: Arc<crate::serve::ConnStats>,
+    pub mtls: Arc<crate::serve::ConnStats>,
+    pub health: Arc<crate::serve::ConnStats>,
 }
 
 impl Metrics {
@@ -59,29 +67,34 @@ impl Metrics {
             "# TYPE fapi_as_start_time_seconds gauge\nfapi_as_start_time_seconds {}\n",
             self.started.load(Ordering::Relaxed)
         ));
+        let listeners = [
+            ("https", &self.https),
+            ("mtls", &self.mtls),
+            ("http", &self.health),
+        ];
+        out.push_str("# HELP fapi_as_connections_open Connections open now, by listener.\n# TYPE fapi_as_connections_open gauge\n");
+        for (l, s) in listeners {
+            out.push_str(&format!(
+                "fapi_as_connections_open{{listener=\"{l}\"}} {}\n",
+                s.open()
+            ));
+        }
+        out.push_str("# HELP fapi_as_connections_refused_total Connections closed at accept: listener at its cap.\n# TYPE fapi_as_connections_refused_total counter\n");
+        for (l, s) in listeners {
+            out.push_str(&format!(
+                "fapi_as_connections_refused_total{{listener=\"{l}\"}} {}\n",
+                s.refused()
+            ));
+        }
+        out.push_str("# HELP fapi_as_accept_errors_total Failed accept calls (e.g. out of file descriptors).\n# TYPE fapi_as_accept_errors_total counter\n");
+        for (l, s) in listeners {
+            out.push_str(&format!(
+                "fapi_as_accept_errors_total{{listener=\"{l}\"}} {}\n",
+                s.accept_errors()
+            ));
+        }
         out
     }
-}
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// 128 bits or more of randomness, base64url (FISC item 41: codes, tokens and request_uri values).
-pub fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes.max(16)];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf);
-    fapi_core::b64::encode(buf)
 }
 
 /// The TLS router (both listeners).

@@ -11,7 +11,7 @@
 //! - `self_signed_tls_client_auth` (RFC 8705 §2.2): the TLS client certificate is one the client
 //!   registered in its JWKS (`x5c` first element, or `x5t#S256`).
 
-use crate::app::{now, AppState};
+use crate::app::AppState;
 use crate::error::{OAuthError, Result};
 use crate::store::ClientMetadata;
 use crate::tls::PeerCertificate;
@@ -180,7 +180,7 @@ async fn private_key_jwt(
     }
     let keys = client_keys(&client)
         .ok_or_else(|| OAuthError::invalid_client("client assertion: the client has no registered keys"))?;
-    let t = now();
+    let t = state.clock.now();
     let verified = validation
         .finish(parsed, &keys, t)
         .map_err(|d| bad(&validation, d))?;

@@ -7,6 +7,7 @@
 //! most every 30 s per URI (`registration.jwks_uri_min_refetch`; so a client's key rotation works,
 //! and unknown `kid`s cannot make us hammer the host). When a fetch fails the last good set stays in use for up to 24 hours.
 
+use crate::clock::Clock;
 use crate::config::Registration;
 use crate::store::ClientMetadata;
 use fapi_core::jwks::Jwks;
@@ -16,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const FRESH_FOR: Duration = Duration::from_secs(300);
 const REFETCH_AFTER: u64 = 30;
@@ -27,8 +28,9 @@ const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 struct Cached {
     /// The last key set fetched, and when (none while every fetch so far failed).
-    jwks: Option<(Value, Instant)>,
-    attempted: Instant,
+    /// Times are the server clock's milliseconds (src/clock.rs), so tests move them.
+    jwks: Option<(Value, i64)>,
+    attempted: i64,
 }
 
 pub struct ClientJwks {
@@ -37,6 +39,7 @@ pub struct ClientJwks {
     refetch_after: Duration,
     tls: Option<Arc<rustls::ClientConfig>>,
     cache: Mutex<HashMap<String, Cached>>,
+    clock: Clock,
 }
 
 /// An `https://host[:port]/path` URI, split.
@@ -85,7 +88,7 @@ fn parse(uri: &str) -> Result<Target, String> {
 }
 
 impl ClientJwks {
-    pub fn new(cfg: &Registration) -> anyhow::Result<Self> {
+    pub fn new(cfg: &Registration, clock: Clock) -> anyhow::Result<Self> {
         let hosts: Vec<String> = cfg
             .jwks_uri_hosts
             .iter()
@@ -125,6 +128,7 @@ impl ClientJwks {
             refetch_after: Duration::from_secs(cfg.jwks_uri_min_refetch.unwrap_or(REFETCH_AFTER)),
             tls,
             cache: Mutex::new(HashMap::new()),
+            clock,
         })
     }
 
@@ -155,19 +159,20 @@ impl ClientJwks {
     }
 
     async fn keys(&self, uri: &str, refetch: bool) -> Result<Value, String> {
-        let now = Instant::now();
+        let now = self.clock.now_ms();
+        let since = |at: i64| Duration::from_millis(u64::try_from(now.saturating_sub(at)).unwrap_or(0));
         let (usable, due) = {
             let cache = self.cache.lock().map_err(|_| "key cache unavailable")?;
             match cache.get(uri) {
                 Some(c) => {
-                    let age = c.jwks.as_ref().map(|(_, at)| now.duration_since(*at));
+                    let age = c.jwks.as_ref().map(|(_, at)| since(*at));
                     let usable = c
                         .jwks
                         .as_ref()
                         .filter(|_| age.is_some_and(|a| a < STALE_LIMIT))
                         .map(|(v, _)| v.clone());
                     let fresh = age.is_some_and(|a| a < FRESH_FOR);
-                    let may_fetch = now.duration_since(c.attempted) >= self.refetch_after;
+                    let may_fetch = since(c.attempted) >= self.refetch_after;
                     (usable, may_fetch && (refetch || !fresh))
                 }
                 None => (None, true),
@@ -268,6 +273,7 @@ mod tests {
             refetch_after: Duration::from_secs(30),
             tls: None,
             cache: Mutex::new(HashMap::new()),
+            clock: Clock::manual(0),
         }
     }
 

@@ -26,6 +26,38 @@ pub struct Config {
     pub registration: Registration,
     #[serde(default)]
     pub login: Login,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// What one client can make a listener hold (src/serve.rs). Keep
+/// `2 × max_connections + health_max_connections` well under the process's open-files limit
+/// (`ulimit -n`, often 1024): the database, key files and `jwks_uri` fetches need descriptors too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Connections open at once on each TLS listener (browser-facing and mTLS, counted apart);
+    /// a connection over the cap is closed when accepted. Default 400.
+    pub max_connections: usize,
+    /// Connections open at once on the plain-HTTP health listener, counted apart from the TLS
+    /// listeners so health checks get through when those are full. Default 32.
+    pub health_max_connections: usize,
+    /// Seconds a client has to send a request's head (request line and headers); also how long
+    /// an idle keep-alive connection waits for its next request. Default 10.
+    pub header_read_timeout: u64,
+    /// Seconds a client has to complete the TLS handshake. Default 10.
+    pub tls_handshake_timeout: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 400,
+            health_max_connections: 32,
+            header_read_timeout: 10,
+            tls_handshake_timeout: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,6 +318,7 @@ fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String
             "feed",
             "registration",
             "login",
+            "limits",
         ];
         match sections.iter().find(|s| key.starts_with(&format!("{s}_"))) {
             Some(section) => {
@@ -344,6 +377,8 @@ mod tests {
         assert_eq!(c.login.lockout, 60);
         assert_eq!(c.login.max_failures, 5);
         assert!(c.login.trusted_proxies.is_empty());
+        assert_eq!(c.limits.max_connections, 400);
+        assert_eq!(c.limits.header_read_timeout, 10);
         Ok(())
     }
 

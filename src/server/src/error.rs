@@ -84,6 +84,20 @@ impl OAuthError {
     }
 }
 
+/// A form body that could not be read: 413 `invalid_request` when it is over the body limit
+/// (RFC 9110 §15.5.14), else 400 `invalid_request`.
+pub fn form_rejected(e: axum::extract::rejection::FormRejection) -> OAuthError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        OAuthError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the request body is too large",
+        )
+    } else {
+        OAuthError::invalid_request("the body must be application/x-www-form-urlencoded")
+    }
+}
+
 impl From<sqlx::Error> for OAuthError {
     fn from(e: sqlx::Error) -> Self {
         OAuthError::server(format!("database: {e}"))
@@ -132,6 +146,12 @@ impl From<OAuthError> for PageError {
         } else {
             PageError::new(e.status, Lang::Ja, Msg::BadRequest)
         }
+    }
+}
+
+impl From<crate::random::RandomError> for PageError {
+    fn from(e: crate::random::RandomError) -> Self {
+        OAuthError::from(e).into()
     }
 }
 

@@ -3,8 +3,11 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use fapi_as::app::{self, AppState, Metrics};
+use fapi_as::clock::Clock;
 use fapi_as::config::Config;
 use fapi_as::keys::Keys;
+use fapi_as::random::Random;
+use fapi_as::serve::ConnLimits;
 use fapi_as::store::{Account, ClientMetadata, Store, User};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -150,7 +153,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(&config.listen.http)
         .await
         .with_context(|| config.listen.http.clone())?;
-    let client_jwks = fapi_as::client_jwks::ClientJwks::new(&config.registration)?;
+    let client_jwks = fapi_as::client_jwks::ClientJwks::new(&config.registration, Clock::system())?;
     let state = Arc::new(AppState {
         nonces: fapi_core::dpop::NonceIssuer::new(&nonce_secret, fapi_as::resource::DPOP_NONCE_LIFETIME),
         resource,
@@ -160,22 +163,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         keys,
         verifying_keys,
         metrics: Metrics::default(),
+        clock: Clock::system(),
+        random: Random::system(),
     });
     state
         .metrics
         .started
-        .store(app::now() as u64, std::sync::atomic::Ordering::Relaxed);
+        .store(state.clock.now() as u64, std::sync::atomic::Ordering::Relaxed);
     let router = app::router(state.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     tracing::info!(issuer = %state.config.issuer, https = %state.config.listen.https, mtls = %state.config.listen.mtls, http = %state.config.listen.http, "fapi-as listening");
     let sweeper = {
         let store = store.clone();
+        let clock = state.clock.clone();
         let mut rx = rx.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
-                        if let Err(e) = store.sweep(app::now()).await {
+                        if let Err(e) = store.sweep(clock.now()).await {
                             tracing::warn!(error = %e, "sweep failed");
                         }
                     }
@@ -184,15 +190,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         })
     };
+    let tls_limits = ConnLimits::tls(&state.config.limits);
+    let m = &state.metrics;
     let tasks = vec![
         tokio::spawn(fapi_as::serve::serve_tls(
             https,
             plain_tls,
             router.clone(),
+            tls_limits,
+            m.https.clone(),
             rx.clone(),
         )),
-        tokio::spawn(fapi_as::serve::serve_tls(mtls_l, mtls, router, rx.clone())),
-        tokio::spawn(fapi_as::serve::serve_plain(http, app::health_router(), rx)),
+        tokio::spawn(fapi_as::serve::serve_tls(
+            mtls_l,
+            mtls,
+            router,
+            tls_limits,
+            m.mtls.clone(),
+            rx.clone(),
+        )),
+        tokio::spawn(fapi_as::serve::serve_plain(
+            http,
+            app::health_router(),
+            ConnLimits::health(&state.config.limits),
+            m.health.clone(),
+            rx,
+        )),
     ];
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -228,7 +251,7 @@ fn nonce_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
         }
     }
     std::fs::create_dir_all(&config.keys.dir)?;
-    let secret = app::random_token(32).into_bytes();
+    let secret = Random::system().token(32)?.into_bytes();
     std::fs::write(&path, &secret).with_context(|| path.display().to_string())?;
     #[cfg(unix)]
     {
@@ -288,7 +311,7 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
                 anyhow::bail!("give --jwks or --jwks-uri, not both (RFC 7591 §2)");
             }
             if let Some(u) = &jwks_uri {
-                fapi_as::client_jwks::ClientJwks::new(&config.registration)?
+                fapi_as::client_jwks::ClientJwks::new(&config.registration, Clock::system())?
                     .check(u)
                     .map_err(|e| anyhow::anyhow!(e))?;
             }
@@ -350,7 +373,7 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
                 authorization_encrypted_response_alg,
                 authorization_encrypted_response_enc,
             };
-            store.put_client(&meta, app::now()).await?;
+            store.put_client(&meta, Clock::system().now()).await?;
             println!("client {} registered", meta.client_id);
         }
         ClientCommand::List => {
@@ -359,7 +382,7 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
             }
         }
         ClientCommand::Remove { client_id } => {
-            if store.delete_client(&client_id, app::now_ms()).await? {
+            if store.delete_client(&client_id, Clock::system().now_ms()).await? {
                 println!("client {client_id} removed; its grants and tokens are revoked");
             } else {
                 anyhow::bail!("no client {client_id}");
@@ -395,7 +418,7 @@ async fn seed(config: &Config) -> anyhow::Result<()> {
                 user_id: id.to_string(),
                 username: username.to_string(),
                 display_name: name.to_string(),
-                password_hash: fapi_as::password::hash(DEMO_PASSWORD),
+                password_hash: fapi_as::password::hash(&Random::system(), DEMO_PASSWORD)?,
                 totp_secret: Some(totp.to_string()),
             })
             .await?;

@@ -7,9 +7,9 @@ use std::num::NonZeroU32;
 
 const ITERATIONS: u32 = 100_000;
 
-pub fn hash(password: &str) -> String {
+pub fn hash(random: &crate::random::Random, password: &str) -> Result<String, crate::random::RandomError> {
     let mut salt = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt);
+    random.fill(&mut salt)?;
     let mut out = [0u8; 32];
     let iterations = NonZeroU32::new(ITERATIONS).unwrap_or(NonZeroU32::MIN);
     pbkdf2::derive(
@@ -19,11 +19,11 @@ pub fn hash(password: &str) -> String {
         password.as_bytes(),
         &mut out,
     );
-    format!(
+    Ok(format!(
         "pbkdf2-sha256${ITERATIONS}${}${}",
         b64::encode(salt),
         b64::encode(out)
-    )
+    ))
 }
 
 pub fn verify(password: &str, stored: &str) -> bool {
@@ -56,11 +56,20 @@ pub fn verify(password: &str, stored: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::random::{FailingSource, Random, RandomError};
+
     #[test]
-    fn round_trip() {
-        let h = super::hash("correct horse");
+    fn round_trip() -> Result<(), RandomError> {
+        let h = super::hash(&Random::system(), "correct horse")?;
         assert!(super::verify("correct horse", &h));
         assert!(!super::verify("wrong", &h));
         assert!(!super::verify("correct horse", "plain"));
+        Ok(())
+    }
+
+    #[test]
+    fn no_hash_with_a_failed_salt() {
+        let failing = Random::from_source(std::sync::Arc::new(FailingSource));
+        assert_eq!(super::hash(&failing, "correct horse"), Err(RandomError));
     }
 }

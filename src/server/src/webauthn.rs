@@ -276,8 +276,10 @@ impl RelyingParty {
 }
 
 /// A fresh challenge (32 random bytes, base64url) for one ceremony (§13.4.3: at least 16 bytes).
-pub fn new_challenge() -> String {
-    crate::app::random_token(32)
+pub fn new_challenge(
+    random: &crate::random::Random,
+) -> std::result::Result<String, crate::random::RandomError> {
+    random.token(32)
 }
 
 /// `PublicKeyCredentialCreationOptionsJSON` (WebAuthn Level 3 §5.4) for `navigator.credentials.create`:
@@ -1532,7 +1534,8 @@ mod tests {
             (r["rpId"].as_str(), r["userVerification"].as_str()),
             (Some("localhost"), Some("required"))
         );
-        assert!(new_challenge().len() >= 43);
+        let fresh = new_challenge(&crate::random::Random::system()).unwrap_or_default();
+        assert!(fresh.len() >= 43);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! Without a configured feed token the feed does not exist (404); a wrong credential is 401.
 
 use super::support::{bearer, credential_eq};
-use crate::app::{now, now_ms, AppState, Shared};
+use crate::app::{AppState, Shared};
 use crate::error::{OAuthError, Result};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -90,7 +90,7 @@ pub async fn feed(
         return OAuthError::invalid_request("since is not a cursor of this feed").into_response();
     };
     let since = q.since;
-    match page(&state, since.as_deref(), now(), now_ms()).await {
+    match page(&state, since.as_deref(), state.clock.now(), state.clock.now_ms()).await {
         Ok(body) => {
             state.metrics.count("revocations", "ok");
             let mut r = Json(body).into_response();

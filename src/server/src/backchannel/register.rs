@@ -28,7 +28,7 @@
 //! `PUT` and `DELETE /register/{client_id}` need it (RFC 7592 §2).
 
 use super::support::{bearer, credential_eq, hashed, no_store, scopes};
-use crate::app::{now, now_ms, random_token, AppState, Shared};
+use crate::app::{AppState, Shared};
 use crate::error::{OAuthError, Result};
 use crate::store::ClientMetadata;
 use axum::body::Bytes;
@@ -367,12 +367,12 @@ pub async fn create(State(state): State<Shared>, headers: HeaderMap, body: Bytes
     }
     let result: Result<Value> = async {
         let v = parse_body(&headers, &body)?;
-        let client_id = random_token(16);
+        let client_id = state.random.token(16)?;
         let client = validate_with(&v, &client_id, state.keys.current.alg().as_str(), &|u| {
             state.client_jwks.check(u)
         })?;
-        let token = random_token(32);
-        let t = now();
+        let token = state.random.token(32)?;
+        let t = state.clock.now();
         state.store.put_client(&client, t).await?;
         state.store.put_item(REGISTRATION, &client.client_id, &hashed(&token), i64::MAX).await?;
         let mut out = describe(&state, &client);
@@ -407,7 +407,10 @@ async fn authorized(
     let presented =
         bearer(headers).ok_or_else(|| unauthorized("the registration access token is required"))?;
     let found = async {
-        let hash: Option<String> = state.store.item(REGISTRATION, client_id, now()).await?;
+        let hash: Option<String> = state
+            .store
+            .item(REGISTRATION, client_id, state.clock.now())
+            .await?;
         let client = state.store.client(client_id).await?;
         Ok::<_, sqlx::Error>(hash.zip(client))
     }
@@ -467,7 +470,7 @@ pub async fn update(
         let client = validate_with(&v, &client_id, state.keys.current.alg().as_str(), &|u| {
             state.client_jwks.check(u)
         })?;
-        state.store.put_client(&client, now()).await?;
+        state.store.put_client(&client, state.clock.now()).await?;
         Ok(describe(&state, &client))
     }
     .await;
@@ -487,7 +490,10 @@ pub async fn delete(
         return r;
     }
     let deleted = async {
-        state.store.delete_client(&client_id, now_ms()).await?;
+        state
+            .store
+            .delete_client(&client_id, state.clock.now_ms())
+            .await?;
         state.store.delete_item(REGISTRATION, &client_id).await
     }
     .await;

@@ -15,7 +15,7 @@
 
 use super::support::{bearer, credential_eq, hashed, no_store, params, verify_own, FormBody, MAX_TOKEN};
 use super::token::RefreshData;
-use crate::app::{now, now_ms, AppState, Shared};
+use crate::app::{AppState, Shared};
 use crate::client_auth;
 use crate::error::{OAuthError, Result};
 use crate::tls::PeerCertificate;
@@ -35,7 +35,7 @@ pub async fn revoke(
     let peer = peer.map(|Extension(p)| p).unwrap_or_default();
     let result: Result<()> = async {
         let p = params(form)?;
-        revoke_token(&state, &p, &peer, now()).await
+        revoke_token(&state, &p, &peer, state.clock.now()).await
     }
     .await;
     match result {
@@ -76,7 +76,7 @@ pub async fn revoke_token(
             if owner != client_id {
                 return Err(not_yours());
             }
-            state.store.revoke_access_token(jti, now_ms()).await?;
+            state.store.revoke_access_token(jti, state.clock.now_ms()).await?;
         }
         return Ok(());
     }
@@ -84,7 +84,7 @@ pub async fn revoke_token(
         if owner != client_id {
             return Err(not_yours());
         }
-        state.store.revoke_grant(&grant_id, now_ms()).await?;
+        state.store.revoke_grant(&grant_id, state.clock.now_ms()).await?;
     }
     Ok(())
 }
@@ -123,7 +123,7 @@ pub async fn introspect(
         let token = p
             .get("token")
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-        let t = now();
+        let t = state.clock.now();
         let answer = introspection(&state, token, &who, t).await?;
         let wants_jwt = headers
             .get_all(header::ACCEPT)

@@ -28,8 +28,7 @@ pub type FormBody = std::result::Result<Form<Vec<(String, String)>>, FormRejecti
 /// Form parameters, each at most once (RFC 6749 §3.1: "parameters MUST NOT be included more than
 /// once"), bounded in number and length.
 pub fn params(form: FormBody) -> Result<HashMap<String, String>> {
-    let Form(pairs) =
-        form.map_err(|_| OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"))?;
+    let Form(pairs) = form.map_err(crate::error::form_rejected)?;
     if pairs.len() > MAX_PARAMS {
         return Err(OAuthError::invalid_request("too many parameters"));
     }

@@ -6,11 +6,13 @@ use super::feed;
 use super::revoke::{introspection, revoke_token, Introspector};
 use super::support::hashed;
 use super::token::{handle, Issued, TokenCall};
-use crate::app::{now, now_ms, random_token, AppState, Metrics};
+use crate::app::{AppState, Metrics};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::OAuthError;
 use crate::keys::Keys;
 use crate::model::{CodeRecord, CODE};
+use crate::random::Random;
 use crate::store::{ClientMetadata, Grant, Store};
 use crate::tls::PeerCertificate;
 use fapi_core::alg::Algorithm;
@@ -26,6 +28,20 @@ const ISSUER: &str = "https://as.example";
 const TOKEN_URL: &str = "https://as.example/token";
 const REDIRECT: &str = "https://app.example/cb";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+// These tests pass the time to `handle` and the store explicitly; the fixture's clock (read by
+// client authentication) is the system clock, so the two agree.
+fn now() -> i64 {
+    Clock::system().now()
+}
+
+fn now_ms() -> i64 {
+    Clock::system().now_ms()
+}
+
+fn random_token(bytes: usize) -> String {
+    Random::system().token(bytes).unwrap()
+}
 
 struct Fixture {
     state: Arc<AppState>,
@@ -124,7 +140,7 @@ async fn fixture() -> Fixture {
         .unwrap();
     let verifying_keys = crate::keys::VerifyingKeys::new(&keys).unwrap();
     let resource = crate::resource::ResourceGuard::new(&config, &[7u8; 32]).unwrap();
-    let client_jwks = crate::client_jwks::ClientJwks::new(&config.registration).unwrap();
+    let client_jwks = crate::client_jwks::ClientJwks::new(&config.registration, Clock::system()).unwrap();
     let state = Arc::new(AppState {
         config,
         store,
@@ -134,6 +150,8 @@ async fn fixture() -> Fixture {
         client_jwks,
         resource,
         metrics: Metrics::default(),
+        clock: Clock::system(),
+        random: Random::system(),
     });
     Fixture {
         state,

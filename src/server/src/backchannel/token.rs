@@ -22,7 +22,7 @@
 use super::support::{
     check_dpop, dpop_headers, endpoint_url, hashed, no_store, params, record_proof, scopes, FormBody,
 };
-use crate::app::{now_ms, random_token, AppState, Shared};
+use crate::app::{AppState, Shared};
 use crate::client_auth;
 use crate::error::{OAuthError, Result};
 use crate::model::{CodeRecord, CODE};
@@ -122,7 +122,7 @@ pub async fn token(
             htu: endpoint_url(&state, &headers, &peer, "/token"),
             peer: peer.clone(),
         };
-        handle(&state, &call, crate::app::now()).await
+        handle(&state, &call, state.clock.now()).await
     }
     .await;
     match result {
@@ -139,6 +139,8 @@ pub async fn token(
 
 /// The token endpoint's logic, for a request already read (public for in-process tests).
 pub async fn handle(state: &AppState, call: &TokenCall<'_>, now: i64) -> Result<Issued> {
+    // A failing generator is found before the code or assertion is spent (src/random.rs).
+    state.random.fill(&mut [0u8; 16])?;
     let p = &call.params;
     // RFC 9449 §8: a proof without a valid nonce is answered first, before anything single-use (the
     // client assertion's jti, the code) is spent, so the client's retry with a nonce can succeed.
@@ -253,7 +255,10 @@ async fn authorization_code(
         Taken::Reused(r) => {
             // RFC 6749 §4.1.2 / §10.5: a code used twice was stolen or replayed; what the first use
             // issued is revoked (its access tokens reach the plugin through the feed).
-            state.store.revoke_grant(&r.grant_id, now_ms()).await?;
+            state
+                .store
+                .revoke_grant(&r.grant_id, state.clock.now_ms())
+                .await?;
             tracing::warn!(client_id = %client.client_id, grant_id = %r.grant_id, "authorization code reused: grant revoked");
             return Err(OAuthError::invalid_grant(
                 "the code has already been used; the tokens issued for it are revoked",
@@ -304,7 +309,7 @@ async fn authorization_code(
     )
     .await?;
     if client.grant_types.iter().any(|g| g == "refresh_token") {
-        let refresh = random_token(32);
+        let refresh = state.random.token(32)?;
         let exp = now + state.config.tokens.refresh_lifetime as i64;
         let (x5t_s256, jkt) = match binding {
             Binding::Mtls(x) => (Some(x.clone()), None),
@@ -445,7 +450,7 @@ async fn access_token(
 ) -> Result<Value> {
     let lifetime = state.config.tokens.access_token_lifetime as i64;
     let exp = now + lifetime;
-    let jti = random_token(16);
+    let jti = state.random.token(16)?;
     let mut claims = json!({
         "iss": state.config.issuer,
         "sub": user.map(|u| u.user_id.as_str()).unwrap_or(client.client_id.as_str()),

@@ -6,7 +6,7 @@
 //! scope `openid`. Nonces are not required here (RFC 9449 §9 leaves it to the resource server), but
 //! a nonce that is sent must be valid. Then revocation (FAPI 2.0 §5.3.2.2) is looked up by `jti`.
 
-use crate::app::{now, Shared};
+use crate::app::Shared;
 use crate::error::OAuthError;
 use crate::resource::{decide, deny_response, request_facts};
 use crate::tls::PeerCertificate;
@@ -27,7 +27,7 @@ pub async fn userinfo(
 ) -> Response {
     let peer = peer.map(|Extension(p)| p).unwrap_or_default();
     let facts = request_facts(&state, &method, &uri, &headers, &peer);
-    let allow = match decide(&state, &facts, now()).await {
+    let allow = match decide(&state, &facts, state.clock.now()).await {
         Ok(Decision::Allow(a)) => a,
         Ok(Decision::Deny(d)) => {
             state.metrics.count("userinfo", d.reason());

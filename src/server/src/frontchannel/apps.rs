@@ -13,7 +13,7 @@ use super::par::collect;
 use super::{
     choose_lang, clear_session_cookie, csrf_ok, html, lang_cookie, load_session, new_session, see_other,
 };
-use crate::app::{now_ms, random_token, Shared};
+use crate::app::Shared;
 use crate::error::{PageError, PageResult};
 use crate::model::{LoginSession, SESSION};
 use axum::extract::rejection::FormRejection;
@@ -57,14 +57,15 @@ pub async fn apps_page(
         .and_then(|(_, sess)| sess.user_id.clone().map(|u| (u, sess.csrf.clone())));
     let Some((user_id, csrf)) = signed_in else {
         // Not signed in: a fresh apps session (an unfinished authorization flow is abandoned).
+        let (csrf, sid) = (s.random.token(32)?, s.random.token(32)?);
         if let Some((key, _)) = session {
             s.store.delete_item(SESSION, &key).await?;
         }
         let sess = LoginSession {
-            csrf: random_token(32),
+            csrf,
             ..Default::default()
         };
-        cookies.push(new_session(&s, &sess).await?);
+        cookies.push(new_session(&s, sid, &sess).await?);
         let body = pages::apps_sign_in(lang, &sess.csrf, notice.as_deref(), passkeys);
         return Ok(html(StatusCode::OK, body, &cookies));
     };
@@ -162,7 +163,7 @@ pub async fn revoke(
     let Some(grant) = grant.filter(|g| g.user_id == user_id && !g.revoked) else {
         return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::BadRequest));
     };
-    s.store.revoke_grant(&grant.grant_id, now_ms()).await?;
+    s.store.revoke_grant(&grant.grant_id, s.clock.now_ms()).await?;
     s.metrics.count("apps", "revoked");
     tracing::info!(grant_id = %grant.grant_id, client_id = %grant.client_id, "grant revoked by its user");
     Ok(see_other("/apps?done=revoked", &[]))

@@ -25,7 +25,7 @@ use super::passkey;
 use super::{
     choose_lang, csrf_ok, form_encode, html, lang_cookie, load_session, new_session, see_other, FLOW_LIFETIME,
 };
-use crate::app::{now, random_token, Shared, ACR_PASSKEY, ACR_PASSWORD, ACR_TOTP};
+use crate::app::{Shared, ACR_PASSKEY, ACR_PASSWORD, ACR_TOTP};
 use crate::error::{OAuthError, PageError, PageResult, Result};
 use crate::model::{CodeRecord, LoginSession, ParRequest, CODE, PAR, SESSION};
 use crate::store::{ClientMetadata, Grant, Taken};
@@ -123,7 +123,7 @@ async fn flow_of(s: &Shared, sess: &LoginSession) -> Result<Flow> {
     let Some(p) = sess.par.clone() else {
         return Ok(Flow::Gone);
     };
-    if sess.flow_expires_at.is_none_or(|until| until <= now()) {
+    if sess.flow_expires_at.is_none_or(|until| until <= s.clock.now()) {
         return Ok(Flow::Gone);
     }
     let Some(mut client) = s.store.client(&p.client_id).await? else {
@@ -230,7 +230,7 @@ pub(super) async fn finish_flow(
     sess: &mut LoginSession,
 ) -> Result<Option<ParRequest>> {
     let par = sess.par.take();
-    let until = sess.flow_expires_at.take().unwrap_or(0).max(now()) + 60;
+    let until = sess.flow_expires_at.take().unwrap_or(0).max(s.clock.now()) + 60;
     let request_uri = std::mem::take(&mut sess.request_uri);
     s.store.update_item(SESSION, key, sess).await?;
     let Some(p) = par else { return Ok(None) };
@@ -251,7 +251,7 @@ fn redirect_error(
         client,
         p,
         &[("error", error), ("error_description", description)],
-        now(),
+        s.clock.now(),
     )?;
     Ok(see_other(&loc, &[]))
 }
@@ -280,7 +280,9 @@ pub async fn authorize(
     if request_uri.len() > 256 || client_id.len() > 256 {
         return refuse(StatusCode::BAD_REQUEST, Msg::RequestMissing, "invalid_request");
     }
-    let t = now();
+    let t = s.clock.now();
+    // Drawn before the request_uri is spent: a failing generator leaves it unused (src/random.rs).
+    let (csrf, sid) = (s.random.token(32)?, s.random.token(32)?);
     // Looked at first, so that a wrong client_id does not use it up.
     let Some(peeked) = s.store.item::<ParRequest>(PAR, request_uri, t).await? else {
         let outcome = match s.store.take_item::<ParRequest>(PAR, request_uri, t).await? {
@@ -306,7 +308,7 @@ pub async fn authorize(
     let old = load_session(&s, &headers).await?;
     let mut session = LoginSession {
         request_uri: request_uri.clone(),
-        csrf: random_token(32),
+        csrf,
         par: Some(p.clone()),
         flow_expires_at: Some(t + FLOW_LIFETIME),
         ..Default::default()
@@ -330,7 +332,7 @@ pub async fn authorize(
         };
         return redirect_error(&s, &client, &p, error, "prompt=none, but the user must interact");
     }
-    let cookie = new_session(&s, &session).await?;
+    let cookie = new_session(&s, sid, &session).await?;
     s.metrics.count("authorize", "ok");
     Ok(see_other("/login", &[cookie]))
 }
@@ -374,7 +376,7 @@ pub async fn login_page(
         }
         Flow::Authorize(p, c) => (p, c),
     };
-    let t = now();
+    let t = s.clock.now();
     if sess.user_id.is_some() && too_old(sess.auth_time, p.max_age, t) {
         // max_age passed while the page was open: sign in again.
         sess = LoginSession {
@@ -453,7 +455,10 @@ pub(super) fn field<'a>(form: &'a BTreeMap<String, String>, name: &str, max: usi
 /// A hash to verify against when the username is unknown, so both cases take the same time.
 fn dummy_hash() -> &'static str {
     static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| crate::password::hash("no such user: timing equalizer"))
+    H.get_or_init(|| {
+        crate::password::hash(&crate::random::Random::system(), "no such user: timing equalizer")
+            .unwrap_or_default()
+    })
 }
 
 pub(super) fn lock_message(l: Locked, t: i64) -> Msg {
@@ -478,6 +483,16 @@ pub(super) struct Posted {
 
 pub(super) async fn posted(s: &Shared, headers: &HeaderMap, form: FormPairs) -> PageResult<Posted> {
     let fallback = choose_lang(None, headers, None);
+    if form
+        .as_ref()
+        .is_err_and(|e| e.status() == StatusCode::PAYLOAD_TOO_LARGE)
+    {
+        return Err(PageError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            fallback,
+            Msg::BadRequest,
+        ));
+    }
     let Some((key, sess)) = load_session(s, headers).await? else {
         return Err(PageError::new(
             StatusCode::BAD_REQUEST,
@@ -541,7 +556,7 @@ pub async fn password(
             &[],
         )
     };
-    let t = now();
+    let t = s.clock.now();
     if let Some(l) = limits::check(&s, Some(username), addr, t).await? {
         s.metrics.count("login", "locked");
         return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
@@ -606,7 +621,7 @@ pub async fn totp(
             &[],
         )
     };
-    let t = now();
+    let t = s.clock.now();
     if let Some(l) = limits::check(&s, Some(&user.username), addr, t).await? {
         s.metrics.count("totp", "locked");
         return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
@@ -657,7 +672,7 @@ pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPair
     let Flow::Authorize(peeked, client) = flow else {
         return Ok(see_other("/apps", &[]));
     };
-    let t = now();
+    let t = s.clock.now();
     let (Some(user_id), Some(auth_time)) = (sess.user_id.clone(), sess.auth_time) else {
         return Ok(see_other("/login", &[]));
     };
@@ -671,6 +686,8 @@ pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPair
         Some("deny") => false,
         _ => return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::BadRequest)),
     };
+    // Drawn before the flow is answered or anything stored (src/random.rs).
+    let (grant_id, code) = (s.random.token(16)?, s.random.token(32)?);
     // One answer per authorization request, atomic across instances.
     let Some(p) = finish_flow(&s, &key, &mut sess).await? else {
         return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired));
@@ -680,7 +697,7 @@ pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPair
         return redirect_error(&s, &client, &p, "access_denied", "the user denied the request");
     }
     let grant = Grant {
-        grant_id: random_token(16),
+        grant_id,
         client_id: p.client_id.clone(),
         user_id: user_id.clone(),
         scope: p.scope.clone(),
@@ -689,7 +706,6 @@ pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPair
         revoked: false,
     };
     s.store.put_grant(&grant).await?;
-    let code = random_token(32);
     let record = CodeRecord {
         client_id: p.client_id.clone(),
         user_id,

@@ -26,7 +26,7 @@ pub mod pages;
 pub mod par;
 pub mod passkey;
 
-use crate::app::{random_token, Shared};
+use crate::app::Shared;
 use crate::error::Result;
 use crate::model::{LoginSession, SESSION};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -36,21 +36,45 @@ use axum::Router;
 use pages::Lang;
 
 pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/par", post(par::par))
+    // The pages a person sees: an internal failure answers the HTML error page.
+    let pages = Router::new()
         .route("/authorize", get(authorize::authorize))
         .route("/login", get(authorize::login_page).post(authorize::password))
         .route("/login/totp", post(authorize::totp))
         .route("/consent", post(authorize::consent))
+        .route("/apps", get(apps::apps_page))
+        .route("/apps/revoke", post(apps::revoke))
+        .route("/apps/passkeys/remove", post(apps::remove_passkey))
+        .route("/logout", post(apps::logout))
+        .layer(axum::middleware::from_fn(server_error_page));
+    Router::new()
+        .merge(pages)
+        .route("/par", post(par::par))
         .route("/login/passkey/options", post(passkey::sign_in_options))
         .route("/login/passkey", post(passkey::sign_in))
         .route("/passkey/register/options", post(passkey::register_options))
         .route("/passkey/register", post(passkey::register))
         .route("/assets/passkey.js", get(passkey::script))
-        .route("/apps", get(apps::apps_page))
-        .route("/apps/revoke", post(apps::revoke))
-        .route("/apps/passkeys/remove", post(apps::remove_passkey))
-        .route("/logout", post(apps::logout))
+}
+
+/// On the pages a person sees, an internal failure (the database, or the random generator:
+/// src/random.rs) answers 500 with the HTML error page instead of the back channel's JSON
+/// `server_error`; the cause is logged where it happened, never shown.
+async fn server_error_page(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let lang = choose_lang(None, req.headers(), None);
+    let resp = next.run(req).await;
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if resp.status() != StatusCode::INTERNAL_SERVER_ERROR || !json {
+        return resp;
+    }
+    let text = match lang {
+        Lang::Ja => "サーバーで問題が発生しました。しばらくしてからもう一度お試しください。",
+        Lang::En => "Something went wrong on our side. Please try again later.",
+    };
+    html(StatusCode::INTERNAL_SERVER_ERROR, pages::error(lang, text), &[])
 }
 
 /// The session cookie (`__Host-` prefix: Secure, Path=/, no Domain; RFC 6265bis §4.1.3.2).
@@ -87,20 +111,20 @@ pub async fn load_session(s: &Shared, headers: &HeaderMap) -> Result<Option<(Str
     };
     let key = session_key(&sid);
     Ok(s.store
-        .item::<LoginSession>(SESSION, &key, crate::app::now())
+        .item::<LoginSession>(SESSION, &key, s.clock.now())
         .await?
         .map(|sess| (key, sess)))
 }
 
-/// Stores a new session; returns its `Set-Cookie` value.
-pub async fn new_session(s: &Shared, session: &LoginSession) -> Result<String> {
-    let sid = random_token(32);
+/// Stores a new session under `sid` (drawn by the caller before it spends or stores anything, so
+/// a failing generator leaves no trace: src/random.rs); returns its `Set-Cookie` value.
+pub async fn new_session(s: &Shared, sid: String, session: &LoginSession) -> Result<String> {
     s.store
         .put_item(
             SESSION,
             &session_key(&sid),
             session,
-            crate::app::now() + SESSION_LIFETIME,
+            s.clock.now() + SESSION_LIFETIME,
         )
         .await?;
     Ok(format!(
@@ -119,17 +143,18 @@ pub async fn signed_in(
     amr: Vec<String>,
     acr: &str,
 ) -> crate::error::PageResult<axum::response::Response> {
+    let (csrf, sid) = (s.random.token(32)?, s.random.token(32)?);
     let signed_in = LoginSession {
-        csrf: random_token(32),
+        csrf,
         user_id: Some(user_id),
         amr,
         acr: Some(acr.into()),
-        auth_time: Some(crate::app::now()),
+        auth_time: Some(s.clock.now()),
         webauthn_challenge: None,
         ..session
     };
     s.store.delete_item(SESSION, old_key).await?;
-    let cookie = new_session(s, &signed_in).await?;
+    let cookie = new_session(s, sid, &signed_in).await?;
     Ok(see_other("/login", &[cookie]))
 }
 

@@ -3,7 +3,7 @@
 //! single-use `request_uri` for under 600 s. Signed request objects (JAR, RFC 9101) are accepted and,
 //! for clients registered so (and the FAPI 2.0 Message Signing / FAPI 1 Advanced profiles), required.
 
-use crate::app::{now, random_token, Shared};
+use crate::app::Shared;
 use crate::client_auth::{authenticate, client_keys, refusal};
 use crate::error::{OAuthError, Result};
 use crate::model::{ParRequest, PAR};
@@ -329,8 +329,9 @@ async fn par_inner(
     headers: &HeaderMap,
     form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response> {
-    let Form(pairs) =
-        form.map_err(|_| OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"))?;
+    let Form(pairs) = form.map_err(crate::error::form_rejected)?;
+    // A failing generator is found before the assertion's jti is spent (src/random.rs).
+    s.random.fill(&mut [0u8; 16])?;
     let outer = collect(pairs)?;
     let auth_form: HashMap<String, String> = outer.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let auth = authenticate(s, &auth_form, &peer).await?;
@@ -345,7 +346,7 @@ async fn par_inner(
             "this client may not use the authorization code grant",
         ));
     }
-    let t = now();
+    let t = s.clock.now();
     let params = match outer.get("request") {
         Some(jwt) => {
             let mut ro = verify_request_object(jwt, &client, &s.config.issuer, t);
@@ -394,7 +395,7 @@ async fn par_inner(
         }
     }
     let lifetime = s.config.tokens.par_lifetime.clamp(1, MAX_PAR_LIFETIME);
-    let request_uri = format!("{REQUEST_URI_PREFIX}{}", random_token(32));
+    let request_uri = format!("{REQUEST_URI_PREFIX}{}", s.random.token(32)?);
     s.store
         .put_item(PAR, &request_uri, &request, t + lifetime as i64)
         .await?;

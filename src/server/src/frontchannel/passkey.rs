@@ -23,7 +23,7 @@ use super::authorize::{field, lock_message, posted, Flow, Posted};
 use super::limits::{self, Locked, SourceAddr};
 use super::pages::{self, Msg};
 use super::{html, see_other};
-use crate::app::{now, Shared, ACR_PASSKEY};
+use crate::app::{Shared, ACR_PASSKEY};
 use crate::error::{PageError, PageResult, Result};
 use crate::model::{LoginSession, SESSION};
 use crate::store::User;
@@ -80,8 +80,8 @@ fn json_error(status: StatusCode, error: &str) -> Response {
 
 /// A new challenge for `kind` ("get" or "create"), kept in the session (replacing any other).
 async fn issue_challenge(s: &Shared, key: &str, sess: &mut LoginSession, kind: &str) -> Result<String> {
-    let challenge = webauthn::new_challenge();
-    sess.webauthn_challenge = Some(format!("{kind}:{}:{challenge}", now()));
+    let challenge = webauthn::new_challenge(&s.random)?;
+    sess.webauthn_challenge = Some(format!("{kind}:{}:{challenge}", s.clock.now()));
     s.store.update_item(SESSION, key, sess).await?;
     Ok(challenge)
 }
@@ -261,7 +261,7 @@ pub async fn sign_in(
         };
         html(status, body, &[])
     };
-    let t = now();
+    let t = s.clock.now();
     if let Some(l) = limits::check(&s, None, addr, t).await? {
         s.metrics.count("passkey", "locked");
         return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
@@ -374,7 +374,7 @@ pub async fn register(State(s): State<Shared>, headers: HeaderMap, form: FormPai
     let Some(user_id) = sess.user_id.clone() else {
         return Ok(see_other(back, &[]));
     };
-    let t = now();
+    let t = s.clock.now();
     let challenge = take_challenge(&s, &key, &mut sess, "create", t).await?;
     let credential = field(&form, "credential", webauthn::MAX_RESPONSE_JSON_LEN);
     let verified = match (challenge, credential) {
