@@ -26,6 +26,8 @@ pub struct AppState {
     /// Keys of clients registered with a `jwks_uri` (fetched and cached).
     pub client_jwks: crate::client_jwks::ClientJwks,
     pub metrics: Metrics,
+    /// Password hashing off the executor, bounded (`login.password_hash_concurrency`).
+    pub passwords: crate::password::Hasher,
 }
 
 pub type Shared = Arc<AppState>;

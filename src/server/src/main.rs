@@ -151,6 +151,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| config.listen.http.clone())?;
     let client_jwks = fapi_as::client_jwks::ClientJwks::new(&config.registration)?;
     let state = Arc::new(AppState {
+        passwords: fapi_as::password::Hasher::new(config.login.password_hash_concurrency),
         nonces: fapi_core::dpop::NonceIssuer::new(&nonce_secret, fapi_as::resource::DPOP_NONCE_LIFETIME),
         resource,
         client_jwks,
@@ -393,7 +394,7 @@ async fn seed(config: &Config) -> anyhow::Result<()> {
                 user_id: id.to_string(),
                 username: username.to_string(),
                 display_name: name.to_string(),
-                password_hash: fapi_as::password::hash(DEMO_PASSWORD),
+                password_hash: fapi_as::password::hash(DEMO_PASSWORD)?,
                 totp_secret: Some(totp.to_string()),
             })
             .await?;

@@ -125,6 +125,7 @@ async fn fixture() -> Fixture {
     let resource = crate::resource::ResourceGuard::new(&config, &keys.jwks(), &[7u8; 32]).unwrap();
     let client_jwks = crate::client_jwks::ClientJwks::new(&config.registration).unwrap();
     let state = Arc::new(AppState {
+        passwords: crate::password::Hasher::new(config.login.password_hash_concurrency),
         config,
         store,
         keys,
