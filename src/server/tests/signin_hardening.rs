@@ -108,7 +108,7 @@ fn a_legacy_pbkdf2_hash_signs_in_and_is_rehashed_with_argon2id() {
             &[("csrf", &token), ("username", "taro"), ("password", "wrong")],
         )
         .unwrap();
-    assert!(r.text().contains("not correct"), "{}", r.text());
+    assert!(r.text().contains("正しくありません"), "{}", r.text());
     assert_eq!(
         rt.block_on(store.user("user-taro"))
             .unwrap()
@@ -215,7 +215,7 @@ fn a_concurrent_burst_gets_no_more_checks_than_the_limit() {
         )
         .unwrap();
     assert_eq!(r.status, 429, "{}", r.text());
-    assert!(r.text().contains("temporarily locked"), "{}", r.text());
+    assert!(r.text().contains("ロック"), "{}", r.text());
     assert_eq!(metric(&mut b, "login", "ok"), 0);
     assert_eq!(metric(&mut b, "login", "failed"), 5);
 
