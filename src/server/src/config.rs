@@ -362,7 +362,10 @@ mod tests {
         assert_eq!(c.tokens.code_lifetime, 60);
         assert_eq!(c.login.lockout, 60);
         assert_eq!(c.login.max_failures, 5);
-        assert_eq!((c.login.delay, c.login.max_delay, c.login.max_account_failures), (1, 60, 100));
+        assert_eq!(
+            (c.login.delay, c.login.max_delay, c.login.max_account_failures),
+            (1, 60, 100)
+        );
         assert!(c.login.password_hash_concurrency >= 1);
         assert!(c.login.trusted_proxies.is_empty());
         Ok(())

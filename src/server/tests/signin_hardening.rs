@@ -4,8 +4,11 @@
 //! lock a customer out (frontchannel/limits.rs).
 //!
 //! The HTTP tests run the real fapi-as over TLS; the throttling scenarios call the limits on a real
-//! SQLite store with a clock the test moves (`now` is a parameter there).
+//! store with a clock the test moves (`now` is a parameter there): SQLite, or PostgreSQL with
+//! `FAPI_TEST_DATABASE=postgres` (tests/common/mod.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use fapi_as::config::Login;
 use fapi_as::frontchannel::limits::{self, Locked, Rules, SourceAddr};
@@ -198,9 +201,13 @@ fn a_concurrent_burst_gets_no_more_checks_than_the_limit() {
     let srv = server(&dir, "");
     let (mut b, token) = sign_in_page(&srv);
 
-    // 20 wrong passwords at once: 5 are checked, 15 refused unchecked.
+    // 20 wrong passwords at once: 5 are checked, 15 refused unchecked. (A checked one may answer
+    // 429 too: the failure that reaches a limit says so.)
     let statuses = burst(&srv, &b, &token, "hanako", &["wrong"; 20]);
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 16, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 16,
+        "{statuses:?}"
+    );
     assert_eq!(metric(&mut b, "login", "failed"), 5, "checked");
     assert_eq!(metric(&mut b, "login", "locked"), 15, "refused before checking");
     // The right password after the burst does not sign in, and is not checked either.
@@ -219,22 +226,23 @@ fn a_concurrent_burst_gets_no_more_checks_than_the_limit() {
     assert_eq!(metric(&mut b, "login", "ok"), 0);
     assert_eq!(metric(&mut b, "login", "failed"), 5);
 
-    // 39 wrong and the right one at once (the finding): at most 5 are checked; the right one signs
-    // in only if it was among those 5, as it may.
+    // 39 wrong and the right one at once (the finding): 5 are checked; the right one signs in only if
+    // it was among them, as it may (and then, the account's failures being forgotten on success, up
+    // to 5 more of the burst are checked: consecutive failures are what is limited).
     let mut passwords = vec!["wrong"; 39];
     passwords.push(DEMO_PASSWORD);
     let statuses = burst(&srv, &b, &token, "taro", &passwords);
     let ok = metric(&mut b, "login", "ok");
     let failed = metric(&mut b, "login", "failed") - 5;
-    assert_eq!(failed + ok, 5, "checked: {statuses:?}");
-    assert!(ok <= 1);
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 303).count() as u64,
-        ok,
-        "{statuses:?}"
-    );
+    let signed_in = statuses.iter().filter(|s| **s == 303).count() as u64;
+    assert!(ok <= 1 && signed_in == ok, "{statuses:?}");
+    if ok == 0 {
+        assert_eq!(failed, 5, "checked: {statuses:?}");
+    } else {
+        assert!((4..=9).contains(&failed), "checked: {failed} + 1, {statuses:?}");
+    }
     assert!(
-        statuses.iter().filter(|s| **s == 429).count() >= 35,
+        statuses.iter().filter(|s| **s == 429).count() >= 30,
         "{statuses:?}"
     );
 }
@@ -245,8 +253,13 @@ fn ip(s: &str) -> SourceAddr {
     SourceAddr(Some(s.parse::<IpAddr>().unwrap()))
 }
 
-async fn store(dir: &ScratchDir) -> Store {
-    Store::connect(&db_url(dir)).await.unwrap()
+/// The test's store (keep the `TestDb` until the end: a PostgreSQL server stops when it drops).
+async fn store(dir: &ScratchDir) -> (common::TestDb, Store) {
+    let path = dir.path().to_path_buf();
+    let (db, url) = tokio::task::spawn_blocking(move || common::TestDb::from_env(&path))
+        .await
+        .unwrap();
+    (db, Store::connect(&url).await.unwrap())
 }
 
 /// One password attempt on `user` from `addr` at `now` that fails (if admitted): the refusal, if any.
@@ -264,7 +277,7 @@ async fn succeed(s: &Store, r: Rules, user: &str, addr: SourceAddr, now: i64) ->
 #[tokio::test]
 async fn an_attacker_at_one_address_does_not_stop_the_owner_at_another() {
     let dir = ScratchDir::new("signin-owner").unwrap();
-    let s = store(&dir).await;
+    let (_db, s) = store(&dir).await;
     let r = Rules::of(&Login::default());
     let (a, b) = (ip("203.0.113.9"), ip("198.51.100.7"));
     for i in 0..5 {
@@ -297,7 +310,7 @@ async fn an_attacker_at_one_address_does_not_stop_the_owner_at_another() {
 #[tokio::test]
 async fn guessing_from_one_address_is_slowed_then_stopped() {
     let dir = ScratchDir::new("signin-one-address").unwrap();
-    let s = store(&dir).await;
+    let (_db, s) = store(&dir).await;
     let r = Rules::of(&Login::default());
     let a = ip("203.0.113.9");
     let mut now = T0;
@@ -335,7 +348,7 @@ async fn guessing_from_one_address_is_slowed_then_stopped() {
 #[tokio::test]
 async fn the_account_cap_holds_across_many_addresses() {
     let dir = ScratchDir::new("signin-many").unwrap();
-    let s = store(&dir).await;
+    let (_db, s) = store(&dir).await;
     let r = Rules::of(&Login::default());
     let mut now = T0;
     let mut checked = 0;
@@ -374,7 +387,7 @@ async fn the_account_cap_holds_across_many_addresses() {
 #[tokio::test]
 async fn the_address_limit_does_not_stop_known_accounts_behind_the_same_address() {
     let dir = ScratchDir::new("signin-nat").unwrap();
-    let s = store(&dir).await;
+    let (_db, s) = store(&dir).await;
     let r = Rules::of(&Login::default());
     let nat = ip("192.0.2.1");
     // taro uses the bank from the office (a NAT) as usual.
@@ -409,7 +422,7 @@ async fn the_address_limit_does_not_stop_known_accounts_behind_the_same_address(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_attempts_are_counted_before_they_are_checked() {
     let dir = ScratchDir::new("signin-race").unwrap();
-    let s = store(&dir).await;
+    let (_db, s) = store(&dir).await;
     let r = Rules::of(&Login::default());
     let a = ip("203.0.113.9");
     let mut tasks = tokio::task::JoinSet::new();
