@@ -32,6 +32,36 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// The one random source (src/random.rs): every draw can fail, and then nothing is issued.
     pub random: crate::random::Random,
+    /// Password hashing off the executor, bounded (`login.password_hash_concurrency`).
+    pub passwords: crate::password::Hasher,
+}
+
+impl AppState {
+    /// The state of one server: what is derived from the configuration and keys (the verifying key
+    /// set, the UserInfo guard, DPoP nonces from `nonce_secret`, the client key cache, the password
+    /// hasher) is built here, once, for `serve` and the tests alike.
+    pub fn new(
+        config: Config,
+        store: Store,
+        keys: Keys,
+        nonce_secret: &[u8],
+        clock: crate::clock::Clock,
+        random: crate::random::Random,
+    ) -> anyhow::Result<Self> {
+        Ok(AppState {
+            verifying_keys: crate::keys::VerifyingKeys::new(&keys)?,
+            nonces: NonceIssuer::new(nonce_secret, crate::resource::DPOP_NONCE_LIFETIME),
+            resource: crate::resource::ResourceGuard::new(&config, nonce_secret)?,
+            client_jwks: crate::client_jwks::ClientJwks::new(&config.registration, clock.clone())?,
+            passwords: crate::password::Hasher::new(config.login.password_hash_concurrency),
+            metrics: Metrics::default(),
+            config,
+            store,
+            keys,
+            clock,
+            random,
+        })
+    }
 }
 
 pub type Shared = Arc<AppState>;

@@ -178,12 +178,27 @@ pub struct Registration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Login {
-    /// Failed attempts per account before a lockout.
+    /// Failed attempts on one account from one source address within `lockout` seconds before that
+    /// account is locked for that address (only: the account stays open elsewhere); also the
+    /// consecutive failures on an account, from anywhere, after which its attempts are slowed
+    /// (frontchannel/limits.rs).
     pub max_failures: u32,
-    /// Lockout length, seconds.
+    /// Window and lock length of the per-(account, address) lock, seconds.
     pub lockout: u64,
-    /// Failed attempts per source address per 10 minutes.
+    /// Failed attempts per source address per 10 minutes, on any accounts (password spraying);
+    /// accounts already signed in from that address are not held back by it.
     pub max_failures_per_address: u32,
+    /// The first delay on an account after `max_failures` consecutive failures, seconds; it doubles
+    /// with each further failure up to `max_delay`.
+    pub delay: u64,
+    /// The longest delay between two attempts on one account, seconds.
+    pub max_delay: u64,
+    /// Consecutive failed attempts on one account, from all addresses together, after which its
+    /// password and code sign-in stop until a success by another method or an operator's reset;
+    /// NIST SP 800-63B §5.2.2: no more than 100 (a larger value is taken as 100).
+    pub max_account_failures: u32,
+    /// Password hashes computed at once (each on the blocking pool); default: the number of cores.
+    pub password_hash_concurrency: usize,
     /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs such as `10.0.0.0/8` or exact
     /// addresses). From any other peer the header is ignored and the TCP peer address is the
     /// source address of the per-address limit. Default: none.
@@ -253,6 +268,10 @@ impl Default for Login {
             max_failures: 5,
             lockout: 900,
             max_failures_per_address: 50,
+            delay: 1,
+            max_delay: 60,
+            max_account_failures: 100,
+            password_hash_concurrency: crate::password::default_concurrency(),
             trusted_proxies: Vec::new(),
         }
     }
@@ -376,6 +395,11 @@ mod tests {
         assert_eq!(c.tokens.code_lifetime, 60);
         assert_eq!(c.login.lockout, 60);
         assert_eq!(c.login.max_failures, 5);
+        assert_eq!(
+            (c.login.delay, c.login.max_delay, c.login.max_account_failures),
+            (1, 60, 100)
+        );
+        assert!(c.login.password_hash_concurrency >= 1);
         assert!(c.login.trusted_proxies.is_empty());
         assert_eq!(c.limits.max_connections, 400);
         assert_eq!(c.limits.header_read_timeout, 10);

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use fapi_as::app::{self, AppState, Metrics};
+use fapi_as::app::{self, AppState};
 use fapi_as::clock::Clock;
 use fapi_as::config::Config;
 use fapi_as::keys::Keys;
@@ -141,8 +141,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("database {}", config.database.url))?;
     let keys = Keys::load_or_create(&config.keys.dir, &config.keys.alg)?;
     let nonce_secret = nonce_secret(&config)?;
-    let verifying_keys = fapi_as::keys::VerifyingKeys::new(&keys)?;
-    let resource = fapi_as::resource::ResourceGuard::new(&config, &nonce_secret)?;
     let (plain_tls, mtls) = fapi_as::tls::configs(&config.tls.cert, &config.tls.key)?;
     let https = tokio::net::TcpListener::bind(&config.listen.https)
         .await
@@ -153,19 +151,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(&config.listen.http)
         .await
         .with_context(|| config.listen.http.clone())?;
-    let client_jwks = fapi_as::client_jwks::ClientJwks::new(&config.registration, Clock::system())?;
-    let state = Arc::new(AppState {
-        nonces: fapi_core::dpop::NonceIssuer::new(&nonce_secret, fapi_as::resource::DPOP_NONCE_LIFETIME),
-        resource,
-        client_jwks,
+    let state = Arc::new(AppState::new(
         config,
-        store: store.clone(),
+        store.clone(),
         keys,
-        verifying_keys,
-        metrics: Metrics::default(),
-        clock: Clock::system(),
-        random: Random::system(),
-    });
+        &nonce_secret,
+        Clock::system(),
+        Random::system(),
+    )?);
     state
         .metrics
         .started

@@ -18,6 +18,25 @@ pub struct Store {
 /// The advisory lock key that serializes schema creation across instances starting at once.
 const SCHEMA_LOCK: i64 = 0x6661_7069_6173; // "fapias"
 
+/// Lost compare-and-swap races after which an attempt is refused (fail closed).
+pub const THROTTLE_TRIES: usize = 64;
+
+/// Seconds a throttle row with failures is kept after its last attempt (30 days).
+pub const THROTTLE_KEEP: i64 = 30 * 86_400;
+
+/// One sign-in throttle counter (frontchannel/limits.rs gives the meaning of each key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Throttle {
+    /// Attempts counted (in the window, or consecutive: the rule decides).
+    pub failures: i64,
+    /// When the window of `failures` began.
+    pub window_start: i64,
+    /// No attempt is accepted before this time (a delay).
+    pub next_at: i64,
+    /// A successful sign-in was seen here; remembered until then.
+    pub known_until: i64,
+}
+
 /// The outcome of taking a single-use item.
 #[derive(Debug, PartialEq)]
 pub enum Taken<T> {
@@ -40,7 +59,9 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS access_tokens (jti TEXT PRIMARY KEY, grant_id TEXT, client_id TEXT NOT NULL, data TEXT NOT NULL, exp BIGINT NOT NULL, revoked_at_ms BIGINT)",
     "CREATE INDEX IF NOT EXISTS access_tokens_revoked ON access_tokens (revoked_at_ms)",
     "CREATE INDEX IF NOT EXISTS access_tokens_grant ON access_tokens (grant_id)",
-    "CREATE TABLE IF NOT EXISTS login_failures (failure_key TEXT PRIMARY KEY, failures BIGINT NOT NULL, window_start BIGINT NOT NULL, locked_until BIGINT NOT NULL)",
+    // Sign-in throttling (frontchannel/limits.rs); replaces login_failures (hard account locks).
+    "DROP TABLE IF EXISTS login_failures",
+    "CREATE TABLE IF NOT EXISTS signin_throttle (throttle_key TEXT PRIMARY KEY, failures BIGINT NOT NULL, window_start BIGINT NOT NULL, next_at BIGINT NOT NULL, known_until BIGINT NOT NULL, seq BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS passkeys (credential_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, public_key TEXT NOT NULL, sign_count BIGINT NOT NULL)",
 ];
 
@@ -269,6 +290,23 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(Self::user_of))
+    }
+
+    /// Replaces a user's password hash if it is still `old` (a re-hash after sign-in must not undo
+    /// a password change made meanwhile); `false` when it was not.
+    pub async fn replace_password_hash(
+        &self,
+        user_id: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2 AND password_hash = $3")
+            .bind(new)
+            .bind(user_id)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn user(&self, user_id: &str) -> Result<Option<User>, sqlx::Error> {
@@ -625,49 +663,116 @@ impl Store {
             .collect())
     }
 
-    // ---- sign-in abuse (FISC item 41)
+    // ---- sign-in throttling (FISC item 41; the rules are in frontchannel/limits.rs)
 
-    /// Records a failed attempt under `key` (account or address); returns the failures in the window
-    /// (a window starts at its first failure and lasts `window` seconds). One atomic statement, so
-    /// parallel guesses on several instances are all counted; a lock in force stays.
-    pub async fn record_failure(&self, key: &str, now: i64, window: i64) -> Result<i64, sqlx::Error> {
-        let row = sqlx::query(
-            "INSERT INTO login_failures (failure_key, failures, window_start, locked_until) VALUES ($1, 1, $2, 0) \
-             ON CONFLICT (failure_key) DO UPDATE SET \
-             failures = CASE WHEN $2 - login_failures.window_start < $3 THEN login_failures.failures + 1 ELSE 1 END, \
-             window_start = CASE WHEN $2 - login_failures.window_start < $3 THEN login_failures.window_start ELSE $2 END \
-             RETURNING failures",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(window)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.get::<i64, _>(0))
+    /// The throttle row of `key` (an account, an account at an address, or an address).
+    pub async fn throttle(&self, key: &str) -> Result<Option<Throttle>, sqlx::Error> {
+        Ok(self.throttle_row(key).await?.map(|(t, _)| t))
     }
 
-    pub async fn lock(&self, key: &str, until: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE login_failures SET locked_until = $1 WHERE failure_key = $2")
-            .bind(until)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+    async fn throttle_row(&self, key: &str) -> Result<Option<(Throttle, i64)>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT failures, window_start, next_at, known_until, seq FROM signin_throttle WHERE throttle_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            (
+                Throttle {
+                    failures: r.get(0),
+                    window_start: r.get(1),
+                    next_at: r.get(2),
+                    known_until: r.get(3),
+                },
+                r.get::<i64, _>(4),
+            )
+        }))
+    }
+
+    /// Counts an attempt under `key` before it is checked, atomically: `rule` gets the current row
+    /// (`None`: none yet) and returns the row with this attempt counted, or `Err(until)` to refuse it
+    /// (nothing is written then). The new row is written only if the row is still the one `rule` saw
+    /// (a compare-and-swap on a sequence number, or an insert that fails if another got there first),
+    /// else it is read again and `rule` asked again: concurrent attempts, on one instance or several,
+    /// are each counted once and each judged on the count of those before it. Refused (`Err`) after
+    /// [`THROTTLE_TRIES`] lost races: fail closed.
+    pub async fn throttle_admit(
+        &self,
+        key: &str,
+        rule: impl Fn(Option<&Throttle>) -> Result<Throttle, i64>,
+    ) -> Result<Result<Throttle, i64>, sqlx::Error> {
+        for _ in 0..THROTTLE_TRIES {
+            let current = self.throttle_row(key).await?;
+            let next = match rule(current.as_ref().map(|(t, _)| t)) {
+                Ok(next) => next,
+                Err(until) => return Ok(Err(until)),
+            };
+            let written = match current {
+                None => sqlx::query(
+                    "INSERT INTO signin_throttle (throttle_key, failures, window_start, next_at, known_until, seq) \
+                     VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT DO NOTHING",
+                )
+                .bind(key)
+                .bind(next.failures)
+                .bind(next.window_start)
+                .bind(next.next_at)
+                .bind(next.known_until)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+                Some((_, seq)) => sqlx::query(
+                    "UPDATE signin_throttle SET failures = $1, window_start = $2, next_at = $3, known_until = $4, \
+                     seq = seq + 1 WHERE throttle_key = $5 AND seq = $6",
+                )
+                .bind(next.failures)
+                .bind(next.window_start)
+                .bind(next.next_at)
+                .bind(next.known_until)
+                .bind(key)
+                .bind(seq)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+            };
+            if written == 1 {
+                return Ok(Ok(next));
+            }
+        }
+        Ok(Err(i64::MAX))
+    }
+
+    /// Takes back one counted attempt (it was refused by a later limit, or it succeeded and the key
+    /// counts failures only).
+    pub async fn throttle_refund(&self, key: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE signin_throttle SET failures = failures - 1, seq = seq + 1 WHERE throttle_key = $1 AND failures > 0",
+        )
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    pub async fn locked_until(&self, key: &str) -> Result<i64, sqlx::Error> {
-        let row = sqlx::query("SELECT locked_until FROM login_failures WHERE failure_key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0)).unwrap_or(0))
-    }
-
-    pub async fn clear_failures(&self, key: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM login_failures WHERE failure_key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+    /// After a successful sign-in: the key's failures are forgotten and it is remembered as known
+    /// until `known_until` (0: not remembered, the row is deleted).
+    pub async fn throttle_succeeded(&self, key: &str, known_until: i64) -> Result<(), sqlx::Error> {
+        if known_until <= 0 {
+            sqlx::query("DELETE FROM signin_throttle WHERE throttle_key = $1")
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO signin_throttle (throttle_key, failures, window_start, next_at, known_until, seq) \
+             VALUES ($1, 0, 0, 0, $2, 1) ON CONFLICT (throttle_key) DO UPDATE SET failures = 0, next_at = 0, \
+             known_until = excluded.known_until, seq = signin_throttle.seq + 1",
+        )
+        .bind(key)
+        .bind(known_until)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -689,6 +794,15 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
+        // Throttle rows with no failure left and no known address to remember, or untouched for
+        // THROTTLE_KEEP (an unknown username guessed once a month ago need not be kept).
+        sqlx::query(
+            "DELETE FROM signin_throttle WHERE known_until <= $1 AND (failures = 0 OR (next_at <= $2 AND window_start <= $2))",
+        )
+        .bind(now)
+        .bind(now - THROTTLE_KEEP)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -642,7 +642,7 @@ fn par_authorize_and_sign_in_refusals() {
     let r = b.post("/consent", &[("decision", "approve")]);
     assert_eq!(r.status, 403);
 
-    // Lockout after 3 failures (per account), with the message in both languages; the right
+    // Lockout after 3 failures (of this account from this address), with the message in both languages; the right
     // password is refused while locked. Unknown usernames count the same way.
     let token = csrf(&page);
     for i in 0..2 {

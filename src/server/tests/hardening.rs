@@ -5,7 +5,7 @@
 //! its connection figures, choose its limits, break its random source and move its clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use fapi_as::app::{AppState, Metrics};
+use fapi_as::app::AppState;
 use fapi_as::clock::Clock;
 use fapi_as::config::Config;
 use fapi_as::keys::Keys;
@@ -189,22 +189,17 @@ impl InProc {
                 next: None,
                 retired: vec![],
             };
-            let resource = fapi_as::resource::ResourceGuard::new(&config, &[7u8; 32]).unwrap();
-            let verifying_keys = fapi_as::keys::VerifyingKeys::new(&keys).unwrap();
-            let client_jwks =
-                fapi_as::client_jwks::ClientJwks::new(&config.registration, clock.clone()).unwrap();
-            let state = Arc::new(AppState {
-                nonces: fapi_core::dpop::NonceIssuer::new(&[7u8; 32], 300),
-                resource,
-                client_jwks,
-                config,
-                store,
-                keys,
-                verifying_keys,
-                metrics: Metrics::default(),
-                clock: clock.clone(),
-                random: Random::from_source(rng.clone()),
-            });
+            let state = Arc::new(
+                AppState::new(
+                    config,
+                    store,
+                    keys,
+                    &[7u8; 32],
+                    clock.clone(),
+                    Random::from_source(rng.clone()),
+                )
+                .unwrap(),
+            );
             let (plain_tls, mtls_tls) =
                 fapi_as::tls::configs(&pki.server.cert_pem, &pki.server.key_pem).unwrap();
             let tls_limits = ConnLimits::tls(&state.config.limits);

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use anyhow::{ensure, Context as _, Result};
-use fapi_as::store::{Account, ClientMetadata, Grant, RevokedToken, Store, Taken, User};
+use fapi_as::store::{Account, ClientMetadata, Grant, RevokedToken, Store, Taken, Throttle, User};
 use fapi_e2e::postgres::Postgres;
 use fapi_e2e::util::ScratchDir;
 use serde::{Deserialize, Serialize};
@@ -571,52 +571,126 @@ async fn revocation_feed(url: String) -> Result<()> {
     Ok(())
 }
 
-async fn login_failures(url: String) -> Result<()> {
-    let (s, other) = open2(&url).await?;
-    let window = 900;
-    ensure!(s.locked_until("user:taro").await? == 0, "unknown key: not locked");
-    ensure!(s.record_failure("user:taro", NOW, window).await? == 1);
-    ensure!(s.record_failure("user:taro", NOW + 10, window).await? == 2);
-    ensure!(
-        other.record_failure("user:taro", NOW + 899, window).await? == 3,
-        "another instance counts on"
-    );
-    ensure!(
-        s.record_failure("ip:127.0.0.1", NOW, window).await? == 1,
-        "keys are separate"
-    );
-    // The window is counted from its first failure.
-    ensure!(
-        s.record_failure("user:taro", NOW + 900, window).await? == 1,
-        "a new window"
-    );
-    ensure!(s.record_failure("user:taro", NOW + 901, window).await? == 2);
-    s.lock("user:taro", NOW + 1800).await?;
-    ensure!(other.locked_until("user:taro").await? == NOW + 1800);
-    // A failure recorded while locked does not lift the lock.
-    ensure!(s.record_failure("user:taro", NOW + 902, window).await? == 3);
-    ensure!(
-        s.locked_until("user:taro").await? == NOW + 1800,
-        "a failure must not unlock"
-    );
-    s.clear_failures("user:taro").await?;
-    ensure!(s.locked_until("user:taro").await? == 0);
-    ensure!(s.record_failure("user:taro", NOW + 903, window).await? == 1);
-    ensure!(s.locked_until("ip:127.0.0.1").await? == 0);
+/// A windowed counter rule as limits.rs uses it: `limit` attempts, then refused until `NOW + 900`.
+fn up_to(limit: i64) -> impl Fn(Option<&Throttle>) -> std::result::Result<Throttle, i64> {
+    move |r| {
+        let n = r.map_or(0, |r| r.failures);
+        if n >= limit {
+            return Err(NOW + 900);
+        }
+        Ok(Throttle {
+            failures: n + 1,
+            window_start: NOW,
+            next_at: NOW,
+            known_until: r.map_or(0, |r| r.known_until),
+        })
+    }
+}
 
-    // Parallel guesses on two instances: every failure counted, no errors.
+async fn signin_throttle(url: String) -> Result<()> {
+    let (s, other) = open2(&url).await?;
+    ensure!(s.throttle("acct:taro").await?.is_none(), "unknown key: no row");
+    for want in 1..=3 {
+        let st = if want % 2 == 0 { &other } else { &s };
+        let got = st.throttle_admit("acct:taro", up_to(3)).await?;
+        ensure!(got.map(|t| t.failures) == Ok(want), "attempt {want}: {got:?}");
+    }
+    ensure!(
+        s.throttle_admit("acct:taro", up_to(3)).await? == Err(NOW + 900),
+        "refused at the limit"
+    );
+    ensure!(
+        other.throttle("acct:taro").await?.map(|t| t.failures) == Some(3),
+        "a refusal writes nothing; another instance sees the count"
+    );
+    ensure!(s.throttle("addr:127.0.0.1").await?.is_none(), "keys are separate");
+    s.throttle_refund("acct:taro").await?;
+    ensure!(s.throttle("acct:taro").await?.map(|t| t.failures) == Some(2));
+    // A success remembers the key as known (failures forgotten), or forgets the row.
+    s.throttle_succeeded("pair:taro@192.0.2.1", NOW + 100).await?;
+    s.throttle_succeeded("acct:taro", NOW + 100).await?;
+    let known = s.throttle("acct:taro").await?;
+    ensure!(
+        known.map(|t| (t.failures, t.known_until)) == Some((0, NOW + 100)),
+        "{known:?}"
+    );
+    ensure!(
+        s.throttle_admit("acct:taro", up_to(3))
+            .await?
+            .map(|t| t.known_until)
+            == Ok(NOW + 100),
+        "the rule sees what is known"
+    );
+    s.throttle_succeeded("acct:taro", 0).await?;
+    ensure!(s.throttle("acct:taro").await?.is_none());
+    s.throttle_refund("acct:nobody").await?;
+    ensure!(
+        s.throttle("acct:nobody").await?.is_none(),
+        "a refund creates nothing"
+    );
+
+    // Concurrent attempts on two instances are each counted once, before they are checked: with a
+    // limit of 5, exactly 5 of them get through, as the 1st to the 5th, and the rest are refused.
     let results = futures_join_all((0..RACERS).map(|i| {
         let st = if i % 2 == 0 { s.clone() } else { other.clone() };
-        async move { st.record_failure("user:hanako", NOW, window).await }
+        async move { st.throttle_admit("acct:hanako", up_to(5)).await }
     }))
     .await;
-    let mut counts = Vec::new();
+    let mut admitted = Vec::new();
+    let mut refused = 0;
     for r in results {
-        counts.push(r.context("record_failure under contention")?);
+        match r.context("throttle_admit under contention")? {
+            Ok(t) => admitted.push(t.failures),
+            Err(_) => refused += 1,
+        }
     }
-    counts.sort();
-    let want: Vec<i64> = (1..=RACERS as i64).collect();
-    ensure!(counts == want, "concurrent failures counted {counts:?}");
+    admitted.sort();
+    ensure!(admitted == [1, 2, 3, 4, 5], "admitted as {admitted:?}");
+    ensure!(refused == RACERS - 5, "{refused} refused");
+    ensure!(s.throttle("acct:hanako").await?.map(|t| t.failures) == Some(5));
+
+    // The sweep keeps rows with failures and rows that remember a known address; it drops spent ones.
+    s.throttle_succeeded("pair:spent@192.0.2.1", NOW - 1).await?;
+    s.sweep(NOW).await?;
+    ensure!(
+        s.throttle("pair:spent@192.0.2.1").await?.is_none(),
+        "spent row swept"
+    );
+    ensure!(s.throttle("acct:hanako").await?.is_some(), "failures kept");
+    ensure!(s.throttle("pair:taro@192.0.2.1").await?.is_some(), "known kept");
+    s.sweep(NOW + fapi_as::store::THROTTLE_KEEP + 1000).await?;
+    ensure!(
+        s.throttle("acct:hanako").await?.is_none(),
+        "failures untouched for THROTTLE_KEEP are swept"
+    );
+    Ok(())
+}
+
+async fn password_rehash(url: String) -> Result<()> {
+    let s = open(&url).await?;
+    let user = User {
+        user_id: "u1".into(),
+        username: "taro".into(),
+        display_name: "Taro".into(),
+        password_hash: "pbkdf2-sha256$old".into(),
+        totp_secret: None,
+    };
+    s.put_user(&user).await?;
+    ensure!(
+        !s.replace_password_hash("u1", "something else", "$argon2id$new")
+            .await?,
+        "not the hash read"
+    );
+    ensure!(
+        s.replace_password_hash("u1", "pbkdf2-sha256$old", "$argon2id$new")
+            .await?
+    );
+    ensure!(s.user("u1").await?.map(|u| u.password_hash) == Some("$argon2id$new".into()));
+    ensure!(
+        !s.replace_password_hash("u1", "pbkdf2-sha256$old", "$argon2id$other")
+            .await?,
+        "only once"
+    );
     Ok(())
 }
 
@@ -714,7 +788,8 @@ const CHECKS: &[(&str, Check)] = checks![
     replay,
     grants_and_revocation,
     revocation_feed,
-    login_failures,
+    signin_throttle,
+    password_rehash,
     sweep,
     passkeys,
 ];

@@ -12,6 +12,17 @@
 //!     label, req/s, p50 ms, p99 ms, non-200, requests measured, assertions used, and the CPU time
 //!     (user + system, all threads) of process PID over the measured window per request, in µs.
 //!     Exits 1 on any non-200 answer, connection error or exhausted assertion pool.
+//! bench-as-load signin --label L --browser https://127.0.0.1:PORT --url ...token --ca --cert --key
+//!     --jwk --client-id --aud --scope [--resource] [--signins 20] [--idle 5] [--warmup 2]
+//!     [--duration 10] [--pool 20000]
+//!     latency of `GET /health` (browser listener) and `POST /token` (as `run`, one request at a
+//!     time each) first with nothing else running (`idle`, for `--idle` s), then while `--signins`
+//!     browsers each post sign-ins in a loop (`loaded`: after `--warmup` s, for `--duration` s): every
+//!     sign-in names a new unknown username (no credentials needed, as an attacker would; the server
+//!     then verifies against its dummy hash). Prints one TSV line per phase on stdout: label, phase,
+//!     health p50 ms, health p95 ms, health requests, token p50 ms, token p95 ms, token requests,
+//!     sign-ins per second, sign-in p50 ms, non-200 sign-in answers. A request counts in the phase it
+//!     was sent in, however long it took. Exits 1 on a probe answer other than 200.
 
 use bytes::Bytes;
 use fapi_core::alg::Algorithm;
@@ -35,6 +46,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("keys") if args.len() == 2 => keys(&args[1]),
         Some("run") => parse_opts(&args[1..]).and_then(run),
+        Some("signin") => parse_opts(&args[1..]).and_then(signin),
         _ => Err("usage: bench-as-load keys DIR | bench-as-load run --url ... (see the source)".into()),
     };
     if let Err(e) = result {
@@ -395,6 +407,253 @@ fn run(o: HashMap<String, String>) -> Fallible<()> {
             pct(0.50),
             pct(0.99),
             lat.len()
+        );
+        Ok(())
+    })
+}
+
+// ---- `signin`: probe latency under a load of concurrent sign-ins
+
+async fn request(
+    sender: &mut Sender,
+    method: &str,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Fallible<(u16, Vec<String>, Bytes)> {
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, authority);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
+    sender.ready().await.map_err(|e| format!("connection: {e}"))?;
+    let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;
+    let status = resp.status().as_u16();
+    let cookies = resp
+        .headers()
+        .get_all(hyper::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .map(str::to_string)
+        .collect();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("response body: {e}"))?
+        .to_bytes();
+    Ok((status, cookies, body))
+}
+
+/// Latencies (µs) of requests sent in [from, to).
+#[derive(Default)]
+struct Samples {
+    idle: Vec<u32>,
+    loaded: Vec<u32>,
+}
+
+struct Phases {
+    idle_from: Instant,
+    idle_to: Instant,
+    loaded_from: Instant,
+    end: Instant,
+}
+
+impl Phases {
+    fn record(&self, s: &mut Samples, sent: Instant, took: Duration) {
+        let us = took.as_micros().min(u32::MAX as u128) as u32;
+        if sent >= self.idle_from && sent < self.idle_to {
+            s.idle.push(us);
+        } else if sent >= self.loaded_from && sent < self.end {
+            s.loaded.push(us);
+        }
+    }
+}
+
+fn pct(lat: &mut [u32], p: f64) -> f64 {
+    if lat.is_empty() {
+        return 0.0;
+    }
+    lat.sort_unstable();
+    let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+    lat[i] as f64 / 1000.0
+}
+
+fn signin(o: HashMap<String, String>) -> Fallible<()> {
+    let get = |k: &str| o.get(k).cloned().ok_or_else(|| format!("--{k} is required"));
+    let num = |k: &str, d: u64| -> Fallible<u64> {
+        o.get(k)
+            .map(|v| v.parse::<u64>().map_err(|_| format!("--{k}: not a number")))
+            .unwrap_or(Ok(d))
+    };
+    let label = get("label")?;
+    let token_target = Arc::new(parse_url(&get("url")?)?);
+    let browser = get("browser")?;
+    let browser_target = Arc::new(parse_url(&format!("{}/", browser.trim_end_matches('/')))?);
+    let signins = num("signins", 20)? as usize;
+    let idle = Duration::from_secs(num("idle", 5)?);
+    let warmup = Duration::from_secs(num("warmup", 2)?);
+    let duration = Duration::from_secs(num("duration", 10)?);
+    let pool = num("pool", 20_000)? as usize;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_pem_certs(&get("ca")?)? {
+        roots.add(c).map_err(|e| format!("CA: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mtls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots.clone())
+        .with_client_auth_cert(read_pem_certs(&get("cert")?)?, read_pem_key(&get("key")?)?)
+        .map_err(|e| format!("client certificate: {e}"))?;
+    let plain = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mtls = tokio_rustls::TlsConnector::from(Arc::new(mtls));
+    let plain = tokio_rustls::TlsConnector::from(Arc::new(plain));
+    let name = ServerName::try_from(token_target.host.clone()).map_err(|e| format!("server name: {e}"))?;
+
+    let jwk_path = get("jwk")?;
+    let jwk: Value =
+        serde_json::from_str(&std::fs::read_to_string(&jwk_path).map_err(|e| format!("{jwk_path}: {e}"))?)
+            .map_err(|e| format!("{jwk_path}: {e}"))?;
+    let key = SigningKey::from_jwk(&jwk).map_err(|e| e.0)?;
+    let client_id = get("client-id")?;
+    let aud = get("aud")?;
+    let mut prefix = format!(
+        "grant_type=client_credentials&scope={}&client_id={}",
+        form_encode(&get("scope")?),
+        form_encode(&client_id)
+    );
+    if let Some(r) = o.get("resource") {
+        prefix.push_str(&format!("&resource={}", form_encode(r)));
+    }
+    prefix.push_str("&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=");
+    let iat = unix_now();
+    let mut bodies = Vec::with_capacity(pool);
+    for i in 0..pool {
+        let claims = json!({
+            "iss": client_id, "sub": client_id, "aud": aud, "iat": iat, "exp": iat + 300,
+            "jti": format!("{}-{i}", fapi_core::sign::random_id()),
+        });
+        bodies.push(Bytes::from(format!("{prefix}{}", key.sign_jwt(None, &claims).map_err(|e| e.0)?)));
+    }
+    let bodies = Arc::new(bodies);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let start = Instant::now() + Duration::from_secs(1);
+        let phases = Arc::new(Phases {
+            idle_from: start,
+            idle_to: start + idle,
+            loaded_from: start + idle + warmup,
+            end: start + idle + warmup + duration,
+        });
+        let stop_at = phases.end;
+
+        // Probe: /health, one at a time.
+        let mut health = connect(&browser_target, &plain, &name).await?;
+        let (bt, ph) = (browser_target.clone(), phases.clone());
+        let health_task = tokio::spawn(async move {
+            let mut s = Samples::default();
+            while Instant::now() < stop_at {
+                let sent = Instant::now();
+                let (status, _, body) = request(&mut health, "GET", &bt.authority, "/health", &[], Bytes::new()).await?;
+                if status != 200 {
+                    return Err(format!("/health answered {status}: {}", String::from_utf8_lossy(&body)));
+                }
+                ph.record(&mut s, sent, sent.elapsed());
+            }
+            Ok::<Samples, String>(s)
+        });
+        // Probe: /token, one at a time.
+        let mut token = connect(&token_target, &mtls, &name).await?;
+        let (tt, ph, pool) = (token_target.clone(), phases.clone(), bodies.clone());
+        let token_task = tokio::spawn(async move {
+            let mut s = Samples::default();
+            let mut next = 0;
+            while Instant::now() < stop_at {
+                let body = pool.get(next).cloned().ok_or("the assertion pool ran out: raise --pool")?;
+                next += 1;
+                let sent = Instant::now();
+                let (status, body) = post(&mut token, &tt, body).await?;
+                if status != 200 {
+                    return Err(format!("/token answered {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)])));
+                }
+                ph.record(&mut s, sent, sent.elapsed());
+            }
+            Ok::<Samples, String>(s)
+        });
+        // The sign-in load, from the end of the idle phase.
+        let mut signin_tasks = Vec::new();
+        for n in 0..signins {
+            let (bt, ph) = (browser_target.clone(), phases.clone());
+            let mut conn = connect(&bt, &plain, &name).await?;
+            signin_tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(ph.idle_to.into()).await;
+                let (status, cookies, page) = request(&mut conn, "GET", &bt.authority, "/apps", &[], Bytes::new()).await?;
+                let page = String::from_utf8_lossy(&page).into_owned();
+                let csrf = page
+                    .split_once("name=\"csrf\" value=\"")
+                    .and_then(|(_, rest)| rest.split_once('"'))
+                    .map(|(v, _)| v.to_string())
+                    .ok_or(format!("/apps ({status}) has no CSRF field"))?;
+                let cookie = cookies.join("; ");
+                let mut s = Samples::default();
+                let mut other = 0usize;
+                let mut i = 0u64;
+                while Instant::now() < stop_at {
+                    i += 1;
+                    let body = format!("csrf={}&username=nobody-{n}-{i}&password=not-the-password", form_encode(&csrf));
+                    let sent = Instant::now();
+                    let headers = [("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+                    let (status, _, _) = request(&mut conn, "POST", &bt.authority, "/login", &headers, Bytes::from(body)).await?;
+                    if status != 200 {
+                        other += 1;
+                    }
+                    ph.record(&mut s, sent, sent.elapsed());
+                }
+                Ok::<(Samples, usize), String>((s, other))
+            }));
+        }
+        let mut health = health_task.await.map_err(|e| e.to_string())??;
+        let mut token = token_task.await.map_err(|e| e.to_string())??;
+        let mut signin_lat = Vec::new();
+        let mut other = 0;
+        for t in signin_tasks {
+            let (s, o) = t.await.map_err(|e| e.to_string())??;
+            signin_lat.extend(s.loaded);
+            other += o;
+        }
+        let secs = duration.as_secs_f64();
+        let (hn, tn) = (health.idle.len(), token.idle.len());
+        println!(
+            "{label}\tidle\t{:.2}\t{:.2}\t{hn}\t{:.2}\t{:.2}\t{tn}\t0\t-\t0",
+            pct(&mut health.idle, 0.5),
+            pct(&mut health.idle, 0.95),
+            pct(&mut token.idle, 0.5),
+            pct(&mut token.idle, 0.95),
+        );
+        let (hn, tn, sn) = (health.loaded.len(), token.loaded.len(), signin_lat.len());
+        println!(
+            "{label}\tloaded\t{:.2}\t{:.2}\t{hn}\t{:.2}\t{:.2}\t{tn}\t{:.1}\t{:.1}\t{other}",
+            pct(&mut health.loaded, 0.5),
+            pct(&mut health.loaded, 0.95),
+            pct(&mut token.loaded, 0.5),
+            pct(&mut token.loaded, 0.95),
+            sn as f64 / secs,
+            pct(&mut signin_lat, 0.5),
         );
         Ok(())
     })

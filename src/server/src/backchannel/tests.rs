@@ -6,7 +6,7 @@ use super::feed;
 use super::revoke::{introspection, revoke_token, Introspector};
 use super::support::hashed;
 use super::token::{handle, Issued, TokenCall};
-use crate::app::{AppState, Metrics};
+use crate::app::AppState;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::OAuthError;
@@ -17,7 +17,6 @@ use crate::store::{ClientMetadata, Grant, Store};
 use crate::tls::PeerCertificate;
 use fapi_core::alg::Algorithm;
 use fapi_core::binding::CertThumbprint;
-use fapi_core::dpop::NonceIssuer;
 use fapi_core::jws::CompactJws;
 use fapi_core::sign::SigningKey;
 use serde_json::{json, Value};
@@ -138,21 +137,8 @@ async fn fixture() -> Fixture {
         })
         .await
         .unwrap();
-    let verifying_keys = crate::keys::VerifyingKeys::new(&keys).unwrap();
-    let resource = crate::resource::ResourceGuard::new(&config, &[7u8; 32]).unwrap();
-    let client_jwks = crate::client_jwks::ClientJwks::new(&config.registration, Clock::system()).unwrap();
-    let state = Arc::new(AppState {
-        config,
-        store,
-        keys,
-        verifying_keys,
-        nonces: NonceIssuer::new(&[7u8; 32], 300),
-        client_jwks,
-        resource,
-        metrics: Metrics::default(),
-        clock: Clock::system(),
-        random: Random::system(),
-    });
+    let state =
+        Arc::new(AppState::new(config, store, keys, &[7u8; 32], Clock::system(), Random::system()).unwrap());
     Fixture {
         state,
         client_key,

@@ -37,7 +37,6 @@ use axum::Form;
 use limits::SourceAddr;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 type FormPairs = std::result::Result<Form<Vec<(String, String)>>, FormRejection>;
 type QueryPairs = std::result::Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -452,15 +451,6 @@ pub(super) fn field<'a>(form: &'a BTreeMap<String, String>, name: &str, max: usi
         .filter(|v| !v.is_empty() && v.len() <= max)
 }
 
-/// A hash to verify against when the username is unknown, so both cases take the same time.
-fn dummy_hash() -> &'static str {
-    static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| {
-        crate::password::hash(&crate::random::Random::system(), "no such user: timing equalizer")
-            .unwrap_or_default()
-    })
-}
-
 pub(super) fn lock_message(l: Locked, t: i64) -> Msg {
     match l {
         Locked::Account { .. } => Msg::Locked {
@@ -469,6 +459,10 @@ pub(super) fn lock_message(l: Locked, t: i64) -> Msg {
         Locked::Address { .. } => Msg::AddressLocked {
             minutes: l.minutes(t),
         },
+        Locked::Delayed { .. } => Msg::Delayed {
+            seconds: l.seconds(t),
+        },
+        Locked::Capped => Msg::Suspended,
     }
 }
 
@@ -557,34 +551,60 @@ pub async fn password(
         )
     };
     let t = s.clock.now();
-    if let Some(l) = limits::check(&s, Some(username), addr, t).await? {
-        s.metrics.count("login", "locked");
-        return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
-    }
+    // Counted before it is checked (limits.rs); a refused attempt is not checked at all.
+    let adm = match limits::admit(
+        &s.store,
+        limits::Rules::of(&s.config.login),
+        Some(username),
+        addr,
+        t,
+    )
+    .await?
+    {
+        Ok(adm) => adm,
+        Err(l) => {
+            s.metrics.count("login", "locked");
+            return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
+        }
+    };
     let pw = field(&form, "password", 256).unwrap_or("");
     let user = if username.is_empty() {
         None
     } else {
         s.store.user_by_name(username).await?
     };
-    let ok = match &user {
-        Some(u) => crate::password::verify(pw, &u.password_hash),
-        None => {
-            let _ = crate::password::verify(pw, dummy_hash());
-            false
-        }
-    };
+    // The row is read and the store's connection released before hashing (which runs on the
+    // blocking pool, bounded); an unknown user costs the same (password.rs).
+    let ok = s
+        .passwords
+        .verify(pw, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await
+        .map_err(OAuthError::server)?;
     let user = match (ok, user) {
         (true, Some(u)) => u,
         _ => {
             s.metrics.count("login", "failed");
-            return Ok(match limits::failed(&s, Some(username), addr, t).await? {
+            return Ok(match limits::after_failure(&adm, t) {
                 Some(l) => page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)),
                 None => page(StatusCode::OK, Msg::BadCredentials),
             });
         }
     };
-    limits::succeeded(&s, &user.username).await?;
+    limits::succeeded(&s.store, &adm, &user.username, t).await?;
+    if crate::password::needs_rehash(&user.password_hash) {
+        // An older hash (PBKDF2): replaced by Argon2id now that the password is at hand.
+        let fresh = s
+            .passwords
+            .hash(&s.random, pw)
+            .await
+            .map_err(OAuthError::server)?;
+        if s.store
+            .replace_password_hash(&user.user_id, &user.password_hash, &fresh)
+            .await?
+        {
+            tracing::info!(user_id = %user.user_id, "password re-hashed with Argon2id");
+        }
+    }
     s.metrics.count("login", "ok");
     tracing::info!(user_id = %user.user_id, "password sign-in");
     super::signed_in(&s, &key, sess, user.user_id, vec!["pwd".into()], ACR_PASSWORD).await
@@ -622,10 +642,21 @@ pub async fn totp(
         )
     };
     let t = s.clock.now();
-    if let Some(l) = limits::check(&s, Some(&user.username), addr, t).await? {
-        s.metrics.count("totp", "locked");
-        return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
-    }
+    let adm = match limits::admit(
+        &s.store,
+        limits::Rules::of(&s.config.login),
+        Some(&user.username),
+        addr,
+        t,
+    )
+    .await?
+    {
+        Ok(adm) => adm,
+        Err(l) => {
+            s.metrics.count("totp", "locked");
+            return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
+        }
+    };
     let code = field(&form, "code", 16).unwrap_or("");
     let failure = match crate::totp::verify(&secret, code, t) {
         // RFC 6238 §5.2: a code (a step) is accepted once per user.
@@ -644,12 +675,12 @@ pub async fn totp(
     };
     if let Some(msg) = failure {
         s.metrics.count("totp", "failed");
-        return Ok(match limits::failed(&s, Some(&user.username), addr, t).await? {
+        return Ok(match limits::after_failure(&adm, t) {
             Some(l) => page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)),
             None => page(StatusCode::OK, msg),
         });
     }
-    limits::succeeded(&s, &user.username).await?;
+    limits::succeeded(&s.store, &adm, &user.username, t).await?;
     s.metrics.count("totp", "ok");
     if !sess.amr.iter().any(|a| a == "otp") {
         sess.amr.push("otp".into());

@@ -392,6 +392,12 @@ pub enum Msg {
     AddressLocked {
         minutes: i64,
     },
+    /// Attempts on this account are being slowed (frontchannel/limits.rs): wait this long.
+    Delayed {
+        seconds: i64,
+    },
+    /// Too many consecutive failures on this account (NIST SP 800-63B §5.2.2 cap).
+    Suspended,
     NoTotp,
     RequestMissing,
     RequestExpired,
@@ -432,6 +438,14 @@ impl Msg {
             (AddressLocked { minutes }, Lang::En) => format!(
                 "Too many failed sign-in attempts came from your network. Try again in about {minutes} minute(s)."
             ),
+            (Delayed { seconds }, Lang::Ja) => format!(
+                "このアカウントへのサインインの失敗が続いているため、次の試行まで約{seconds}秒お待ちください。"
+            ),
+            (Delayed { seconds }, Lang::En) => format!(
+                "Several sign-in attempts on this account have failed. Wait about {seconds} second(s) and try again."
+            ),
+            (Suspended, Lang::Ja) => "サインインの失敗が上限に達したため、このアカウントのパスワードによるサインインを停止しています。パスキーでサインインするか、銀行までご連絡ください。".into(),
+            (Suspended, Lang::En) => "Password sign-in to this account is stopped after too many failed attempts. Sign in with a passkey or contact the bank.".into(),
             (NoTotp, Lang::Ja) => "このアプリが求める認証方式（確認コード）があなたのアカウントには設定されていません。".into(),
             (NoTotp, Lang::En) => "The app asks for a verification code, which is not set up for your account.".into(),
             (RequestMissing, Lang::Ja) => "認可リクエストが不正です（事前登録（PAR）された request_uri と client_id が必要です）。".into(),

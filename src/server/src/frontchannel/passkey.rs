@@ -20,7 +20,7 @@
 //! (an IP address) no passkey button is shown and these endpoints refuse.
 
 use super::authorize::{field, lock_message, posted, Flow, Posted};
-use super::limits::{self, Locked, SourceAddr};
+use super::limits::{self, SourceAddr};
 use super::pages::{self, Msg};
 use super::{html, see_other};
 use crate::app::{Shared, ACR_PASSKEY};
@@ -160,7 +160,6 @@ enum Refused {
         reason: &'static str,
         username: Option<String>,
     },
-    Locked(Locked),
 }
 
 fn failed(reason: &'static str, username: Option<&str>) -> std::result::Result<User, Refused> {
@@ -177,8 +176,6 @@ async fn check_assertion(
     challenge: Option<&str>,
     credential: Option<&str>,
     stepping_up: Option<&User>,
-    addr: SourceAddr,
-    t: i64,
 ) -> Result<std::result::Result<User, Refused>> {
     let step_name = stepping_up.map(|u| u.username.as_str());
     let Some(challenge) = challenge else {
@@ -206,9 +203,8 @@ async fn check_assertion(
             return Ok(failed("another_users_credential", step_name));
         }
     }
-    if let Some(l) = limits::check(s, Some(&user.username), addr, t).await? {
-        return Ok(Err(Refused::Locked(l)));
-    }
+    // Not held back by the account's password throttle (limits.rs): an assertion cannot be guessed,
+    // and a passkey is how the owner of an account under a password attack still signs in.
     let verified = match webauthn::verify_authentication(rp, challenge, &stored, &response) {
         Ok(v) => v,
         Err(e) => return Ok(failed(e.code(), Some(&user.username))),
@@ -262,38 +258,33 @@ pub async fn sign_in(
         html(status, body, &[])
     };
     let t = s.clock.now();
-    if let Some(l) = limits::check(&s, None, addr, t).await? {
-        s.metrics.count("passkey", "locked");
-        return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
-    }
-    let challenge = take_challenge(&s, &key, &mut sess, "get", t).await?;
-    let credential = field(&form, "credential", webauthn::MAX_RESPONSE_JSON_LEN);
-    let outcome = check_assertion(
-        &s,
-        &rp,
-        challenge.as_deref(),
-        credential,
-        stepping_up.as_ref(),
-        addr,
-        t,
-    )
-    .await?;
-    let user = match outcome {
-        Ok(user) => user,
-        Err(Refused::Locked(l)) => {
+    // Counted (per source address) before it is checked.
+    let adm = match limits::admit(&s.store, limits::Rules::of(&s.config.login), None, addr, t).await? {
+        Ok(adm) => adm,
+        Err(l) => {
             s.metrics.count("passkey", "locked");
             return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
         }
+    };
+    let challenge = take_challenge(&s, &key, &mut sess, "get", t).await?;
+    let credential = field(&form, "credential", webauthn::MAX_RESPONSE_JSON_LEN);
+    let outcome = check_assertion(&s, &rp, challenge.as_deref(), credential, stepping_up.as_ref()).await?;
+    let user = match outcome {
+        Ok(user) => user,
         Err(Refused::Failed { reason, username }) => {
             s.metrics.count("passkey", "failed");
-            tracing::info!(reason, "passkey sign-in refused");
-            return Ok(match limits::failed(&s, username.as_deref(), addr, t).await? {
+            tracing::info!(
+                reason,
+                username = username.as_deref().unwrap_or("-"),
+                "passkey sign-in refused"
+            );
+            return Ok(match limits::after_failure(&adm, t) {
                 Some(l) => page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)),
                 None => page(StatusCode::OK, Msg::PasskeyFailed),
             });
         }
     };
-    limits::succeeded(&s, &user.username).await?;
+    limits::succeeded(&s.store, &adm, &user.username, t).await?;
     s.metrics.count("passkey", "ok");
     tracing::info!(user_id = %user.user_id, step_up = step, "passkey sign-in");
     // RFC 8176: hwk (proof of possession of a hardware-secured key), user (user presence and
