@@ -1,0 +1,1 @@
+//! fapi-guard as a native Envoy dynamic module (work in progress).
