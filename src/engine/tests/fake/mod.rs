@@ -6,6 +6,9 @@
 use fapi_engine::host::{Callout, Host, Level, RequestHost, SharedError};
 use std::collections::HashMap;
 
+/// A local reply: status, headers, body.
+pub type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+
 #[derive(Default)]
 pub struct FakeHost {
     pub now: i64,
@@ -22,7 +25,7 @@ pub struct FakeHost {
     pub set: Vec<(String, String)>,
     pub removed: Vec<String>,
     pub response_set: Vec<(String, String)>,
-    pub reply: Option<(u16, Vec<(String, String)>, Vec<u8>)>,
+    pub reply: Option<Reply>,
     pub resumed: bool,
 }
 
