@@ -5,6 +5,40 @@
 
 use crate::host::Host;
 
+/// Every refusal reason fapi-core gives (`Denial::reason`), plus `internal_error` (a shell that
+/// could not run the engine). Shells that must define their counters up front (the native module)
+/// define `denied.<reason>` for each; a reason missing here is still counted under `denied`.
+pub const DENIAL_REASONS: &[&str] = &[
+    "acr_not_accepted", "algorithm_not_allowed", "ambiguous_key", "audience_mismatch",
+    "auth_time_too_old", "bearer_not_allowed", "binding_mismatch", "binding_not_allowed",
+    "certificate_missing", "claim_condition_failed", "claim_malformed", "claim_missing",
+    "client_not_allowed", "dpop_alg", "dpop_ath", "dpop_claim_missing", "dpop_htm", "dpop_htu",
+    "dpop_iat", "dpop_jwk", "dpop_key_mismatch", "dpop_malformed", "dpop_multiple_headers",
+    "dpop_nonce_invalid", "dpop_nonce_required", "dpop_private_jwk", "dpop_proof_missing",
+    "dpop_replay", "dpop_replay_store_full", "dpop_signature", "dpop_token_as_bearer", "dpop_typ",
+    "insufficient_scope", "insufficient_user_authentication", "internal_error", "jwks_unavailable",
+    "key_in_header", "key_unusable", "malformed_authorization", "malformed_token", "missing_token",
+    "multiple_authorization_headers", "no_matching_rule", "revocation_status_unknown",
+    "signature_invalid", "token_expired", "token_in_query", "token_inactive",
+    "token_issued_in_future", "token_lifetime_too_long", "token_not_yet_valid", "token_revoked",
+    "typ_not_allowed", "unknown_critical_header", "unknown_issuer", "unknown_kid",
+];
+
+/// Counters that are not refusals: the batched per-request ones and the background events.
+pub const EVENT_COUNTERS: &[&str] = &[
+    "allowed", "token_cache.hit", "token_cache.miss", "denied", "jwks.fetched", "jwks.fetch_failed",
+    "revocation_feed.ok", "revocation_feed.failed",
+];
+
+/// Every counter name (without the `fapi_guard.` prefix) the engine may report.
+pub fn all_counters() -> Vec<String> {
+    EVENT_COUNTERS
+        .iter()
+        .map(|n| n.to_string())
+        .chain(DENIAL_REASONS.iter().map(|r| format!("denied.{r}")))
+        .collect()
+}
+
 #[derive(Default)]
 pub struct Metrics {
     /// `allowed`, `token_cache.hit`, `token_cache.miss`, counted since the last flush.
