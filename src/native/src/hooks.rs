@@ -126,7 +126,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         Ok(Some(ptr)) => ptr as envoy_dynamic_module_type_http_filter_config_module_ptr,
         Ok(None) => std::ptr::null(),
         Err(_) => {
-            log_line(Level::Error, "fapi-guard: internal error while loading the configuration; refusing to start");
+            log_line(
+                Level::Error,
+                "fapi-guard: internal error while loading the configuration; refusing to start",
+            );
             std::ptr::null()
         }
     }
@@ -136,7 +139,10 @@ fn start_ticker(config: envoy_dynamic_module_type_http_filter_config_envoy_ptr) 
     // SAFETY: `config` is the configuration Envoy is creating (main thread).
     let raw = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(config) };
     if raw.is_null() {
-        log_line(Level::Error, "fapi-guard: no scheduler: keys and the revocation feed will not refresh");
+        log_line(
+            Level::Error,
+            "fapi-guard: no scheduler: keys and the revocation feed will not refresh",
+        );
         return None;
     }
     let scheduler = SchedulerPtr(raw);
@@ -156,7 +162,11 @@ fn start_ticker(config: envoy_dynamic_module_type_http_filter_config_envoy_ptr) 
             }
         })
         .ok()?;
-    Some(Ticker { stop, thread, scheduler })
+    Some(Ticker {
+        stop,
+        thread,
+        scheduler,
+    })
 }
 
 fn run_tick(config: &Config) {
@@ -240,7 +250,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
         };
         let Ok(id) = u32::try_from(callout_id) else { return };
         // SAFETY: headers and body chunks are Envoy's, valid until this hook returns; copied here.
-        let response = unsafe { callout_response(result, headers, headers_size, body_chunks, body_chunks_size) };
+        let response =
+            unsafe { callout_response(result, headers, headers_size, body_chunks, body_chunks_size) };
         if config.in_tick.load(Ordering::Acquire) {
             // Answered inside the tick that started it (the tick holds the locks): handled after it.
             lock(&config.deferred).push((id, response));
@@ -326,15 +337,21 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         Some(action)
     }));
     match decided {
-        Ok(Some(Action::Continue)) => envoy_dynamic_module_type_on_http_filter_request_headers_status_Continue,
-        Ok(Some(Action::Pause)) => envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration,
+        Ok(Some(Action::Continue)) => {
+            envoy_dynamic_module_type_on_http_filter_request_headers_status_Continue
+        }
+        Ok(Some(Action::Pause)) => {
+            envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration
+        }
         Ok(None) | Err(_) => {
             // SAFETY: as above; only the configuration is read to count the refusal.
             let config = unsafe { filter_mut(filter_module_ptr) }.and_then(|f| {
                 // SAFETY: as above.
                 unsafe { f.config.as_ref() }
             });
-            let _ = catch_unwind(AssertUnwindSafe(|| fail_closed(config, filter_envoy_ptr, "request hook")));
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                fail_closed(config, filter_envoy_ptr, "request hook")
+            }));
             envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration
         }
     }
@@ -359,7 +376,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
         let config = unsafe { filter.config.as_ref() }?;
         let id = u32::try_from(callout_id).ok()?;
         // SAFETY: headers and body chunks are Envoy's, valid until this hook returns; copied here.
-        let response = unsafe { callout_response(result, headers, headers_size, body_chunks, body_chunks_size) };
+        let response =
+            unsafe { callout_response(result, headers, headers_size, body_chunks, body_chunks_size) };
         if filter.state.in_hook {
             // Inside the request hook that started it (which holds the engine's lock).
             filter.deferred = Some((id, response));
@@ -381,7 +399,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
             // SAFETY: as above.
             unsafe { f.config.as_ref() }
         });
-        let _ = catch_unwind(AssertUnwindSafe(|| fail_closed(config, filter_envoy_ptr, "callout hook")));
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            fail_closed(config, filter_envoy_ptr, "callout hook")
+        }));
     }
 }
 

@@ -107,7 +107,13 @@ impl Env {
         };
         // SAFETY: `filter` is the live filter of the hook being run; no labels are passed.
         unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(filter, *id, std::ptr::null_mut(), 0, n)
+            envoy_dynamic_module_callback_http_filter_increment_counter(
+                filter,
+                *id,
+                std::ptr::null_mut(),
+                0,
+                n,
+            )
         };
     }
 
@@ -180,8 +186,8 @@ pub unsafe fn callout_response(
             // SAFETY: each entry's key points to `key_length` bytes Envoy keeps during the hook.
             if unsafe { copy_envoy(h.key_ptr, h.key_length) } == b":status" {
                 // SAFETY: as above, for the value.
-                response.status = String::from_utf8_lossy(&unsafe { copy_envoy(h.value_ptr, h.value_length) })
-                    .into_owned();
+                response.status =
+                    String::from_utf8_lossy(&unsafe { copy_envoy(h.value_ptr, h.value_length) }).into_owned();
             }
         }
     }
@@ -189,7 +195,9 @@ pub unsafe fn callout_response(
         // SAFETY: the caller guarantees `body_size` valid chunks.
         for chunk in unsafe { std::slice::from_raw_parts(body, body_size) } {
             // SAFETY: each chunk points to `length` bytes Envoy keeps during the hook.
-            response.body.extend(unsafe { copy_envoy(chunk.ptr, chunk.length) });
+            response
+                .body
+                .extend(unsafe { copy_envoy(chunk.ptr, chunk.length) });
             if response.body.len() > fapi_core::revocation::MAX_FEED_PAGE {
                 // Larger than any answer the engine accepts: make it unreadable (fail closed).
                 response.body.truncate(fapi_core::revocation::MAX_FEED_PAGE + 1);
@@ -275,13 +283,23 @@ pub struct FilterHost<'a> {
 }
 
 impl FilterHost<'_> {
-    fn set_header(&mut self, kind: envoy_dynamic_module_type_http_header_type, name: &str, value: Option<&str>) {
+    fn set_header(
+        &mut self,
+        kind: envoy_dynamic_module_type_http_header_type,
+        name: &str,
+        value: Option<&str>,
+    ) {
         let value = value.map_or(NULL_BUFFER, |v| module_buffer(v.as_bytes()));
         // SAFETY: `self.envoy` is the live filter of the running hook; key and value point into
         // module memory alive for the call (no Envoy buffer is passed back: headers were copied by
         // `request_headers` before any write); a null value removes the header.
         unsafe {
-            envoy_dynamic_module_callback_http_set_header(self.envoy, kind, module_buffer(name.as_bytes()), value)
+            envoy_dynamic_module_callback_http_set_header(
+                self.envoy,
+                kind,
+                module_buffer(name.as_bytes()),
+                value,
+            )
         };
     }
 }
@@ -348,7 +366,8 @@ impl RequestHost for FilterHost<'_> {
         let mut raw = vec![empty; n];
         // SAFETY: `raw` has room for the `n` headers Envoy just counted; Envoy fills it with
         // pointers into its header map, valid until the end of the hook or the next setter.
-        let ok = unsafe { envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, raw.as_mut_ptr()) };
+        let ok =
+            unsafe { envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, raw.as_mut_ptr()) };
         if !ok {
             return Vec::new();
         }
@@ -356,7 +375,12 @@ impl RequestHost for FilterHost<'_> {
         raw.iter()
             .map(|h| {
                 // SAFETY: each pointer/length pair was just filled in by Envoy and no setter has run.
-                let (k, v) = unsafe { (copy_envoy(h.key_ptr, h.key_length), copy_envoy(h.value_ptr, h.value_length)) };
+                let (k, v) = unsafe {
+                    (
+                        copy_envoy(h.key_ptr, h.key_length),
+                        copy_envoy(h.value_ptr, h.value_length),
+                    )
+                };
                 (String::from_utf8_lossy(&k).into_owned(), v)
             })
             .collect()
@@ -383,15 +407,27 @@ impl RequestHost for FilterHost<'_> {
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) {
-        self.set_header(envoy_dynamic_module_type_http_header_type_RequestHeader, name, Some(value));
+        self.set_header(
+            envoy_dynamic_module_type_http_header_type_RequestHeader,
+            name,
+            Some(value),
+        );
     }
 
     fn remove_request_header(&mut self, name: &str) {
-        self.set_header(envoy_dynamic_module_type_http_header_type_RequestHeader, name, None);
+        self.set_header(
+            envoy_dynamic_module_type_http_header_type_RequestHeader,
+            name,
+            None,
+        );
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) {
-        self.set_header(envoy_dynamic_module_type_http_header_type_ResponseHeader, name, Some(value));
+        self.set_header(
+            envoy_dynamic_module_type_http_header_type_ResponseHeader,
+            name,
+            Some(value),
+        );
     }
 
     fn send_local_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
