@@ -91,8 +91,10 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> envoy_dynamic_module
     .unwrap_or(std::ptr::null())
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
     _name: envoy_dynamic_module_type_envoy_buffer,
     config: envoy_dynamic_module_type_envoy_buffer,
@@ -195,8 +197,10 @@ fn background_answer(config: &Config, id: u32, response: &CalloutResponse) {
     lock(&config.background).on_callout(&mut worker, &mut host, id, response);
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
 ) {
     let _ = catch_unwind(|| {
@@ -217,8 +221,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     });
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     _filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
     filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
     _event_id: u64,
@@ -231,9 +237,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     });
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     _filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
     filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
     callout_id: u64,
@@ -261,8 +269,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     });
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
 ) -> envoy_dynamic_module_type_http_filter_module_ptr {
@@ -294,8 +304,10 @@ fn fail_closed(config: Option<&Config>, envoy: envoy_dynamic_module_type_http_fi
     Request::fail_closed(&mut host, why);
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _end_of_stream: bool,
@@ -357,9 +369,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     }
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     callout_id: u64,
@@ -405,8 +419,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     }
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _end_of_stream: bool,
@@ -430,8 +446,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     envoy_dynamic_module_type_on_http_filter_response_headers_status_Continue
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
     filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
     let _ = catch_unwind(|| {
@@ -447,8 +465,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
 // nothing (the body, trailers and streams pass untouched).
 // ------------------------------------------------------------------------------------------------
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _end_of_stream: bool,
@@ -456,16 +476,20 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     envoy_dynamic_module_type_on_http_filter_request_body_status_Continue
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
 ) -> envoy_dynamic_module_type_on_http_filter_request_trailers_status {
     envoy_dynamic_module_type_on_http_filter_request_trailers_status_Continue
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _end_of_stream: bool,
@@ -473,45 +497,57 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     envoy_dynamic_module_type_on_http_filter_response_body_status_Continue
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
 ) -> envoy_dynamic_module_type_on_http_filter_response_trailers_status {
     envoy_dynamic_module_type_on_http_filter_response_trailers_status_Continue
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _event_id: u64,
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _response_code: u32,
@@ -521,8 +557,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
     envoy_dynamic_module_type_on_http_filter_local_reply_status_Continue
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
@@ -532,8 +570,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
@@ -543,8 +583,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
@@ -553,16 +595,20 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
@@ -570,8 +616,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers(
     _filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
     _filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
     _stream_id: u64,
@@ -581,8 +629,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
     _filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
     _filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
     _stream_id: u64,
@@ -592,8 +642,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailers(
     _filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
     _filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
     _stream_id: u64,
@@ -602,16 +654,20 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailer
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_complete(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_complete(
     _filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
     _filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
     _stream_id: u64,
 ) {
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
     _filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
     _filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
     _stream_id: u64,
@@ -620,13 +676,20 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
 }
 
 /// Per-route configuration is not used: refused, so a route cannot silently expect one.
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
     _name: envoy_dynamic_module_type_envoy_buffer,
     _config: envoy_dynamic_module_type_envoy_buffer,
 ) -> *const c_void {
     std::ptr::null()
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(_config: *const c_void) {}
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
+    _config: *const c_void,
+) {
+}

@@ -91,7 +91,7 @@ impl Env {
     }
 
     /// Adds the main thread's counts through a request's filter.
-    pub fn flush_pending(&self, filter: envoy_dynamic_module_type_http_filter_envoy_ptr) {
+    pub(crate) fn flush_pending(&self, filter: envoy_dynamic_module_type_http_filter_envoy_ptr) {
         if !self.pending_any.swap(false, Ordering::AcqRel) {
             return;
         }
@@ -119,7 +119,7 @@ impl Env {
 
     /// Defines every counter the engine may report, as `fapi_guard.<name>` (Envoy accepts new
     /// counters only while the configuration loads).
-    pub fn define_counters(&mut self, config: envoy_dynamic_module_type_http_filter_config_envoy_ptr) {
+    pub(crate) fn define_counters(&mut self, config: envoy_dynamic_module_type_http_filter_config_envoy_ptr) {
         for name in fapi_engine::metrics::all_counters() {
             let full = format!("fapi_guard.{name}");
             let mut id = 0usize;
