@@ -472,3 +472,26 @@ fn bad_policy_refuses_to_load_naming_the_field() {
     assert!(load(&mut host, None).is_none());
     assert!(load(&mut host, Some(b"\xff")).is_none());
 }
+
+/// The native module defines its counters up front from `metrics::DENIAL_REASONS`: every reason
+/// `Denial::reason` can give (read from fapi-core's source, `fn reason` of `Denial`) must be listed,
+/// or its refusals would be counted only under `denied` there.
+#[test]
+fn every_denial_reason_has_a_counter() {
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../core/src/decision.rs")).unwrap();
+    let start = source.find("pub fn reason(&self)").expect("Denial::reason");
+    let body = &source[start..];
+    let end = body.find("\n    }\n").expect("end of Denial::reason");
+    let reasons: Vec<&str> = body[..end]
+        .split("=> \"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(reasons.len() > 30, "found only {reasons:?}");
+    for r in reasons {
+        assert!(
+            fapi_engine::metrics::DENIAL_REASONS.contains(&r),
+            "reason {r} has no counter in fapi_engine::metrics::DENIAL_REASONS"
+        );
+    }
+}
