@@ -193,6 +193,14 @@ extern "C" {
         counter_id_ptr: *mut usize,
     ) -> envoy_dynamic_module_type_metrics_result;
 
+    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+        id: usize,
+        label_values: *mut envoy_dynamic_module_type_module_buffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> envoy_dynamic_module_type_metrics_result;
+
     pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
         filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
         id: usize,
@@ -218,6 +226,7 @@ pub const IMPORTED_CALLBACKS: &[&str] = &[
     "envoy_dynamic_module_callback_http_filter_config_scheduler_commit",
     "envoy_dynamic_module_callback_http_filter_config_scheduler_delete",
     "envoy_dynamic_module_callback_http_filter_config_define_counter",
+    "envoy_dynamic_module_callback_http_filter_config_increment_counter",
     "envoy_dynamic_module_callback_http_filter_increment_counter",
 ];
 

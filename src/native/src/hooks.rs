@@ -317,7 +317,6 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         let filter = unsafe { filter_mut(filter_module_ptr) }?;
         // SAFETY: a filter's configuration outlives it (Envoy destroys filters first).
         let config = unsafe { filter.config.as_ref() }?;
-        config.env.flush_pending(filter_envoy_ptr);
         filter.state.in_hook = true;
         let mut action = {
             let mut host = FilterHost {

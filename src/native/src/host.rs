@@ -1,6 +1,6 @@
 //! fapi-engine's host interface on Envoy's dynamic-module callbacks. What all workers share is
 //! ordinary process memory behind locks: the storage the engine's leases, key sets, revocation list
-//! and DPoP replay store live in, and the counters counted on the main thread.
+//! and DPoP replay store live in.
 //!
 //! [`ConfigHost`] serves the main thread (configuration, the one-second tick, its callouts);
 //! [`FilterHost`] one request on a worker thread.
@@ -8,7 +8,6 @@
 use crate::abi::*;
 use fapi_engine::host::{Callout, CalloutResponse, Host, Level, RequestHost, SharedError};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,9 +58,6 @@ pub struct Env {
     shared: Mutex<HashMap<String, (Vec<u8>, u32)>>,
     /// Envoy's ids of the counters, defined when the configuration was loaded.
     pub counter_ids: HashMap<String, usize>,
-    /// Counted on the main thread (no filter to count through): added by the next request.
-    pending: Mutex<HashMap<String, u64>>,
-    pending_any: AtomicBool,
 }
 
 impl Env {
@@ -85,20 +81,26 @@ impl Env {
         Ok(())
     }
 
-    fn count_later(&self, name: &str, n: u64) {
-        *lock(&self.pending).entry(name.to_string()).or_default() += n;
-        self.pending_any.store(true, Ordering::Release);
-    }
-
-    /// Adds the main thread's counts through a request's filter.
-    pub(crate) fn flush_pending(&self, filter: envoy_dynamic_module_type_http_filter_envoy_ptr) {
-        if !self.pending_any.swap(false, Ordering::AcqRel) {
+    /// Counts on the main thread, through the configuration.
+    fn increment_config(
+        &self,
+        config: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+        name: &str,
+        n: u64,
+    ) {
+        let Some(id) = self.counter_ids.get(name) else {
             return;
-        }
-        let pending = std::mem::take(&mut *lock(&self.pending));
-        for (name, n) in pending {
-            self.increment(filter, &name, n);
-        }
+        };
+        // SAFETY: `config` is the live configuration whose main-thread hook is running; no labels.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                config,
+                *id,
+                std::ptr::null_mut(),
+                0,
+                n,
+            )
+        };
     }
 
     fn increment(&self, filter: envoy_dynamic_module_type_http_filter_envoy_ptr, name: &str, n: u64) {
@@ -228,7 +230,7 @@ impl Host for ConfigHost<'_> {
     }
 
     fn counter(&mut self, name: &str, n: u64) {
-        self.env.count_later(name, n);
+        self.env.increment_config(self.envoy, name, n);
     }
 
     fn log(&mut self, level: Level, line: &str) {
