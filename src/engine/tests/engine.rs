@@ -478,7 +478,8 @@ fn bad_policy_refuses_to_load_naming_the_field() {
 /// or its refusals would be counted only under `denied` there.
 #[test]
 fn every_denial_reason_has_a_counter() {
-    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../core/src/decision.rs")).unwrap();
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../core/src/decision.rs")).unwrap();
     let start = source.find("pub fn reason(&self)").expect("Denial::reason");
     let body = &source[start..];
     let end = body.find("\n    }\n").expect("end of Denial::reason");
