@@ -303,6 +303,14 @@ pub enum Recorded {
 /// compare-and-swap); [`MemoryReplayStore`] is the bounded in-process one.
 pub trait ReplayStore {
     fn record(&mut self, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded;
+
+    /// [`ReplayStore::record`] for a proof signed by the key whose RFC 7638 thumbprint is `jkt`, so a
+    /// store can bound what one client holds (one client must not fill what others need). The default
+    /// ignores the client.
+    fn record_for(&mut self, jkt: &str, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded {
+        let _ = jkt;
+        self.record(key, remember_until, now)
+    }
 }
 
 /// A bounded in-memory replay store. Entries leave when their window closes; when full of live

@@ -229,7 +229,7 @@ impl Guard {
         check_dpop_key(&claims.cnf, &proof.jkt)?;
         match ctx
             .replay
-            .record(&proof.replay_key, proof.remember_until, ctx.now)
+            .record_for(&proof.jkt, &proof.replay_key, proof.remember_until, ctx.now)
         {
             Recorded::Fresh => {}
             Recorded::Replayed => return Err(Denial::DpopProofReplayed),

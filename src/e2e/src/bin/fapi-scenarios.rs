@@ -630,13 +630,14 @@ impl World {
 
     // ---- helpers ---------------------------------------------------------------------------------
 
-    /// A plugin counter (`wasmcustom.fapi_guard.<name>`) from Envoy's admin `/stats`; 0 when it was
-    /// never incremented.
+    /// A plugin counter (`wasmcustom.fapi_guard.<name>` of the wasm plugin, or
+    /// `dynamicmodulescustom.fapi_guard.<name>` of the native module) from Envoy's admin `/stats`; 0
+    /// when it was never incremented.
     fn stat(&self, name: &str) -> Result<u64> {
         let (status, body) = http_get(
             self.admin_port,
             &format!(
-                "/stats?filter=^wasmcustom\\.fapi_guard\\.{}$",
+                "/stats?filter=^(wasmcustom|dynamicmodulescustom)\\.fapi_guard\\.{}$",
                 name.replace('.', "\\.")
             ),
         )?;

@@ -1,0 +1,402 @@
+//! One request: gather its facts from the proxy, let fapi-core decide, then forward it with the
+//! verified claims as headers or answer with the RFC 6750 / RFC 9449 / RFC 9470 error. May pause once
+//! to fetch an issuer's keys (unknown kid, or none loaded yet) and once to introspect (RFC 7662)
+//! before deciding.
+
+use crate::background::{get_callout, split_uri, CALL_TIMEOUT_MS};
+use crate::host::{Callout, CalloutResponse, Level, RequestHost};
+use crate::shared;
+use crate::worker::Worker;
+use fapi_core::decision::{Allow, BindingKind, Deny, Scheme};
+use fapi_core::extract::{credentials, is_uuid, uuid_v4, xfcc_client_cert, ClientCert};
+use fapi_core::policy::CertificateSource;
+use fapi_core::revocation::{introspection_active, introspection_request_body};
+use fapi_core::{b64, Decision, Denial, RequestFacts};
+
+/// FAPI 2.0 / FAPI 1 Baseline §6.2.1: the interaction id the resource server returns.
+pub const INTERACTION_ID: &str = "x-fapi-interaction-id";
+const XFCC: &str = "x-forwarded-client-cert";
+
+/// What the proxy does with the request after a hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Go on to the upstream (or on to the next filter).
+    Continue,
+    /// Wait: a callout is under way, or a local reply was sent.
+    Pause,
+}
+
+enum Pending {
+    Jwks(String),
+    Introspection { allow: Allow, token_hash: [u8; 32] },
+}
+
+#[derive(Default)]
+pub struct Request {
+    facts: RequestFacts,
+    interaction_id: String,
+    /// The issuer's keys were already refetched for this request (at most once per request).
+    refetched: bool,
+    pending: Option<(u32, Pending)>,
+    /// Claim headers the client sent (removed before the upstream).
+    spoofed: Vec<String>,
+    /// A local reply was sent: nothing more happens to this request.
+    answered: bool,
+}
+
+impl Request {
+    pub fn new() -> Self {
+        Request::default()
+    }
+
+    /// The id this request is known by in logs and to the client (empty before its headers).
+    pub fn interaction_id(&self) -> &str {
+        &self.interaction_id
+    }
+
+    /// The callout this request waits for, if any.
+    pub fn pending_callout(&self) -> Option<u32> {
+        self.pending.as_ref().map(|(t, _)| *t)
+    }
+
+    /// The request hook: gather, strip spoofed claim headers, decide, act.
+    pub fn on_request_headers<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
+        self.gather_facts(w, host);
+        for name in std::mem::take(&mut self.spoofed) {
+            host.remove_request_header(&name);
+        }
+        self.decide_and_act(w, host)
+    }
+
+    /// The response hook: the interaction id goes back to the client (FAPI: echoed or generated).
+    pub fn on_response_headers<H: RequestHost + ?Sized>(&mut self, host: &mut H) {
+        if !self.interaction_id.is_empty() && !self.answered {
+            host.set_response_header(INTERACTION_ID, &self.interaction_id);
+        }
+    }
+
+    fn gather_facts<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) {
+        let settings = &w.guard.policy.doc.settings;
+        let trust_xfcc = matches!(
+            settings.client_certificate,
+            CertificateSource::XForwardedClientCert
+        );
+        let claim_headers = &settings.forward;
+        let mut facts = RequestFacts::default();
+        let mut xfcc = None;
+        let mut spoofed = Vec::new();
+        // As bytes: a header value may hold any octet (RFC 9110 §5.5 obs-text). Values the decision
+        // reads are taken as text with anything not UTF-8 replaced, which no check accepts (fail closed).
+        let text = |v: Vec<u8>| {
+            String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        };
+        for (name, value) in host.request_headers() {
+            if claim_headers.values().any(|h| *h == name) {
+                spoofed.push(name);
+                continue;
+            }
+            match name.as_str() {
+                ":method" => facts.method = text(value),
+                ":scheme" => facts.scheme = text(value),
+                ":authority" => facts.authority = text(value),
+                ":path" => facts.path = text(value),
+                "authorization" => facts.authorization.push(text(value)),
+                "dpop" => facts.dpop.push(text(value)),
+                // Sent twice: neither is believed (a new id replaces both).
+                INTERACTION_ID if facts.interaction_id.is_some() => {
+                    facts.interaction_id = Some(String::new())
+                }
+                INTERACTION_ID => facts.interaction_id = Some(text(value)),
+                XFCC => xfcc = Some(text(value)),
+                _ => {}
+            }
+        }
+        facts.client_cert = if trust_xfcc {
+            xfcc.as_deref().and_then(xfcc_client_cert)
+        } else {
+            // Never believe a client certificate header from outside; the TLS connection is the truth.
+            if xfcc.is_some() {
+                host.remove_request_header(XFCC);
+            }
+            host.peer_certificate_digest()
+                .filter(|d| !d.is_empty())
+                .map(ClientCert::Digest)
+        };
+        self.interaction_id = match &facts.interaction_id {
+            Some(id) if is_uuid(id) => id.clone(),
+            _ => uuid_v4(w.ids.next_id()),
+        };
+        self.spoofed = spoofed;
+        self.facts = facts;
+    }
+
+    fn decide_and_act<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
+        let now = host.now();
+        let decision = w.decide(host, &self.facts, now);
+        match decision {
+            Decision::Allow(allow) => self.after_allow(w, host, allow, now),
+            Decision::Deny(deny) => {
+                if let Some(issuer) = deny.refetch_issuer.clone() {
+                    if !self.refetched {
+                        // Another worker may have fetched newer keys since this one last synced:
+                        // take them and decide again (at most once: the flag is set here).
+                        self.refetched = true;
+                        let before = w.fetched.get(&issuer).map(|f| f.version);
+                        w.sync_keys(host, &issuer);
+                        if w.fetched.get(&issuer).map(|f| f.version) != before {
+                            return self.decide_and_act(w, host);
+                        }
+                        if self.refetch_keys(w, host, &issuer, &deny, now) {
+                            return Action::Pause;
+                        }
+                    }
+                }
+                self.send_deny(w, host, &deny);
+                Action::Pause
+            }
+        }
+    }
+
+    /// Fetches the issuer's keys now, rate-limited across workers. `true` when a fetch is under way.
+    fn refetch_keys<H: RequestHost + ?Sized>(
+        &mut self,
+        w: &mut Worker,
+        host: &mut H,
+        issuer: &str,
+        deny: &Deny,
+        now: i64,
+    ) -> bool {
+        let Some(remote) = w.guard.policy.issuer(issuer).and_then(|i| i.remote.clone()) else {
+            return false;
+        };
+        // An unknown kid may be an attacker's invention: refetch at most every 10 s. No keys at all:
+        // try every second.
+        let period = if deny.denial == Denial::UnknownKid { 10 } else { 1 };
+        if !shared::take_lease(host, &format!("refetch/{issuer}"), now, period) {
+            return false;
+        }
+        let Some((authority, path)) = split_uri(&remote.uri) else {
+            return false;
+        };
+        match host.http_call(&get_callout(&remote.cluster, &authority, &path, None)) {
+            Some(token) => {
+                self.pending = Some((token, Pending::Jwks(issuer.to_string())));
+                true
+            }
+            None => {
+                host.counter("jwks.fetch_failed", 1);
+                false
+            }
+        }
+    }
+
+    fn after_allow<H: RequestHost + ?Sized>(
+        &mut self,
+        w: &mut Worker,
+        host: &mut H,
+        allow: Allow,
+        now: i64,
+    ) -> Action {
+        if !allow.introspect {
+            self.forward(w, host, &allow);
+            return Action::Continue;
+        }
+        let Some(cfg) = w.guard.policy.doc.settings.introspection.clone() else {
+            return self.refuse(w, host, &allow, Denial::RevocationStatusUnknown);
+        };
+        let token = match credentials(&self.facts) {
+            Ok(Some((_, t))) => t.to_string(),
+            _ => return self.refuse(w, host, &allow, Denial::RevocationStatusUnknown),
+        };
+        let token_hash = b64::sha256(&token);
+        if let Some((active, until)) = w.introspected.get(&token_hash).copied() {
+            if until > now {
+                return if active {
+                    self.forward(w, host, &allow);
+                    Action::Continue
+                } else {
+                    self.refuse(w, host, &allow, Denial::Inactive)
+                };
+            }
+        }
+        let authority = cfg.authority.clone().unwrap_or_else(|| cfg.cluster.clone());
+        let mut headers = vec![
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), cfg.path.clone()),
+            (":authority".to_string(), authority),
+            (
+                "content-type".to_string(),
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+            ("accept".to_string(), "application/json".to_string()),
+        ];
+        if let Some(a) = &cfg.authorization {
+            headers.push(("authorization".to_string(), a.clone()));
+        }
+        let call = Callout {
+            cluster: cfg.cluster.clone(),
+            headers,
+            body: Some(introspection_request_body(&token).into_bytes()),
+            timeout_ms: CALL_TIMEOUT_MS,
+        };
+        match host.http_call(&call) {
+            Some(t) => {
+                self.pending = Some((t, Pending::Introspection { allow, token_hash }));
+                Action::Pause
+            }
+            None => self.refuse(w, host, &allow, Denial::RevocationStatusUnknown),
+        }
+    }
+
+    /// The answer to this request's callout; resumes the request when it may go on.
+    pub fn on_callout<H: RequestHost + ?Sized>(
+        &mut self,
+        w: &mut Worker,
+        host: &mut H,
+        token: u32,
+        response: &CalloutResponse,
+    ) {
+        let Some((expected, pending)) = self.pending.take() else {
+            return;
+        };
+        if expected != token {
+            self.pending = Some((expected, pending));
+            return;
+        }
+        let now = host.now();
+        let action = match pending {
+            Pending::Jwks(issuer) => {
+                w.store_jwks(host, &issuer, &response.status, &response.body, now);
+                self.decide_and_act(w, host)
+            }
+            Pending::Introspection { allow, token_hash } => {
+                let answer = if response.status == "200" {
+                    introspection_active(&response.body)
+                } else {
+                    Err(format!("status {}", response.status))
+                };
+                match answer {
+                    Ok(active) => {
+                        // An answer is reused for `cache_seconds`, never past the token's own expiry.
+                        let secs = w
+                            .guard
+                            .policy
+                            .doc
+                            .settings
+                            .introspection
+                            .as_ref()
+                            .map_or(5, |i| i.cache_seconds);
+                        let until = now.saturating_add(secs as i64).min(allow.claims.exp);
+                        w.introspected.insert(token_hash, (active, until));
+                        if active {
+                            self.forward(w, host, &allow);
+                            Action::Continue
+                        } else {
+                            self.refuse(w, host, &allow, Denial::Inactive)
+                        }
+                    }
+                    Err(e) => {
+                        host.log(Level::Warn, &format!("fapi-guard: introspection failed: {e}"));
+                        self.refuse(w, host, &allow, Denial::RevocationStatusUnknown)
+                    }
+                }
+            }
+        };
+        if action == Action::Continue {
+            host.resume_request();
+        }
+    }
+
+    /// A refusal on the rule that admitted the token (introspection said no, or could not answer).
+    fn refuse<H: RequestHost + ?Sized>(
+        &mut self,
+        w: &mut Worker,
+        host: &mut H,
+        allow: &Allow,
+        denial: Denial,
+    ) -> Action {
+        let scheme = if allow.binding == BindingKind::Dpop {
+            Scheme::DPoP
+        } else {
+            Scheme::Bearer
+        };
+        let decision = w
+            .guard
+            .refuse(&allow.rule, denial, Some(scheme), allow.claims.client_id.clone());
+        if let Decision::Deny(d) = decision {
+            self.send_deny(w, host, &d);
+        }
+        Action::Pause
+    }
+
+    /// Fails closed when the shell could not run the engine (a caught panic, a lost state): 500.
+    pub fn fail_closed<H: RequestHost + ?Sized>(host: &mut H, why: &str) {
+        host.log(
+            Level::Error,
+            &format!("fapi-guard: internal error ({why}); request refused"),
+        );
+        host.counter("denied", 1);
+        host.counter("denied.internal_error", 1);
+        host.send_local_reply(
+            500,
+            &[
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+            ],
+            br#"{"error":"server_error"}"#,
+        );
+    }
+
+    fn forward<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H, allow: &Allow) {
+        for (name, value) in &allow.forward {
+            host.set_request_header(name, value);
+        }
+        // A client's valid id is already on the request, once: only a generated or replaced one is set.
+        if self.facts.interaction_id.as_deref() != Some(self.interaction_id.as_str()) {
+            host.set_request_header(INTERACTION_ID, &self.interaction_id);
+        }
+        if w.guard.policy.doc.settings.strip_credentials {
+            if !self.facts.authorization.is_empty() {
+                host.remove_request_header("authorization");
+            }
+            if !self.facts.dpop.is_empty() {
+                host.remove_request_header("dpop");
+            }
+        }
+        w.metrics.decision(host, "allowed");
+    }
+
+    fn send_deny<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H, deny: &Deny) {
+        let mut headers: Vec<(&str, &str)> = deny
+            .www_authenticate
+            .iter()
+            .map(|c| ("www-authenticate", c.as_str()))
+            .collect();
+        headers.push(("content-type", "application/json"));
+        headers.push(("cache-control", "no-store"));
+        headers.push((INTERACTION_ID, self.interaction_id.as_str()));
+        if let Some(n) = &deny.dpop_nonce {
+            headers.push(("dpop-nonce", n.as_str()));
+        }
+        host.send_local_reply(deny.status, &headers, deny.body.as_bytes());
+        self.answered = true;
+        // One structured line per denial; never the token.
+        host.log(Level::Warn, &denial_line(&self.interaction_id, deny, &self.facts));
+        w.metrics.decision(host, deny.reason());
+    }
+}
+
+/// The one log line per refusal (the same in both shells): never the token.
+pub fn denial_line(interaction_id: &str, deny: &Deny, facts: &RequestFacts) -> String {
+    serde_json::json!({
+        "msg": "fapi-guard denied",
+        "interaction_id": interaction_id,
+        "status": deny.status,
+        "reason": deny.reason(),
+        "rule": deny.rule,
+        "client_id": deny.client_id,
+        "method": facts.method,
+        "path": facts.path_only(),
+    })
+    .to_string()
+}

@@ -1,0 +1,383 @@
+//! What one engine instance keeps: the compiled policy (as a [`Guard`]), its copies of the fetched key
+//! sets and of the revocation list, the verified-token cache and introspection answers; and the rules
+//! for their freshness: a fetched key set is used while it is younger than `max_stale`, the feed is
+//! current while it answered within three intervals.
+//!
+//! The proxy-wasm plugin has one per worker VM (synchronised through shared storage); the native
+//! module one per process, behind a lock.
+
+use crate::host::{Host, Level};
+use crate::ids::IdGenerator;
+use crate::metrics::Metrics;
+use crate::shared::{self, SharedReplayStore};
+use fapi_core::cache::{RevocationList, TokenCache};
+use fapi_core::guard::{Context, KeySource};
+use fapi_core::jwks::Jwks;
+use fapi_core::policy::{Policy, Severity};
+use fapi_core::{Decision, Guard, RequestFacts};
+use std::collections::{HashMap, HashSet};
+
+/// Shared-storage key of the revocation list (JSON, see [`RevokedState`]).
+pub const REVOKED_KEY: &str = "revoked";
+/// A counter bumped with every publication of the revocation list (cheap to read per request).
+pub const REVOKED_SEQ_KEY: &str = "revoked-seq";
+pub const NONCE_SECRET_KEY: &str = "nonce-secret";
+pub const REPLAY_SECRET_KEY: &str = "replay-secret";
+
+pub fn jwks_key(issuer: &str) -> String {
+    format!("jwks/{issuer}")
+}
+
+/// A key set fetched from the issuer's jwks_uri.
+pub struct FetchedKeys {
+    pub jwks: Jwks,
+    pub fetched_at: i64,
+    pub version: Option<u32>,
+}
+
+pub struct Worker {
+    pub guard: Guard,
+    pub fetched: HashMap<String, FetchedKeys>,
+    pub cache: TokenCache,
+    pub revocations: RevocationList,
+    pub revocations_version: Option<u32>,
+    /// When the revocation feed last answered (from shared storage), for `revocation: feed` routes.
+    pub feed_ok_at: i64,
+    pub feed_cursor: Option<String>,
+    /// Introspection answers: token hash -> (active, until).
+    pub introspected: HashMap<[u8; 32], (bool, i64)>,
+    pub metrics: Metrics,
+    pub nonce_version: Option<u32>,
+    /// Keys bucket choice and client tags in the DPoP replay store.
+    pub replay_secret: Option<Vec<u8>>,
+    pub last_sweep: i64,
+    pub ids: IdGenerator,
+}
+
+/// Compiles the plugin configuration (the compiled policy JSON). A bad one is refused with every
+/// error logged, each naming its field: the shell then refuses to start (fail closed).
+pub fn load<H: Host + ?Sized>(host: &mut H, config: Option<&[u8]>) -> Option<Worker> {
+    let Some(bytes) = config.filter(|b| !b.is_empty()) else {
+        host.log(
+            Level::Error,
+            "fapi-guard: no configuration: give the compiled policy (fapictl policy compile) as a StringValue",
+        );
+        return None;
+    };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        host.log(Level::Error, "fapi-guard: the configuration is not UTF-8");
+        return None;
+    };
+    let mut policy = match Policy::from_json(text) {
+        Ok((policy, warnings)) => {
+            for w in warnings {
+                host.log(Level::Warn, &format!("fapi-guard: configuration {w}"));
+            }
+            policy
+        }
+        Err(problems) => {
+            for p in problems.iter().filter(|p| p.severity == Severity::Error) {
+                host.log(Level::Error, &format!("fapi-guard: configuration {p}"));
+            }
+            host.log(
+                Level::Error,
+                "fapi-guard: refusing to start: the policy is invalid (no traffic passes this filter)",
+            );
+            return None;
+        }
+    };
+    host.log(
+        Level::Info,
+        &format!(
+            "fapi-guard: policy {} loaded: {} issuer(s), {} rule(s)",
+            policy.doc.name.as_deref().unwrap_or("(unnamed)"),
+            policy.issuers.len(),
+            policy.rules.len()
+        ),
+    );
+    // Inline key sets get their ES256 tables once, here, like fetched ones.
+    for issuer in &mut policy.issuers {
+        issuer.inline_keys = issuer.inline_keys.take().map(Jwks::prepared);
+    }
+    // The ES256 generator table is built once, here, not by a request.
+    let _ = fapi_core::p256_tables::generator_table();
+    Some(Worker::new(host, Guard::new(policy, None)))
+}
+
+/// Inline keys from the policy, else the fetched set while it is younger than `max_stale`.
+struct KeyView<'a> {
+    fetched: &'a HashMap<String, FetchedKeys>,
+    guard: &'a Guard,
+    now: i64,
+}
+
+impl KeySource for KeyView<'_> {
+    fn keys(&self, issuer: &str) -> Option<&Jwks> {
+        let spec = self.guard.policy.issuer(issuer)?;
+        if let Some(inline) = &spec.inline_keys {
+            return Some(inline);
+        }
+        let remote = spec.remote.as_ref()?;
+        let fetched = self.fetched.get(issuer)?;
+        (self.now.saturating_sub(fetched.fetched_at) <= remote.max_stale as i64).then_some(&fetched.jwks)
+    }
+}
+
+impl Worker {
+    pub fn new<H: Host + ?Sized>(host: &mut H, guard: Guard) -> Self {
+        let settings = &guard.policy.doc.settings;
+        let mut seed = [0x5a; 32];
+        let _ = host.random(&mut seed);
+        let mut w = Worker {
+            cache: TokenCache::new(settings.token_cache_size),
+            guard,
+            fetched: HashMap::new(),
+            revocations: RevocationList::new(),
+            revocations_version: None,
+            feed_ok_at: i64::MIN,
+            feed_cursor: None,
+            introspected: HashMap::new(),
+            metrics: Metrics::default(),
+            nonce_version: None,
+            replay_secret: shared::secret(host, REPLAY_SECRET_KEY),
+            last_sweep: 0,
+            ids: IdGenerator::new(seed),
+        };
+        w.sync_nonce_secret(host);
+        w
+    }
+
+    /// Takes the DPoP nonce key all workers share (created by the first).
+    pub fn sync_nonce_secret<H: Host + ?Sized>(&mut self, host: &mut H) {
+        let version = shared::version(host, NONCE_SECRET_KEY);
+        if version.is_some() && version == self.nonce_version {
+            return;
+        }
+        if let Some(secret) = shared::secret(host, NONCE_SECRET_KEY) {
+            self.guard.set_nonce_secret(&secret);
+            self.nonce_version = shared::version(host, NONCE_SECRET_KEY);
+        }
+        if self.replay_secret.is_none() {
+            self.replay_secret = shared::secret(host, REPLAY_SECRET_KEY);
+        }
+    }
+
+    /// Whether `revocation: feed` routes may rely on the list: the feed answered within three
+    /// intervals (stale after three missed polls: those routes then fail closed).
+    pub fn feed_current(&self, now: i64) -> bool {
+        match &self.guard.policy.doc.settings.revocation_feed {
+            Some(feed) => now.saturating_sub(self.feed_ok_at) <= 3 * feed.interval as i64 + 1,
+            None => false,
+        }
+    }
+
+    /// The decision for a request, with this worker's stores.
+    pub fn decide<H: Host + ?Sized>(&mut self, host: &mut H, facts: &RequestFacts, now: i64) -> Decision {
+        self.sync_revocations(host);
+        let feed_current = self.feed_current(now);
+        let keys = KeyView {
+            fetched: &self.fetched,
+            guard: &self.guard,
+            now,
+        };
+        let mut replay = SharedReplayStore {
+            host,
+            bucket_capacity: shared::replay_bucket_capacity(self.guard.policy.doc.settings.replay_store_size),
+            secret: self.replay_secret.as_deref(),
+        };
+        let (hits_before, misses_before) = (self.cache.hits, self.cache.misses);
+        let mut ctx = Context {
+            keys: &keys,
+            cache: &mut self.cache,
+            replay: &mut replay,
+            revocations: &self.revocations,
+            revocation_feed_current: feed_current,
+            now,
+        };
+        let mut decision = self.guard.decide(facts, &mut ctx);
+        let hit = self.cache.hits > hits_before;
+        if let Decision::Allow(a) = &mut decision {
+            a.cache_hit = hit;
+        }
+        if hit || self.cache.misses > misses_before {
+            self.metrics.cache(hit);
+        }
+        decision
+    }
+
+    /// Reloads the revocation list when another worker published a newer one (a cheap version check).
+    pub fn sync_revocations<H: Host + ?Sized>(&mut self, host: &H) {
+        if self.guard.policy.doc.settings.revocation_feed.is_none() {
+            return;
+        }
+        // Per request: an 8-byte read, not the list itself.
+        let version = shared::read_published(host, REVOKED_SEQ_KEY).map(|p| p.at as u32);
+        if version.is_none() || version == self.revocations_version {
+            return;
+        }
+        if let Some(p) = shared::read_published(host, REVOKED_KEY) {
+            if let Some(state) = RevokedState::parse(&p.body) {
+                self.revocations = state.list();
+                self.feed_cursor = Some(state.cursor);
+                self.feed_ok_at = p.at;
+                self.revocations_version = version;
+            }
+        }
+    }
+
+    /// Takes a key set another worker published, if newer than ours.
+    pub fn sync_keys<H: Host + ?Sized>(&mut self, host: &H, issuer: &str) {
+        let key = jwks_key(issuer);
+        let version = shared::version(host, &key);
+        if version.is_none() || self.fetched.get(issuer).is_some_and(|f| f.version == version) {
+            return;
+        }
+        if let Some(p) = shared::read_published(host, &key) {
+            if let Ok(jwks) = Jwks::parse(&p.body).map(Jwks::prepared) {
+                self.fetched.insert(
+                    issuer.to_string(),
+                    FetchedKeys {
+                        jwks,
+                        fetched_at: p.at,
+                        version: p.cas,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Stores a fetched key set (shared and local); keeps the last good one when the answer is not a
+    /// usable key set. Used by the background refresh and by requests that met an unknown kid.
+    pub fn store_jwks<H: Host + ?Sized>(
+        &mut self,
+        host: &mut H,
+        issuer: &str,
+        status: &str,
+        body: &[u8],
+        now: i64,
+    ) -> bool {
+        let parsed = if status == "200" {
+            // Prepared: ES256 keys get their verification tables now, off the request path.
+            Jwks::parse(body).map(Jwks::prepared).map_err(|e| e.to_string())
+        } else if status.is_empty() {
+            Err("no answer".to_string())
+        } else {
+            Err(format!("status {status}"))
+        };
+        match parsed {
+            Ok(jwks) if !jwks.keys.is_empty() => {
+                for s in &jwks.skipped {
+                    host.log(
+                        Level::Warn,
+                        &format!(
+                            "fapi-guard: key {} of {issuer} skipped: {}",
+                            s.kid.as_deref().unwrap_or("(no kid)"),
+                            s.error
+                        ),
+                    );
+                }
+                let _ = shared::publish(host, &jwks_key(issuer), now, body, None);
+                let version = shared::version(host, &jwks_key(issuer));
+                self.fetched.insert(
+                    issuer.to_string(),
+                    FetchedKeys {
+                        jwks,
+                        fetched_at: now,
+                        version,
+                    },
+                );
+                host.counter("jwks.fetched", 1);
+                true
+            }
+            Ok(_) => {
+                host.log(
+                    Level::Warn,
+                    &format!("fapi-guard: key set of {issuer} has no usable key; keeping the last good one"),
+                );
+                host.counter("jwks.fetch_failed", 1);
+                false
+            }
+            Err(e) => {
+                host.log(
+                    Level::Warn,
+                    &format!("fapi-guard: fetching the key set of {issuer} failed ({e}); keeping the last good one"),
+                );
+                host.counter("jwks.fetch_failed", 1);
+                false
+            }
+        }
+    }
+
+    /// Once a minute: drops expired cache entries, revocations and introspection answers.
+    pub fn sweep(&mut self, now: i64) {
+        if now.saturating_sub(self.last_sweep) >= 60 {
+            self.last_sweep = now;
+            self.cache.sweep(now - 300);
+            self.revocations.sweep(now);
+            self.introspected.retain(|_, (_, until)| *until > now);
+        }
+    }
+}
+
+/// The revocation list as all workers share it: the feed's cursor and `(iss, jti, exp)` entries.
+pub struct RevokedState {
+    pub cursor: String,
+    pub entries: Vec<(String, String, i64)>,
+}
+
+impl RevokedState {
+    pub fn parse(body: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let cursor = v
+            .get("cursor")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let entries = v
+            .get("entries")
+            .and_then(|e| e.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| {
+                        Some((
+                            e.get(0)?.as_str()?.to_string(),
+                            e.get(1)?.as_str()?.to_string(),
+                            e.get(2)?.as_i64()?,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(RevokedState { cursor, entries })
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::json!({"cursor": self.cursor, "entries": self.entries})
+            .to_string()
+            .into_bytes()
+    }
+
+    pub fn list(&self) -> RevocationList {
+        let mut list = RevocationList::new();
+        for (iss, jti, exp) in &self.entries {
+            list.revoke(iss, jti, *exp);
+        }
+        list
+    }
+
+    /// Adds a feed page's revocations (once each), forgets expired ones, moves the cursor.
+    pub fn merge(&mut self, page: &fapi_core::revocation::FeedPage, now: i64) {
+        self.entries.retain(|(_, _, exp)| *exp >= now);
+        let mut known: HashSet<(String, String)> = self
+            .entries
+            .iter()
+            .map(|(i, j, _)| (i.clone(), j.clone()))
+            .collect();
+        for r in &page.revoked {
+            if known.insert((r.iss.clone(), r.jti.clone())) {
+                self.entries.push((r.iss.clone(), r.jti.clone(), r.exp));
+            }
+        }
+        self.cursor = page.cursor.clone();
+    }
+}

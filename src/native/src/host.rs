@@ -1,0 +1,469 @@
+//! fapi-engine's host interface on Envoy's dynamic-module callbacks. What all workers share is
+//! ordinary process memory behind locks: the storage the engine's leases, key sets, revocation list
+//! and DPoP replay store live in.
+//!
+//! [`ConfigHost`] serves the main thread (configuration, the one-second tick, its callouts);
+//! [`FilterHost`] one request on a worker thread.
+
+use crate::abi::*;
+use fapi_engine::host::{Callout, CalloutResponse, Host, Level, RequestHost, SharedError};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Locks, also after a panic elsewhere left the lock poisoned (the data are caches and stores whose
+/// every update is a single assignment; a request that panicked was already refused).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn module_buffer(s: &[u8]) -> envoy_dynamic_module_type_module_buffer {
+    envoy_dynamic_module_type_module_buffer {
+        ptr: s.as_ptr().cast(),
+        length: s.len(),
+    }
+}
+
+const NULL_BUFFER: envoy_dynamic_module_type_module_buffer = envoy_dynamic_module_type_module_buffer {
+    ptr: std::ptr::null(),
+    length: 0,
+};
+
+/// Copies an Envoy buffer into module memory.
+///
+/// # Safety
+/// `ptr` must be null or point to `len` readable bytes for the duration of the call.
+unsafe fn copy_envoy(ptr: *const std::ffi::c_char, len: usize) -> Vec<u8> {
+    if ptr.is_null() || len == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the caller guarantees `ptr` points to `len` readable bytes; they are copied at once.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }.to_vec()
+}
+
+/// Writes one log line under Envoy's `[dynamic_modules]` logger.
+pub fn log_line(level: Level, line: &str) {
+    let level = match level {
+        Level::Info => envoy_dynamic_module_type_log_level_Info,
+        Level::Warn => envoy_dynamic_module_type_log_level_Warn,
+        Level::Error => envoy_dynamic_module_type_log_level_Error,
+    };
+    // SAFETY: the buffer points into `line`, alive for the call; Envoy copies it into its log.
+    unsafe { envoy_dynamic_module_callback_log(level, module_buffer(line.as_bytes())) }
+}
+
+/// What every worker of one filter configuration shares.
+#[derive(Default)]
+pub struct Env {
+    shared: Mutex<HashMap<String, (Vec<u8>, u32)>>,
+    /// Envoy's ids of the counters, defined when the configuration was loaded.
+    pub counter_ids: HashMap<String, usize>,
+}
+
+impl Env {
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match lock(&self.shared).get(key) {
+            Some((v, version)) => (Some(v.clone()), Some(*version)),
+            None => (None, None),
+        }
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError> {
+        let mut map = lock(&self.shared);
+        let current = map.get(key).map(|(_, v)| *v);
+        if let (Some(expected), Some(current)) = (cas, current) {
+            if expected != current {
+                return Err(SharedError::CasMismatch);
+            }
+        }
+        let next = current.map_or(1, |v| v.wrapping_add(1).max(1));
+        map.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+
+    /// Counts on the main thread, through the configuration.
+    fn increment_config(
+        &self,
+        config: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+        name: &str,
+        n: u64,
+    ) {
+        let Some(id) = self.counter_ids.get(name) else {
+            return;
+        };
+        // SAFETY: `config` is the live configuration whose main-thread hook is running; no labels.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                config,
+                *id,
+                std::ptr::null_mut(),
+                0,
+                n,
+            )
+        };
+    }
+
+    fn increment(&self, filter: envoy_dynamic_module_type_http_filter_envoy_ptr, name: &str, n: u64) {
+        let Some(id) = self.counter_ids.get(name) else {
+            return;
+        };
+        // SAFETY: `filter` is the live filter of the hook being run; no labels are passed.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(
+                filter,
+                *id,
+                std::ptr::null_mut(),
+                0,
+                n,
+            )
+        };
+    }
+
+    /// Defines every counter the engine may report, as `fapi_guard.<name>` (Envoy accepts new
+    /// counters only while the configuration loads).
+    pub(crate) fn define_counters(&mut self, config: envoy_dynamic_module_type_http_filter_config_envoy_ptr) {
+        for name in fapi_engine::metrics::all_counters() {
+            let full = format!("fapi_guard.{name}");
+            let mut id = 0usize;
+            // SAFETY: `config` is the configuration Envoy is creating; `full` lives for the call and
+            // Envoy copies the name; `id` is a valid out-pointer.
+            let result = unsafe {
+                envoy_dynamic_module_callback_http_filter_config_define_counter(
+                    config,
+                    module_buffer(full.as_bytes()),
+                    std::ptr::null_mut(),
+                    0,
+                    &mut id,
+                )
+            };
+            if result == envoy_dynamic_module_type_metrics_result_Success {
+                self.counter_ids.insert(name, id);
+            }
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn random(buf: &mut [u8]) -> bool {
+    getrandom::getrandom(buf).is_ok()
+}
+
+/// Pseudo-headers and headers of a callout as Envoy's header structs (pointing into `call`).
+fn callout_headers(call: &Callout) -> Vec<envoy_dynamic_module_type_module_http_header> {
+    call.headers
+        .iter()
+        .map(|(n, v)| envoy_dynamic_module_type_module_http_header {
+            key_ptr: n.as_ptr().cast(),
+            key_length: n.len(),
+            value_ptr: v.as_ptr().cast(),
+            value_length: v.len(),
+        })
+        .collect()
+}
+
+/// Copies a callout's answer out of Envoy's buffers (valid only during the hook).
+///
+/// # Safety
+/// `headers` / `body` must be null or point to `headers_size` / `body_size` valid entries whose
+/// buffers are readable for the duration of the call.
+pub unsafe fn callout_response(
+    result: envoy_dynamic_module_type_http_callout_result,
+    headers: *const envoy_dynamic_module_type_envoy_http_header,
+    headers_size: usize,
+    body: *const envoy_dynamic_module_type_envoy_buffer,
+    body_size: usize,
+) -> CalloutResponse {
+    let mut response = CalloutResponse::default();
+    if result != envoy_dynamic_module_type_http_callout_result_Success {
+        return response;
+    }
+    if !headers.is_null() {
+        // SAFETY: the caller guarantees `headers_size` valid entries.
+        for h in unsafe { std::slice::from_raw_parts(headers, headers_size) } {
+            // SAFETY: each entry's key points to `key_length` bytes Envoy keeps during the hook.
+            if unsafe { copy_envoy(h.key_ptr, h.key_length) } == b":status" {
+                // SAFETY: as above, for the value.
+                response.status =
+                    String::from_utf8_lossy(&unsafe { copy_envoy(h.value_ptr, h.value_length) }).into_owned();
+            }
+        }
+    }
+    if !body.is_null() {
+        // SAFETY: the caller guarantees `body_size` valid chunks.
+        for chunk in unsafe { std::slice::from_raw_parts(body, body_size) } {
+            // SAFETY: each chunk points to `length` bytes Envoy keeps during the hook.
+            response
+                .body
+                .extend(unsafe { copy_envoy(chunk.ptr, chunk.length) });
+            if response.body.len() > fapi_core::revocation::MAX_FEED_PAGE {
+                // Larger than any answer the engine accepts: make it unreadable (fail closed).
+                response.body.truncate(fapi_core::revocation::MAX_FEED_PAGE + 1);
+                break;
+            }
+        }
+    }
+    response
+}
+
+fn callout_id(id: u64) -> Option<u32> {
+    u32::try_from(id).ok()
+}
+
+/// The main thread's host: the configuration's callouts and counters.
+pub struct ConfigHost<'a> {
+    pub env: &'a Env,
+    pub envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+}
+
+impl Host for ConfigHost<'_> {
+    fn now(&self) -> i64 {
+        now()
+    }
+
+    fn random(&mut self, buf: &mut [u8]) -> bool {
+        random(buf)
+    }
+
+    fn counter(&mut self, name: &str, n: u64) {
+        self.env.increment_config(self.envoy, name, n);
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        log_line(level, line);
+    }
+
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.env.shared_get(key)
+    }
+
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError> {
+        self.env.shared_set(key, value, cas)
+    }
+
+    fn http_call(&mut self, call: &Callout) -> Option<u32> {
+        let mut headers = callout_headers(call);
+        let body = call.body.as_deref().map_or(NULL_BUFFER, module_buffer);
+        let mut id = 0u64;
+        // SAFETY: `self.envoy` is the live configuration (the main thread runs its hooks); the
+        // header structs and body point into `call`, alive for the call, and Envoy copies them
+        // into its request; `id` is a valid out-pointer.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.envoy,
+                &mut id,
+                module_buffer(call.cluster.as_bytes()),
+                headers.as_mut_ptr(),
+                headers.len(),
+                body,
+                call.timeout_ms,
+            )
+        };
+        (result == envoy_dynamic_module_type_http_callout_init_result_Success)
+            .then_some(id)
+            .and_then(callout_id)
+    }
+}
+
+/// What the shell remembers about the hook it is in (Envoy may answer a callout inside the call
+/// that started it; the answer is then handled after the engine returns).
+#[derive(Default)]
+pub struct HookState {
+    pub in_hook: bool,
+    pub resume_requested: bool,
+}
+
+/// One request's host.
+pub struct FilterHost<'a> {
+    pub env: &'a Env,
+    pub envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    pub state: &'a mut HookState,
+}
+
+impl FilterHost<'_> {
+    fn set_header(
+        &mut self,
+        kind: envoy_dynamic_module_type_http_header_type,
+        name: &str,
+        value: Option<&str>,
+    ) {
+        let value = value.map_or(NULL_BUFFER, |v| module_buffer(v.as_bytes()));
+        // SAFETY: `self.envoy` is the live filter of the running hook; key and value point into
+        // module memory alive for the call (no Envoy buffer is passed back: headers were copied by
+        // `request_headers` before any write); a null value removes the header.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.envoy,
+                kind,
+                module_buffer(name.as_bytes()),
+                value,
+            )
+        };
+    }
+}
+
+impl Host for FilterHost<'_> {
+    fn now(&self) -> i64 {
+        now()
+    }
+
+    fn random(&mut self, buf: &mut [u8]) -> bool {
+        random(buf)
+    }
+
+    fn counter(&mut self, name: &str, n: u64) {
+        self.env.increment(self.envoy, name, n);
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        log_line(level, line);
+    }
+
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.env.shared_get(key)
+    }
+
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError> {
+        self.env.shared_set(key, value, cas)
+    }
+
+    fn http_call(&mut self, call: &Callout) -> Option<u32> {
+        let mut headers = callout_headers(call);
+        let body = call.body.as_deref().map_or(NULL_BUFFER, module_buffer);
+        let mut id = 0u64;
+        // SAFETY: `self.envoy` is the live filter of the running hook; headers and body point into
+        // `call`, alive for the call (Envoy copies them); `id` is a valid out-pointer.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_http_callout(
+                self.envoy,
+                &mut id,
+                module_buffer(call.cluster.as_bytes()),
+                headers.as_mut_ptr(),
+                headers.len(),
+                body,
+                call.timeout_ms,
+            )
+        };
+        (result == envoy_dynamic_module_type_http_callout_init_result_Success)
+            .then_some(id)
+            .and_then(callout_id)
+    }
+}
+
+impl RequestHost for FilterHost<'_> {
+    fn request_headers(&mut self) -> Vec<(String, Vec<u8>)> {
+        let kind = envoy_dynamic_module_type_http_header_type_RequestHeader;
+        // SAFETY: `self.envoy` is the live filter of the running hook.
+        let n = unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.envoy, kind) };
+        let empty = envoy_dynamic_module_type_envoy_http_header {
+            key_ptr: std::ptr::null(),
+            key_length: 0,
+            value_ptr: std::ptr::null(),
+            value_length: 0,
+        };
+        let mut raw = vec![empty; n];
+        // SAFETY: `raw` has room for the `n` headers Envoy just counted; Envoy fills it with
+        // pointers into its header map, valid until the end of the hook or the next setter.
+        let ok =
+            unsafe { envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, raw.as_mut_ptr()) };
+        if !ok {
+            return Vec::new();
+        }
+        // Copied now, before the engine writes any header (a setter invalidates Envoy's buffers).
+        raw.iter()
+            .map(|h| {
+                // SAFETY: each pointer/length pair was just filled in by Envoy and no setter has run.
+                let (k, v) = unsafe {
+                    (
+                        copy_envoy(h.key_ptr, h.key_length),
+                        copy_envoy(h.value_ptr, h.value_length),
+                    )
+                };
+                (String::from_utf8_lossy(&k).into_owned(), v)
+            })
+            .collect()
+    }
+
+    fn peer_certificate_digest(&mut self) -> Option<String> {
+        let mut out = envoy_dynamic_module_type_envoy_buffer {
+            ptr: std::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: `self.envoy` is the live filter; `out` is a valid out-pointer.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.envoy,
+                envoy_dynamic_module_type_attribute_id_ConnectionSha256PeerCertificateDigest,
+                &mut out,
+            )
+        };
+        if !ok {
+            return None;
+        }
+        // SAFETY: Envoy filled `out` with a buffer valid during the hook; copied at once.
+        String::from_utf8(unsafe { copy_envoy(out.ptr, out.length) }).ok()
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        self.set_header(
+            envoy_dynamic_module_type_http_header_type_RequestHeader,
+            name,
+            Some(value),
+        );
+    }
+
+    fn remove_request_header(&mut self, name: &str) {
+        self.set_header(
+            envoy_dynamic_module_type_http_header_type_RequestHeader,
+            name,
+            None,
+        );
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        self.set_header(
+            envoy_dynamic_module_type_http_header_type_ResponseHeader,
+            name,
+            Some(value),
+        );
+    }
+
+    fn send_local_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        let mut raw: Vec<envoy_dynamic_module_type_module_http_header> = headers
+            .iter()
+            .map(|(n, v)| envoy_dynamic_module_type_module_http_header {
+                key_ptr: n.as_ptr().cast(),
+                key_length: n.len(),
+                value_ptr: v.as_ptr().cast(),
+                value_length: v.len(),
+            })
+            .collect();
+        let details = b"fapi_guard_denied";
+        // SAFETY: `self.envoy` is the live filter; headers, body and details point into module
+        // memory alive for the call, and Envoy copies them into the reply.
+        unsafe {
+            envoy_dynamic_module_callback_http_send_response(
+                self.envoy,
+                u32::from(status),
+                raw.as_mut_ptr(),
+                raw.len(),
+                module_buffer(body),
+                module_buffer(details),
+            )
+        };
+    }
+
+    fn resume_request(&mut self) {
+        if self.state.in_hook {
+            // Inside the request hook: the hook returns Continue instead.
+            self.state.resume_requested = true;
+            return;
+        }
+        // SAFETY: `self.envoy` is the live filter, paused by this module's request hook.
+        unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.envoy) };
+    }
+}
