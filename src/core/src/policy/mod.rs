@@ -4,6 +4,7 @@
 pub mod matcher;
 pub mod model;
 pub mod testing;
+pub mod whole_number;
 
 use crate::alg::{Algorithm, AlgorithmName};
 use crate::binding::SenderConstraint;
