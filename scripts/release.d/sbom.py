@@ -17,6 +17,13 @@ import sys
 import tomllib
 
 
+def cargo(args):
+    run = subprocess.run(["cargo", *args], capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"sbom.py: cargo {' '.join(args)} failed:\n{run.stderr}")
+    return run.stdout
+
+
 def main(argv):
     args = argv[1:]
     container = None
@@ -29,11 +36,9 @@ def main(argv):
     package, target, artifact, name, version, commit, out = args
     # Which crates, and which depends on which: `cargo tree -p` resolves features exactly as
     # `cargo build -p PACKAGE --target TARGET` does (cargo metadata would unify the whole workspace's).
-    tree = subprocess.run(
-        ["cargo", "tree", "--locked", "-p", package, "--target", target, "-e", "normal",
-         "--prefix", "depth", "--no-dedupe", "-f", "{p}"], check=True, capture_output=True, text=True).stdout
-    meta = json.loads(subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--locked"], check=True, capture_output=True).stdout)
+    tree = cargo(["tree", "--locked", "-p", package, "--target", target, "-e", "normal",
+                  "--prefix", "depth", "--no-dedupe", "-f", "{p}"])
+    meta = json.loads(cargo(["metadata", "--format-version", "1", "--locked"]))
     with open("Cargo.lock", "rb") as f:
         lock = {(p["name"], p["version"]): p.get("checksum") for p in tomllib.load(f)["package"]}
     packages = {(p["name"], p["version"]): p for p in meta["packages"]}
