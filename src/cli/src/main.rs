@@ -2,6 +2,7 @@
 //! verifies access tokens, and makes test keys and certificates. All decisions come from `fapi-core`.
 
 mod certs;
+mod deploy;
 mod keys;
 mod policy;
 mod studio;
@@ -38,6 +39,77 @@ enum Command {
     /// Generate a test PKI for mTLS.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Render ready-to-apply configuration with the compiled policy embedded: an Istio WasmPlugin and
+    /// Gateway, an Envoy Gateway EnvoyExtensionPolicy and ClientTrafficPolicy, or a plain Envoy front
+    /// proxy. Policy errors are printed as `FILE:LINE:COLUMN: error: ...` and nothing is written.
+    Deploy(Box<DeployCommand>),
+}
+
+#[derive(clap::Args)]
+struct DeployCommand {
+    /// Where the plugin runs.
+    #[arg(value_enum)]
+    target: deploy::Target,
+    /// The policy (YAML), compiled and embedded as the plugin's configuration.
+    #[arg(value_name = "POLICY")]
+    policy: PathBuf,
+    /// The plugin: oci://REGISTRY/REPO:TAG (istio, envoy-gateway), https://HOST/fapi_guard.wasm (all),
+    /// or file:///PATH/fapi_guard.wasm (istio, envoy).
+    #[arg(long, value_name = "REF")]
+    image: String,
+    /// Pin the code: for an OCI image its manifest digest (dist/fapi_guard.image.digest), for a URL
+    /// the .wasm's SHA-256 (dist/fapi_guard.wasm.sha256). Hex, without `sha256:`.
+    #[arg(long, value_name = "HEX")]
+    sha256: Option<String>,
+    /// Output file, or `-` for standard output.
+    #[arg(short, long, value_name = "OUT", default_value = "-")]
+    output: PathBuf,
+    /// Namespace of the resources (default: istio-system for istio, default for envoy-gateway).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Name of the resources.
+    #[arg(long, default_value = "fapi-guard")]
+    name: String,
+    /// istio: label of the gateway pods, NAME=VALUE, repeatable (default istio=ingressgateway).
+    #[arg(long, value_name = "NAME=VALUE")]
+    selector: Vec<String>,
+    /// envoy-gateway: the Gateway the policies attach to.
+    #[arg(long, default_value = "eg")]
+    gateway: String,
+    /// istio: host names the Gateway serves (repeatable; default `*`).
+    #[arg(long = "host", value_name = "HOST")]
+    hosts: Vec<String>,
+    /// istio: the secret with tls.crt, tls.key and ca.crt (client certificates' CAs) for MUTUAL TLS.
+    #[arg(long, default_value = "fapi-guard-tls")]
+    tls_secret: String,
+    /// envoy-gateway: the ConfigMap whose ca.crt verifies client certificates.
+    #[arg(long, default_value = "fapi-guard-client-ca")]
+    client_ca: String,
+    /// Rename a cluster the policy names (JWKS, revocation feed, introspection) to the Envoy cluster
+    /// the mesh has, NAME=CLUSTER (istio: `outbound|PORT||HOST`), repeatable.
+    #[arg(long = "cluster", value_name = "NAME=CLUSTER")]
+    clusters: Vec<String>,
+    /// Secret for pulling the OCI image (istio, envoy-gateway).
+    #[arg(long)]
+    pull_secret: Option<String>,
+    /// envoy: directory of server.pem, server.key.pem and ca.pem.
+    #[arg(long, default_value = "/etc/fapi-guard/certs")]
+    cert_dir: String,
+    /// envoy: the mutual-TLS listener's port.
+    #[arg(long, default_value_t = 8443)]
+    listen_port: u16,
+    /// envoy: the admin interface's port (127.0.0.1 only).
+    #[arg(long, default_value_t = 9901)]
+    admin_port: u16,
+    /// envoy: the bank API, HOST:PORT.
+    #[arg(long, default_value = "bank-api:8080")]
+    upstream: String,
+    /// envoy: the authorization server (cluster fapi_as: JWKS, revocation feed), HOST:PORT.
+    #[arg(long, default_value = "fapi-as:9443")]
+    auth_server: String,
+    /// envoy: the name the authorization server's certificate is checked against (SNI).
+    #[arg(long, default_value = "as.bank.example")]
+    auth_server_sni: String,
 }
 
 #[derive(Subcommand)]
@@ -171,7 +243,7 @@ enum CertsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
+    match run(cli.command, &command_line()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -181,9 +253,61 @@ fn main() -> ExitCode {
     }
 }
 
+/// The command as typed (`fapictl ...`), each argument quoted when a shell would need it, without its
+/// output option (where a file goes is not part of it): written into rendered files so that they can
+/// be rendered again and compared.
+fn command_line() -> String {
+    let mut words = vec!["fapictl".to_string()];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "-o" || arg == "--output" {
+            args.next();
+            continue;
+        }
+        if arg.starts_with("--output=") || (arg.starts_with("-o") && arg.len() > 2) {
+            continue;
+        }
+        let plain = !arg.is_empty()
+            && arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,".contains(c));
+        words.push(if plain {
+            arg
+        } else {
+            format!("'{}'", arg.replace('\'', "'\\''"))
+        });
+    }
+    words.join(" ")
+}
+
 /// `Ok(false)`: the command ran and found a failure (lint errors, failed tests, invalid token).
-fn run(command: Command) -> anyhow::Result<bool> {
+fn run(command: Command, command_line: &str) -> anyhow::Result<bool> {
     match command {
+        Command::Deploy(d) => deploy::run(
+            &deploy::DeployArgs {
+                target: d.target,
+                policy: d.policy,
+                image: d.image,
+                sha256: d.sha256,
+                output: d.output,
+                namespace: d.namespace,
+                name: d.name,
+                selector: d.selector,
+                gateway: d.gateway,
+                hosts: d.hosts,
+                tls_secret: d.tls_secret,
+                client_ca: d.client_ca,
+                clusters: d.clusters,
+                pull_secret: d.pull_secret,
+                cert_dir: d.cert_dir,
+                listen_port: d.listen_port,
+                admin_port: d.admin_port,
+                upstream: d.upstream,
+                auth_server: d.auth_server,
+                auth_server_sni: d.auth_server_sni,
+            },
+            command_line,
+        ),
         Command::Policy(PolicyCommand::Lint { files }) => policy::lint(&files),
         Command::Policy(PolicyCommand::Test { files }) => policy::test(&files),
         Command::Policy(PolicyCommand::Compile { file, output }) => policy::compile(&file, &output),

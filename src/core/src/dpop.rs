@@ -21,10 +21,16 @@ pub struct DpopRules {
     #[serde(default = "default_dpop_algorithms")]
     pub algorithms: Vec<Algorithm>,
     /// How old a proof's `iat` may be, in seconds (default 60). Also how long its `jti` is remembered.
-    #[serde(default = "default_iat_window")]
+    #[serde(
+        default = "default_iat_window",
+        deserialize_with = "crate::policy::whole_number::exact"
+    )]
     pub iat_window: u64,
     /// How far in the future a proof's `iat` may be, in seconds (default 10).
-    #[serde(default = "default_iat_future")]
+    #[serde(
+        default = "default_iat_future",
+        deserialize_with = "crate::policy::whole_number::exact"
+    )]
     pub iat_future: u64,
     /// Require a server-provided nonce (RFC 9449 §9): proofs without one get `use_dpop_nonce`.
     #[serde(default)]

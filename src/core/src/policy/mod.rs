@@ -5,6 +5,7 @@
 pub mod matcher;
 pub mod model;
 mod test_cases;
+pub mod whole_number;
 
 use crate::alg::{Algorithm, AlgorithmName};
 use crate::binding::SenderConstraint;

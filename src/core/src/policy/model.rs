@@ -12,6 +12,7 @@ pub const COMPILED_FORMAT: &str = "fapi-guard.policy/v1";
 #[serde(deny_unknown_fields)]
 pub struct PolicyDoc {
     /// Schema version; only 1 exists.
+    #[serde(deserialize_with = "crate::policy::whole_number::exact")]
     pub version: u32,
     /// Set by `fapictl policy compile`; authors leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,13 +48,22 @@ pub struct Settings {
     #[serde(default)]
     pub strip_credentials: bool,
     /// Verified tokens remembered per worker.
-    #[serde(default = "default_token_cache")]
+    #[serde(
+        default = "default_token_cache",
+        deserialize_with = "crate::policy::whole_number::exact"
+    )]
     pub token_cache_size: usize,
     /// DPoP `jti` values remembered.
-    #[serde(default = "default_replay_store")]
+    #[serde(
+        default = "default_replay_store",
+        deserialize_with = "crate::policy::whole_number::exact"
+    )]
     pub replay_store_size: usize,
     /// Lifetime of server-issued DPoP nonces, seconds.
-    #[serde(default = "default_nonce_lifetime")]
+    #[serde(
+        default = "default_nonce_lifetime",
+        deserialize_with = "crate::policy::whole_number::exact"
+    )]
     pub dpop_nonce_lifetime: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_feed: Option<RevocationFeed>,
@@ -120,7 +130,10 @@ pub struct RevocationFeed {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
     /// Seconds between polls (default 5).
-    #[serde(default = "default_feed_interval")]
+    #[serde(
+        default = "default_feed_interval",
+        deserialize_with = "crate::policy::whole_number::exact"
+    )]
     pub interval: u64,
     /// Bearer credential for the feed, if it needs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,7 +155,10 @@ pub struct Introspection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<String>,
     /// Seconds an answer is reused (default 5).
-    #[serde(default = "default_feed_interval")]
+    #[serde(
+        default = "default_feed_interval",
+        deserialize_with = "crate::policy::whole_number::exact"
+    )]
     pub cache_seconds: u64,
 }
 
@@ -158,11 +174,23 @@ pub struct IssuerSpec {
     pub jwks: JwksSource,
     #[serde(default)]
     pub require_typ: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::policy::whole_number::optional"
+    )]
     pub leeway_past: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::policy::whole_number::optional"
+    )]
     pub leeway_future: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::policy::whole_number::optional"
+    )]
     pub max_lifetime: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_claims: Option<Vec<String>>,
@@ -182,10 +210,18 @@ pub struct JwksSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// Seconds between refreshes of a fetched set (default 300).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::policy::whole_number::optional"
+    )]
     pub refresh: Option<u64>,
     /// Seconds the last good set is used after fetches start failing (default 3600); then fail closed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::policy::whole_number::optional"
+    )]
     pub max_stale: Option<u64>,
 }
 
@@ -236,7 +272,11 @@ pub struct Requirements {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acr: Option<Vec<String>>,
     /// Maximum seconds since `auth_time` (RFC 9470 `max_age`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::policy::whole_number::optional"
+    )]
     pub max_auth_age: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ids: Option<Vec<String>>,
@@ -355,10 +395,18 @@ pub struct TestToken {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acr: Option<String>,
     /// Seconds since the user authenticated (sets `auth_time`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::policy::whole_number::optional"
+    )]
     pub auth_age: Option<i64>,
     /// Seconds until `exp` (default 300; negative for an expired token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::policy::whole_number::optional"
+    )]
     pub expires_in: Option<i64>,
     /// Any other claims, overriding the generated ones (iss, aud, sub, client_id, ...).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
@@ -368,6 +416,7 @@ pub struct TestToken {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestExpect {
+    #[serde(deserialize_with = "crate::policy::whole_number::exact")]
     pub status: u16,
     /// OAuth error code, for denials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
