@@ -11,16 +11,12 @@
 //! required claims, the route's scope, header without keys or `crit`).
 #![no_main]
 
-use fapi_core::cache::{RevocationList, TokenCache};
 use fapi_core::decision::Decision;
-use fapi_core::dpop::MemoryReplayStore;
-use fapi_core::extract::RequestFacts;
-use fapi_core::guard::Context;
 use fapi_fuzz::*;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: fapi_fuzz::init(), |data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
@@ -34,29 +30,8 @@ fuzz_target!(|data: &[u8]| {
         let key = if mode % 4 == 1 { &keys().issuer_ed } else { &keys().issuer_es };
         sign_raw(key, header, payload)
     };
-    let guard = guard();
-    let facts = RequestFacts {
-        method: "GET".into(),
-        scheme: "https".into(),
-        authority: HOST.into(),
-        path: ACCOUNTS_PATH.into(),
-        authorization: vec![format!("Bearer {token}")],
-        ..RequestFacts::default()
-    };
-    let mut cache = TokenCache::new(16);
-    let mut replay = MemoryReplayStore::new(16);
-    let revocations = RevocationList::new();
-    let mut ctx = Context {
-        keys: &guard.policy,
-        cache: &mut cache,
-        replay: &mut replay,
-        revocations: &revocations,
-        revocation_feed_current: true,
-        now: NOW,
-    };
-    let first = guard.decide(&facts, &mut ctx);
-    // The same token decided again (now from the verified-token cache) gets the same answer.
-    let second = guard.decide(&facts, &mut ctx);
+    // Decided twice: the second time from the verified-token cache, which must not change it.
+    let (first, second) = decide_bearer(&token);
     assert_eq!(first.reason(), second.reason(), "cache changed the decision");
     let Decision::Allow(allow) = first else {
         return;

@@ -20,7 +20,7 @@ use fapi_fuzz::*;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: fapi_fuzz::init(), |data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };

@@ -41,7 +41,7 @@ fn parse(body: Vec<u8>) -> Result<HashMap<String, String>, fapi_as::error::OAuth
     params(form)
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: fapi_fuzz::init(), |data: &[u8]| {
     match parse(data.to_vec()) {
         Err(e) => {
             assert_eq!(e.status, StatusCode::BAD_REQUEST);

@@ -10,7 +10,7 @@ use fapi_core::revocation::{introspection_active, introspection_request_body};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: fapi_fuzz::init(), |data: &[u8]| {
     let expected = serde_json::from_slice::<Value>(data)
         .ok()
         .and_then(|v| v.get("active").and_then(Value::as_bool));

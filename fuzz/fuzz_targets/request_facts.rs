@@ -15,7 +15,7 @@ use fapi_core::extract::{credentials, xfcc_client_cert, ClientCert, RequestFacts
 use fapi_fuzz::split_ff;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: fapi_fuzz::init(), |data: &[u8]| {
     let (path, rest) = split_ff(data);
     let (xfcc, rest) = split_ff(rest);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();

@@ -10,7 +10,7 @@ use fapi_core::revocation::FeedPage;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: fapi_fuzz::init(), |data: &[u8]| {
     let Ok(page) = FeedPage::parse(data) else {
         return;
     };

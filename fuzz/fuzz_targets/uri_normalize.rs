@@ -10,7 +10,7 @@ use fapi_core::policy::matcher::{host_of, normalize_path, normalized_path};
 use fapi_core::uri::normalize;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: fapi_fuzz::init(), |data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -48,7 +48,7 @@ fn signed(client_data_json: &[u8], auth_data: &[u8]) -> AuthenticationResponse {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: fapi_fuzz::init(), |data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };

@@ -50,7 +50,7 @@ fn response(attestation: &[u8], auth_data: Option<&[u8]>) -> RegistrationRespons
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: fapi_fuzz::init(), |data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };

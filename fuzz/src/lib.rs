@@ -1,4 +1,4 @@
-//! Fixtures shared by the fuzz targets and by the seed generator (`examples/seeds.rs`): fixed keys
+//! Fixtures shared by the fuzz targets and by the seed generator ([`seeds`]): fixed keys
 //! (`keys.json`, test keys made for this crate and used nowhere else), a fixed clock, the policy the
 //! access-token and DPoP targets decide under, the WebAuthn relying party and passkey, and the JWE
 //! recipient. Everything is deterministic, so a crash input replays the same way.
@@ -6,13 +6,31 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use fapi_core::b64;
-use fapi_core::guard::Guard;
+use fapi_core::cache::{RevocationList, TokenCache};
+use fapi_core::decision::Decision;
+use fapi_core::dpop::MemoryReplayStore;
+use fapi_core::extract::RequestFacts;
+use fapi_core::guard::{Context, Guard};
 use fapi_core::policy::Policy;
 use fapi_core::sign::SigningKey;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
 /// The clock of every target (2025-06-15T15:06:40Z).
+pub mod seeds;
+
+/// Every target's `init`: readies the fixtures; with `FAPI_FUZZ_WRITE_SEEDS=DIR` in the environment,
+/// writes the seed corpus of all targets into DIR instead and exits (`scripts/fuzz --seeds`).
+pub fn init() {
+    if let Some(dir) = std::env::var_os("FAPI_FUZZ_WRITE_SEEDS") {
+        seeds::write_all(std::path::Path::new(&dir));
+        println!("seeds written to {}", std::path::Path::new(&dir).display());
+        std::process::exit(0);
+    }
+    keys();
+    guard();
+}
+
 pub const NOW: i64 = 1_750_000_000;
 pub const ISS: &str = "https://as.bank.example";
 pub const AUD: &str = "https://api.bank.example";
@@ -100,6 +118,34 @@ pub fn guard() -> &'static Guard {
         let (policy, _) = Policy::from_value(policy_value()).expect("the fuzz policy compiles");
         Guard::new(policy, Some(NONCE_SECRET))
     })
+}
+
+/// Decides a bearer token on the accounts route with a fresh worker state, twice (the second time
+/// from the verified-token cache, as a worker would for a token it saw before).
+pub fn decide_bearer(token: &str) -> (Decision, Decision) {
+    let guard = guard();
+    let facts = RequestFacts {
+        method: "GET".into(),
+        scheme: "https".into(),
+        authority: HOST.into(),
+        path: ACCOUNTS_PATH.into(),
+        authorization: vec![format!("Bearer {token}")],
+        ..RequestFacts::default()
+    };
+    let mut cache = TokenCache::new(16);
+    let mut replay = MemoryReplayStore::new(16);
+    let revocations = RevocationList::new();
+    let mut ctx = Context {
+        keys: &guard.policy,
+        cache: &mut cache,
+        replay: &mut replay,
+        revocations: &revocations,
+        revocation_feed_current: true,
+        now: NOW,
+    };
+    let first = guard.decide(&facts, &mut ctx);
+    let second = guard.decide(&facts, &mut ctx);
+    (first, second)
 }
 
 /// A compact JWS over exactly these header and payload bytes (not re-serialized: the targets want

@@ -1,15 +1,13 @@
-//! Writes the seed corpus of every fuzz target into `fuzz/seeds/<target>/`: real tokens, proofs,
+//! The seed corpus of every fuzz target, written into `fuzz/seeds/<target>/`: real tokens, proofs,
 //! JWEs and WebAuthn ceremonies made with the fixture keys (so they pass the targets' checks and the
-//! fuzzer starts from inputs that reach deep), the repository's policy, Wycheproof's JWE vectors, and a
-//! few refusals. Run `cargo run --example seeds` in `fuzz/` (scripts/fuzz --seeds does) after
-//! changing a fixture; the output is checked in.
+//! fuzzer starts from inputs that reach deep), the repository's policies, Wycheproof's JWE vectors, and
+//! a few refusals. `scripts/fuzz --seeds` writes them (through [`crate::init`], so no second,
+//! uninstrumented build is needed) after a fixture changed; the output is checked in.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
+use crate::*;
 use fapi_as::jwe::encrypt_to_client;
 use fapi_core::b64;
 use fapi_core::policy::Policy;
-use fapi_fuzz::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -34,19 +32,21 @@ fn joined(a: &[u8], b: &[u8]) -> Vec<u8> {
     out
 }
 
-fn main() {
+/// Replaces `root` with the seeds of every target, one directory per target.
+pub fn write_all(root: &Path) {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = here.join("seeds");
-    let _ = std::fs::remove_dir_all(&root);
-    let s = Seeds { root };
+    let _ = std::fs::remove_dir_all(root);
+    let s = Seeds {
+        root: root.to_path_buf(),
+    };
     let k = keys();
 
     // Access tokens: valid ones from both issuer keys, and classic refusals.
     let claims = json!({"iss": ISS, "aud": AUD, "sub": "customer-1", "client_id": "app-1",
-        "iat": NOW - 30, "exp": NOW + 600, "jti": "jti-1", "scope": "openid accounts",
-        "cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}});
+        "iat": NOW - 30, "exp": NOW + 600, "jti": "jti-1", "scope": "openid accounts"});
     for (name, key) in [("es256", &k.issuer_es), ("eddsa", &k.issuer_ed)] {
         let token = key.sign_jwt(Some("at+jwt"), &claims).unwrap();
+        assert_eq!(decide_bearer(&token).0.reason(), "allowed", "the valid {name} seed token");
         s.put("access_token", &format!("valid-{name}"), Some(0), token.as_bytes());
         let header = json!({"alg": key.alg().as_str(), "kid": key.kid(), "typ": "at+jwt"}).to_string();
         let mode = if name == "eddsa" { 1 } else { 3 };
@@ -57,6 +57,10 @@ fn main() {
             &joined(header.as_bytes(), claims.to_string().as_bytes()),
         );
     }
+    // Certificate-bound (RFC 8705): refused on this request, which has no client certificate.
+    let mut bound = claims.clone();
+    bound["cnf"] = json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"});
+    s.put("access_token", "bound", Some(0), k.issuer_es.sign_jwt(None, &bound).unwrap().as_bytes());
     let mut expired = claims.clone();
     expired["exp"] = json!(NOW - 61);
     s.put("access_token", "expired", Some(0), k.issuer_ed.sign_jwt(None, &expired).unwrap().as_bytes());
@@ -79,6 +83,13 @@ fn main() {
         let proof = key
             .dpop_proof(DPOP_METHOD, DPOP_HTU, Some(DPOP_ACCESS_TOKEN), NOW, "proof-1", None)
             .unwrap();
+        let ctx = fapi_core::dpop::ProofContext {
+            method: DPOP_METHOD,
+            htu: DPOP_HTU,
+            access_token: Some(DPOP_ACCESS_TOKEN),
+        };
+        let rules = fapi_core::dpop::DpopRules::default();
+        fapi_core::dpop::check_proof(&[proof.as_str()], &ctx, &rules, None, NOW).expect("the valid seed proof");
         s.put("dpop_proof", &format!("valid-{name}"), Some(0), proof.as_bytes());
     }
     let proof_claims = json!({"jti": "proof-2", "htm": DPOP_METHOD, "htu": "HTTPS://API.bank.example:443/a/../payments?q#f",
@@ -153,6 +164,7 @@ fn main() {
     // JWE: the targets' recipient (Wycheproof's ECDH-ES key), every Wycheproof JWE, and key sets.
     for enc in ["A128GCM", "A256GCM"] {
         let jwe = encrypt_to_client(&jwe_recipient_jwks(), "ECDH-ES", enc, b"a.b.c", Some("JWT")).unwrap();
+        fapi_as::jwe::decrypt_with(&jwe, jwe_recipient_agree).expect("our seed JWE decrypts");
         s.put("jwe", &format!("ours-{enc}"), Some(0), jwe.as_bytes());
     }
     let wycheproof: Value = serde_json::from_str(
@@ -166,6 +178,10 @@ fn main() {
         for test in group["tests"].as_array().unwrap() {
             let id = test["tcId"].as_str().map(str::to_string).unwrap_or_else(|| test["tcId"].to_string());
             let jwe = test["jwe"].as_str().unwrap();
+            // The supported ones (ECDH-ES with A128GCM, A256GCM) decrypt with the targets' recipient.
+            if ["76", "78"].contains(&id.as_str()) {
+                fapi_as::jwe::decrypt_with(jwe, jwe_recipient_agree).expect("Wycheproof ECDH-ES vector");
+            }
             if jwe.len() < 4096 {
                 s.put("jwe", &format!("wycheproof-{id}"), Some(0), jwe.as_bytes());
             }
@@ -195,6 +211,9 @@ fn main() {
     let posted = json!({"id": PASSKEY_ID, "rawId": PASSKEY_ID, "type": "public-key",
         "response": {"clientDataJSON": b64::encode(client_data("webauthn.create")),
                      "attestationObject": b64::encode(&attestation), "transports": ["internal", "hybrid"]}});
+    let rp = fapi_as::webauthn::RelyingParty::from_issuer(WEBAUTHN_ISSUER).unwrap();
+    let response = fapi_as::webauthn::RegistrationResponse::from_json(&posted.to_string()).unwrap();
+    fapi_as::webauthn::verify_registration(&rp, WEBAUTHN_CHALLENGE, &response).expect("the seed registration");
     s.put("webauthn_registration", "posted", Some(0), posted.to_string().as_bytes());
     s.put("webauthn_registration", "attestation-object", Some(1), &attestation);
     s.put("webauthn_registration", "auth-data", Some(2), &reg_auth);
@@ -216,9 +235,12 @@ fn main() {
     let posted = json!({"id": PASSKEY_ID, "rawId": PASSKEY_ID, "type": "public-key",
         "response": {"clientDataJSON": b64::encode(&client), "authenticatorData": b64::encode(&get_auth),
                      "signature": b64::encode(&signature), "userHandle": b64::encode(PASSKEY_USER)}});
+    let response = fapi_as::webauthn::AuthenticationResponse::from_json(&posted.to_string()).unwrap();
+    fapi_as::webauthn::verify_authentication(&rp, WEBAUTHN_CHALLENGE, &stored_passkey(), &response)
+        .expect("the seed assertion");
     s.put("webauthn_assertion", "posted", Some(0), posted.to_string().as_bytes());
     s.put("webauthn_assertion", "auth-data", Some(1), &get_auth);
     s.put("webauthn_assertion", "client-data-auth-data", Some(2), &joined(&client, &get_auth));
     s.put("webauthn_assertion", "der-signature", Some(3), &signature);
-    println!("seeds written to {}", s.root.display());
 }
+
