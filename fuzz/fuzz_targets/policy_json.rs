@@ -25,7 +25,11 @@ fn check(text: &str) {
                 Ok((p, _)) => p,
                 Err(problems) => panic!("compiled policy does not read again: {problems:?}\n{compiled}"),
             };
-            assert_eq!(again.compiled_json(), compiled, "compile round trip is not stable");
+            assert_eq!(
+                again.compiled_json(),
+                compiled,
+                "compile round trip is not stable"
+            );
             assert_eq!(again.rules.len(), policy.rules.len());
             for (method, authority, path) in [
                 ("GET", "api.bank.example", "/accounts/1"),

@@ -46,8 +46,17 @@ pub fn write_all(root: &Path) {
         "iat": NOW - 30, "exp": NOW + 600, "jti": "jti-1", "scope": "openid accounts"});
     for (name, key) in [("es256", &k.issuer_es), ("eddsa", &k.issuer_ed)] {
         let token = key.sign_jwt(Some("at+jwt"), &claims).unwrap();
-        assert_eq!(decide_bearer(&token).0.reason(), "allowed", "the valid {name} seed token");
-        s.put("access_token", &format!("valid-{name}"), Some(0), token.as_bytes());
+        assert_eq!(
+            decide_bearer(&token).0.reason(),
+            "allowed",
+            "the valid {name} seed token"
+        );
+        s.put(
+            "access_token",
+            &format!("valid-{name}"),
+            Some(0),
+            token.as_bytes(),
+        );
         let header = json!({"alg": key.alg().as_str(), "kid": key.kid(), "typ": "at+jwt"}).to_string();
         let mode = if name == "eddsa" { 1 } else { 3 };
         s.put(
@@ -60,10 +69,20 @@ pub fn write_all(root: &Path) {
     // Certificate-bound (RFC 8705): refused on this request, which has no client certificate.
     let mut bound = claims.clone();
     bound["cnf"] = json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"});
-    s.put("access_token", "bound", Some(0), k.issuer_es.sign_jwt(None, &bound).unwrap().as_bytes());
+    s.put(
+        "access_token",
+        "bound",
+        Some(0),
+        k.issuer_es.sign_jwt(None, &bound).unwrap().as_bytes(),
+    );
     let mut expired = claims.clone();
     expired["exp"] = json!(NOW - 61);
-    s.put("access_token", "expired", Some(0), k.issuer_ed.sign_jwt(None, &expired).unwrap().as_bytes());
+    s.put(
+        "access_token",
+        "expired",
+        Some(0),
+        k.issuer_ed.sign_jwt(None, &expired).unwrap().as_bytes(),
+    );
     let header_jwk = json!({"alg": "EdDSA", "kid": "ed-1", "jwk": k.issuer_ed.public_jwk_bare()});
     s.put(
         "access_token",
@@ -81,7 +100,14 @@ pub fn write_all(root: &Path) {
     // DPoP proofs for the fixed request.
     for (name, key) in [("es256", &k.dpop_es), ("eddsa", &k.dpop_ed)] {
         let proof = key
-            .dpop_proof(DPOP_METHOD, DPOP_HTU, Some(DPOP_ACCESS_TOKEN), NOW, "proof-1", None)
+            .dpop_proof(
+                DPOP_METHOD,
+                DPOP_HTU,
+                Some(DPOP_ACCESS_TOKEN),
+                NOW,
+                "proof-1",
+                None,
+            )
             .unwrap();
         let ctx = fapi_core::dpop::ProofContext {
             method: DPOP_METHOD,
@@ -89,7 +115,8 @@ pub fn write_all(root: &Path) {
             access_token: Some(DPOP_ACCESS_TOKEN),
         };
         let rules = fapi_core::dpop::DpopRules::default();
-        fapi_core::dpop::check_proof(&[proof.as_str()], &ctx, &rules, None, NOW).expect("the valid seed proof");
+        fapi_core::dpop::check_proof(&[proof.as_str()], &ctx, &rules, None, NOW)
+            .expect("the valid seed proof");
         s.put("dpop_proof", &format!("valid-{name}"), Some(0), proof.as_bytes());
     }
     let proof_claims = json!({"jti": "proof-2", "htm": DPOP_METHOD, "htu": "HTTPS://API.bank.example:443/a/../payments?q#f",
@@ -101,11 +128,21 @@ pub fn write_all(root: &Path) {
         Some(1),
         &joined(header.to_string().as_bytes(), proof_claims.to_string().as_bytes()),
     );
-    s.put("dpop_proof", "payload-eddsa", Some(2), proof_claims.to_string().as_bytes());
+    s.put(
+        "dpop_proof",
+        "payload-eddsa",
+        Some(2),
+        proof_claims.to_string().as_bytes(),
+    );
     let nonce = fapi_core::dpop::NonceIssuer::new(NONCE_SECRET, 300).issue(NOW);
     let mut with_nonce = proof_claims.clone();
     with_nonce["nonce"] = json!(nonce);
-    s.put("dpop_proof", "payload-es256-nonce", Some(3), with_nonce.to_string().as_bytes());
+    s.put(
+        "dpop_proof",
+        "payload-es256-nonce",
+        Some(3),
+        with_nonce.to_string().as_bytes(),
+    );
 
     // Policies: the repository's (YAML and compiled) and the targets' own fixture.
     let mut yaml_files: Vec<PathBuf> = std::fs::read_dir(here.join("../policies"))
@@ -123,7 +160,12 @@ pub fn write_all(root: &Path) {
         s.put("policy_json", &name, None, policy.compiled_json().as_bytes());
     }
     let fixture = policy_value();
-    s.put("policy_json", "fuzz-fixture", None, fixture.to_string().as_bytes());
+    s.put(
+        "policy_json",
+        "fuzz-fixture",
+        None,
+        fixture.to_string().as_bytes(),
+    );
     s.put(
         "policy_yaml",
         "anchors",
@@ -139,15 +181,41 @@ pub fn write_all(root: &Path) {
         br#"{"cursor":"42","revoked":[{"iss":"https://as.bank.example","jti":"a","exp":1750000600},{"iss":"https://as.bank.example","jti":"b\u00e9","exp":-1}]}"#,
     );
     s.put("revocation_feed", "empty", None, br#"{"cursor":"","revoked":[]}"#);
-    s.put("introspection", "active", None, br#"{"active":true,"scope":"accounts","client_id":"app-1"}"#);
+    s.put(
+        "introspection",
+        "active",
+        None,
+        br#"{"active":true,"scope":"accounts","client_id":"app-1"}"#,
+    );
     s.put("introspection", "inactive", None, br#"{"active":false}"#);
     s.put("introspection", "not-bool", None, br#"{"active":"true"}"#);
-    s.put("introspection", "token", None, b"eyJhbGciOiJFUzI1NiJ9.e30.c2ln+/=");
+    s.put(
+        "introspection",
+        "token",
+        None,
+        b"eyJhbGciOiJFUzI1NiJ9.e30.c2ln+/=",
+    );
 
     // Request facts and URIs.
     s.put("request_facts", "bearer", None, &joined(&joined(b"/accounts/1?x=1", b"By=spiffe://a;Hash=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef;Cert=\"x\""), b"Bearer abc.def-_~+/=="));
-    s.put("request_facts", "dpop-two-headers", None, &joined(&joined(b"/a", b""), &joined(b"DPoP x", b"dpop y")));
-    s.put("request_facts", "query-token", None, &joined(&joined(b"/a?b=1&access_token=x#f", b"Hash=bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"), b"Bearer x"));
+    s.put(
+        "request_facts",
+        "dpop-two-headers",
+        None,
+        &joined(&joined(b"/a", b""), &joined(b"DPoP x", b"dpop y")),
+    );
+    s.put(
+        "request_facts",
+        "query-token",
+        None,
+        &joined(
+            &joined(
+                b"/a?b=1&access_token=x#f",
+                b"Hash=bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2",
+            ),
+            b"Bearer x",
+        ),
+    );
     for (name, uri) in [
         ("htu", "HTTPS://Api.Bank.Example:0443/a/./b/../%7euser/%41?q=1#f"),
         ("ipv6", "http://[::1]:80//x/%2f/.."),
@@ -158,7 +226,12 @@ pub fn write_all(root: &Path) {
 
     // Forms.
     s.put("form", "token-request", None, b"grant_type=authorization_code&code=abc&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
-    s.put("form", "plus-and-utf8", None, b"username=a+b%20c&password=%E3%83%91%E3%82%B9&csrf=");
+    s.put(
+        "form",
+        "plus-and-utf8",
+        None,
+        b"username=a+b%20c&password=%E3%83%91%E3%82%B9&csrf=",
+    );
     s.put("form", "duplicate", None, b"a=1&a=2");
 
     // JWE: the targets' recipient (Wycheproof's ECDH-ES key), every Wycheproof JWE, and key sets.
@@ -176,7 +249,10 @@ pub fn write_all(root: &Path) {
     .unwrap();
     for group in wycheproof["testGroups"].as_array().unwrap() {
         for test in group["tests"].as_array().unwrap() {
-            let id = test["tcId"].as_str().map(str::to_string).unwrap_or_else(|| test["tcId"].to_string());
+            let id = test["tcId"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| test["tcId"].to_string());
             let jwe = test["jwe"].as_str().unwrap();
             // The supported ones (ECDH-ES with A128GCM, A256GCM) decrypt with the targets' recipient.
             if ["76", "78"].contains(&id.as_str()) {
@@ -196,7 +272,12 @@ pub fn write_all(root: &Path) {
         ),
     ];
     for (name, set) in jwks_sets {
-        s.put("jwe", &format!("jwks-{name}"), Some(1), set.to_string().as_bytes());
+        s.put(
+            "jwe",
+            &format!("jwks-{name}"),
+            Some(1),
+            set.to_string().as_bytes(),
+        );
     }
 
     // WebAuthn: a registration of the passkey and assertions with it.
@@ -213,9 +294,20 @@ pub fn write_all(root: &Path) {
                      "attestationObject": b64::encode(&attestation), "transports": ["internal", "hybrid"]}});
     let rp = fapi_as::webauthn::RelyingParty::from_issuer(WEBAUTHN_ISSUER).unwrap();
     let response = fapi_as::webauthn::RegistrationResponse::from_json(&posted.to_string()).unwrap();
-    fapi_as::webauthn::verify_registration(&rp, WEBAUTHN_CHALLENGE, &response).expect("the seed registration");
-    s.put("webauthn_registration", "posted", Some(0), posted.to_string().as_bytes());
-    s.put("webauthn_registration", "attestation-object", Some(1), &attestation);
+    fapi_as::webauthn::verify_registration(&rp, WEBAUTHN_CHALLENGE, &response)
+        .expect("the seed registration");
+    s.put(
+        "webauthn_registration",
+        "posted",
+        Some(0),
+        posted.to_string().as_bytes(),
+    );
+    s.put(
+        "webauthn_registration",
+        "attestation-object",
+        Some(1),
+        &attestation,
+    );
     s.put("webauthn_registration", "auth-data", Some(2), &reg_auth);
     let with_ext = {
         let mut a = auth_data(0x45 | 0x80, 1, Some((&aaguid, &id, &cose)));
@@ -225,7 +317,12 @@ pub fn write_all(root: &Path) {
         )])));
         a
     };
-    s.put("webauthn_registration", "auth-data-extensions", Some(2), &with_ext);
+    s.put(
+        "webauthn_registration",
+        "auth-data-extensions",
+        Some(2),
+        &with_ext,
+    );
 
     let get_auth = auth_data(0x05, 6, None);
     let client = client_data("webauthn.get");
@@ -238,9 +335,18 @@ pub fn write_all(root: &Path) {
     let response = fapi_as::webauthn::AuthenticationResponse::from_json(&posted.to_string()).unwrap();
     fapi_as::webauthn::verify_authentication(&rp, WEBAUTHN_CHALLENGE, &stored_passkey(), &response)
         .expect("the seed assertion");
-    s.put("webauthn_assertion", "posted", Some(0), posted.to_string().as_bytes());
+    s.put(
+        "webauthn_assertion",
+        "posted",
+        Some(0),
+        posted.to_string().as_bytes(),
+    );
     s.put("webauthn_assertion", "auth-data", Some(1), &get_auth);
-    s.put("webauthn_assertion", "client-data-auth-data", Some(2), &joined(&client, &get_auth));
+    s.put(
+        "webauthn_assertion",
+        "client-data-auth-data",
+        Some(2),
+        &joined(&client, &get_auth),
+    );
     s.put("webauthn_assertion", "der-signature", Some(3), &signature);
 }
-
