@@ -145,7 +145,11 @@ pub fn select_key(client_jwks: &Value, alg: &str) -> Result<PublicJwk, JweError>
     keys.iter()
         .filter_map(|k| PublicJwk::from_value(k).ok())
         .find(|k| {
-            let is_p256 = matches!(k.material, KeyMaterial::P256 { .. });
+            // A point off the curve is refused here, at registration, not when the first id_token is
+            // encrypted to it. fapi-core checks points at parse time only with its `p256-tables`
+            // feature, which a `cargo build -p fapi-as` does not enable.
+            let is_p256 = matches!(&k.material,
+                KeyMaterial::P256 { point } if crate::webauthn::p256_point_is_valid(point));
             let use_ok = k.key_use.as_deref().is_none_or(|u| u == "enc");
             let ops_ok = k
                 .key_ops
@@ -520,6 +524,35 @@ mod tests {
             ),
             "{refused:?}"
         );
+    }
+
+    /// Found by the `jwe` fuzz target: an off-curve key marked for encryption was selected (and so
+    /// accepted at registration), and every later encryption to the client failed.
+    #[test]
+    fn an_off_curve_key_is_never_selected() {
+        let (valid, _) = recipient();
+        let mut off_curve = valid.clone();
+        let mut x = b64::decode(valid["x"].as_str().unwrap()).unwrap();
+        x[31] ^= 1;
+        off_curve["x"] = json!(b64::encode(&x));
+        off_curve["kid"] = json!("off-curve");
+        assert_eq!(
+            select_key(&json!({"keys": [off_curve]}), "ECDH-ES").map(|_| ()),
+            Err(JweError::NoEncryptionKey)
+        );
+        let both = json!({"keys": [off_curve, valid]});
+        assert_eq!(
+            select_key(&both, "ECDH-ES").map(|k| k.kid),
+            Ok(Some("enc-1".to_string()))
+        );
+        assert!(encrypt_to_client(&both, "ECDH-ES", "A256GCM", b"x", None).is_ok());
+        assert!(crate::backchannel::register::check_encryption(
+            "id_token",
+            Some("ECDH-ES"),
+            Some("A256GCM"),
+            Some(&json!({"keys": [off_curve]}))
+        )
+        .is_err());
     }
 
     #[test]

@@ -846,7 +846,7 @@ fn cose_key_to_jwk(key: &Cbor) -> Result<(Value, Algorithm)> {
 }
 
 /// SEC1 point validation (on the curve, not the identity), done by ring's ECDH public-key check.
-fn p256_point_is_valid(point: &[u8]) -> bool {
+pub(crate) fn p256_point_is_valid(point: &[u8]) -> bool {
     use ring::agreement::{agree_ephemeral, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
     let Ok(ephemeral) = EphemeralPrivateKey::generate(&ECDH_P256, &ring::rand::SystemRandom::new()) else {
         return false;
