@@ -3,10 +3,11 @@
 //! (16-byte random salt, 32-byte tag); verification in constant time.
 //!
 //! Why Argon2id and not PBKDF2 at 600 000 iterations: OWASP lists Argon2id first; it is memory-hard,
-//! so a guessing rig pays 19 MiB of memory bandwidth per guess where PBKDF2-HMAC-SHA256 costs a GPU
-//! almost nothing but cycles, and at these parameters it costs the server about as much CPU per
-//! sign-in as PBKDF2 at 600 000 would (tens of milliseconds), with far more resistance per unit of
-//! that cost. The RustCrypto `argon2` crate is pure Rust (no C toolchain, as with ring's wasm builds).
+//! so a guessing rig pays 19 MiB of memory traffic per guess where PBKDF2-HMAC-SHA256 costs a GPU
+//! almost nothing but cycles; and it costs the server less: about 45 ms of one core per sign-in
+//! (release build, docs/performance.md "Sign-in load"), where PBKDF2 took about 20 ms at 100 000
+//! iterations and so would take about 6 times that at 600 000. The RustCrypto `argon2` crate is pure
+//! Rust (no C toolchain needed).
 //!
 //! Older hashes, `pbkdf2-sha256$<iterations>$<salt b64url>$<hash b64url>` (PBKDF2-HMAC-SHA256, NIST
 //! SP 800-132, 100 000 iterations), still verify; [`needs_rehash`] says so, and the sign-in handler
