@@ -474,12 +474,12 @@ fn bad_policy_refuses_to_load_naming_the_field() {
 }
 
 /// The native module defines its counters up front from `metrics::DENIAL_REASONS`: every reason
-/// `Denial::reason` can give (read from fapi-core's source, `fn reason` of `Denial`) must be listed,
+/// `Denial::reason` can give (read from fapi-core's source, `fn reason` of `Denial` in denial.rs) must be listed,
 /// or its refusals would be counted only under `denied` there.
 #[test]
 fn every_denial_reason_has_a_counter() {
     let source =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../core/src/decision.rs")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../core/src/denial.rs")).unwrap();
     let start = source.find("pub fn reason(&self)").expect("Denial::reason");
     let body = &source[start..];
     let end = body.find("\n    }\n").expect("end of Denial::reason");
