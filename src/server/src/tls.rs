@@ -13,9 +13,25 @@ use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureSc
 use std::path::Path;
 use std::sync::Arc;
 
-/// The client certificate of the connection a request came on (DER), if any.
+/// The client certificate of the connection a request came on (DER), if any. As an axum extractor
+/// it never refuses: a request from the browser-facing listener has none.
 #[derive(Debug, Clone, Default)]
 pub struct PeerCertificate(pub Option<Arc<Vec<u8>>>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerCertificate {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<PeerCertificate>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
 
 /// Accepts any client certificate whose handshake signature verifies.
 #[derive(Debug)]

@@ -22,17 +22,11 @@ use crate::tls::PeerCertificate;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 /// `POST /revoke`.
-pub async fn revoke(
-    State(state): State<Shared>,
-    peer: Option<Extension<PeerCertificate>>,
-    form: FormBody,
-) -> Response {
-    let peer = peer.map(|Extension(p)| p).unwrap_or_default();
+pub async fn revoke(State(state): State<Shared>, peer: PeerCertificate, form: FormBody) -> Response {
     let result: Result<()> = async {
         let p = params(form)?;
         revoke_token(&state, &p, &peer, state.clock.now()).await
@@ -101,11 +95,10 @@ pub enum Introspector {
 /// `POST /introspect`.
 pub async fn introspect(
     State(state): State<Shared>,
-    peer: Option<Extension<PeerCertificate>>,
+    peer: PeerCertificate,
     headers: HeaderMap,
     form: FormBody,
 ) -> Response {
-    let peer = peer.map(|Extension(p)| p).unwrap_or_default();
     let result: Result<Response> = async {
         let p = params(form)?;
         let who = match (bearer(&headers), state.config.feed.token.as_deref()) {

@@ -587,7 +587,7 @@ async fn get_userinfo_at(
         axum::extract::State(f.state.clone()),
         Method::GET,
         Uri::from_static(path),
-        Some(axum::Extension(peer)),
+        peer,
         headers,
     )
     .await;
@@ -949,7 +949,7 @@ fn host(h: &'static str, extra: &[(&'static str, String)]) -> axum::http::Header
 async fn token_endpoint(f: &Fixture, assertion: &str, proof: &str) -> (u16, Value) {
     let r = super::token::token(
         axum::extract::State(f.state.clone()),
-        Some(axum::Extension(PeerCertificate(None))),
+        PeerCertificate(None),
         host("as.example", &[("dpop", proof.to_string())]),
         form(&[
             ("grant_type", "authorization_code"),
@@ -999,7 +999,7 @@ async fn par_endpoint(f: &Fixture, request_object: &str) -> (u16, Value) {
     let assertion = f.client_key.sign_with_header(&h, &c).unwrap();
     let r = crate::frontchannel::par::par(
         axum::extract::State(f.state.clone()),
-        Some(axum::Extension(PeerCertificate(None))),
+        PeerCertificate(None),
         host("as.example", &[]),
         form(&[
             ("client_id", "dpop-client"),
@@ -1019,7 +1019,7 @@ async fn par_endpoint(f: &Fixture, request_object: &str) -> (u16, Value) {
 async fn introspect_endpoint(f: &Fixture, token: &str) -> (u16, Value) {
     let r = super::revoke::introspect(
         axum::extract::State(f.state.clone()),
-        Some(axum::Extension(PeerCertificate(None))),
+        PeerCertificate(None),
         host("as.example", &[("authorization", "Bearer feed-secret".into())]),
         form(&[("token", token)]),
     )
@@ -1031,7 +1031,7 @@ async fn introspect_endpoint(f: &Fixture, token: &str) -> (u16, Value) {
 async fn revoke_endpoint(f: &Fixture, token: &str) -> (u16, Value) {
     let r = super::revoke::revoke(
         axum::extract::State(f.state.clone()),
-        Some(axum::Extension(cert("A"))),
+        cert("A"),
         form(&[("client_id", "mtls-client"), ("token", token)]),
     )
     .await;

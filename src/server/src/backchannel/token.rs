@@ -31,7 +31,6 @@ use crate::tls::PeerCertificate;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use fapi_core::alg::Algorithm;
 use fapi_core::binding::constant_time_eq;
 use serde::{Deserialize, Serialize};
@@ -110,11 +109,10 @@ pub struct Issued {
 /// `POST /token`.
 pub async fn token(
     State(state): State<Shared>,
-    peer: Option<Extension<PeerCertificate>>,
+    peer: PeerCertificate,
     headers: HeaderMap,
     form: FormBody,
 ) -> Response {
-    let peer = peer.map(|Extension(p)| p).unwrap_or_default();
     let result: Result<Issued> = async {
         let call = TokenCall {
             params: params(form)?,

@@ -13,7 +13,7 @@ use crate::tls::PeerCertificate;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use fapi_core::decision::{Decision, Denial};
 use serde_json::{json, Value};
 
@@ -22,10 +22,9 @@ pub async fn userinfo(
     State(state): State<Shared>,
     method: Method,
     uri: Uri,
-    peer: Option<Extension<PeerCertificate>>,
+    peer: PeerCertificate,
     headers: HeaderMap,
 ) -> Response {
-    let peer = peer.map(|Extension(p)| p).unwrap_or_default();
     let facts = request_facts(&state, &method, &uri, &headers, &peer);
     let allow = match decide(&state, &facts, state.clock.now()).await {
         Ok(Decision::Allow(a)) => a,

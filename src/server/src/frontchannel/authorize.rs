@@ -1,4 +1,7 @@
-//! The authorization endpoint and the sign-in / consent flow behind it.
+//! The authorization endpoint and the flow behind it: the session's [`Flow`], the authentication
+//! levels, and the answer to the client (code, `iss`, JARM). The steps a person takes are their own
+//! modules: sign-in ([`super::signin`], [`super::passkey`]) and consent ([`super::consent`]); every
+//! POST of the flow starts with the [`super::posted::Posted`] extractor.
 //!
 //! `GET /authorize` takes only `client_id` and a `request_uri` from PAR (FAPI 2.0 §5.3.2.2-2, RFC 9126
 //! §4); anything else gets an error page, never a redirect, since no redirect URI is verified then. It
@@ -18,27 +21,19 @@
 //! (`hwk user`, [`super::passkey`]). A signed-in session is reused by a later authorization
 //! request unless `prompt=login` or `max_age` (OIDC Core §3.1.2.1) asks for a fresh sign-in.
 
-use super::limits::{self, Locked};
-use super::pages::{self, Lang, Msg};
+use super::pages::Msg;
 use super::par::collect;
-use super::passkey;
-use super::{
-    choose_lang, csrf_ok, form_encode, html, lang_cookie, load_session, new_session, see_other, FLOW_LIFETIME,
-};
+use super::{choose_lang, form_encode, load_session, new_session, see_other, FLOW_LIFETIME};
 use crate::app::{Shared, ACR_PASSKEY, ACR_PASSWORD, ACR_TOTP};
 use crate::error::{OAuthError, PageError, PageResult, Result};
-use crate::model::{CodeRecord, LoginSession, ParRequest, CODE, PAR, SESSION};
-use crate::store::{ClientMetadata, Grant, Taken};
-use axum::extract::rejection::{FormRejection, QueryRejection};
+use crate::model::{LoginSession, ParRequest, PAR, SESSION};
+use crate::store::{ClientMetadata, Taken};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Form;
-use limits::SourceAddr;
 use serde_json::json;
-use std::collections::BTreeMap;
 
-type FormPairs = std::result::Result<Form<Vec<(String, String)>>, FormRejection>;
 type QueryPairs = std::result::Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// How strong a sign-in is.
@@ -107,7 +102,7 @@ fn prompt_has(p: &ParRequest, value: &str) -> bool {
 }
 
 /// Where the session's flow stands.
-pub(super) enum Flow {
+pub enum Flow {
     /// Signing in for the connected-apps page.
     Apps,
     Authorize(Box<ParRequest>, Box<ClientMetadata>),
@@ -115,7 +110,7 @@ pub(super) enum Flow {
     Gone,
 }
 
-async fn flow_of(s: &Shared, sess: &LoginSession) -> Result<Flow> {
+pub(super) async fn flow_of(s: &Shared, sess: &LoginSession) -> Result<Flow> {
     if sess.request_uri.is_empty() {
         return Ok(Flow::Apps);
     }
@@ -135,7 +130,7 @@ async fn flow_of(s: &Shared, sess: &LoginSession) -> Result<Flow> {
     Ok(Flow::Authorize(Box::new(p), Box::new(client)))
 }
 
-fn ui_locales(flow: &Flow) -> Option<&str> {
+pub(super) fn ui_locales(flow: &Flow) -> Option<&str> {
     match flow {
         Flow::Authorize(p, _) => p.ui_locales.as_deref(),
         _ => None,
@@ -237,7 +232,7 @@ pub(super) async fn finish_flow(
     Ok(first.then_some(p))
 }
 
-fn redirect_error(
+pub(super) fn redirect_error(
     s: &Shared,
     client: &ClientMetadata,
     p: &ParRequest,
@@ -334,438 +329,6 @@ pub async fn authorize(
     let cookie = new_session(&s, sid, &session).await?;
     s.metrics.count("authorize", "ok");
     Ok(see_other("/login", &[cookie]))
-}
-
-#[derive(serde::Deserialize)]
-pub struct LangQuery {
-    pub lang: Option<String>,
-    /// `passkey_registered` or `passkey_failed`: the outcome of a passkey registration.
-    pub done: Option<String>,
-}
-
-/// `GET /login`: the next step of the session's flow.
-pub async fn login_page(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<LangQuery>,
-) -> PageResult<Response> {
-    let Some((key, mut sess)) = load_session(&s, &headers).await? else {
-        let lang = choose_lang(q.lang.as_deref(), &headers, None);
-        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
-    };
-    let flow = flow_of(&s, &sess).await?;
-    let lang = choose_lang(q.lang.as_deref(), &headers, ui_locales(&flow));
-    let cookies: Vec<String> = q
-        .lang
-        .as_deref()
-        .and_then(Lang::parse)
-        .map(lang_cookie)
-        .into_iter()
-        .collect();
-    let passkeys = passkey::enabled(&s);
-    let (p, client) = match flow {
-        Flow::Gone => return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
-        Flow::Apps if sess.user_id.is_some() => return Ok(see_other("/apps", &cookies)),
-        Flow::Apps => {
-            return Ok(html(
-                StatusCode::OK,
-                pages::sign_in(lang, &sess.csrf, None, None, "", passkeys),
-                &cookies,
-            ))
-        }
-        Flow::Authorize(p, c) => (p, c),
-    };
-    let t = s.clock.now();
-    if sess.user_id.is_some() && too_old(sess.auth_time, p.max_age, t) {
-        // max_age passed while the page was open: sign in again.
-        sess = LoginSession {
-            user_id: None,
-            amr: Vec::new(),
-            acr: None,
-            auth_time: None,
-            webauthn_challenge: None,
-            ..sess
-        };
-        s.store.update_item(SESSION, &key, &sess).await?;
-    }
-    let Some(user_id) = sess.user_id.clone() else {
-        return Ok(html(
-            StatusCode::OK,
-            pages::sign_in(lang, &sess.csrf, Some(&client.client_name), None, "", passkeys),
-            &cookies,
-        ));
-    };
-    let Some(user) = s.store.user(&user_id).await? else {
-        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
-    };
-    if achieved_level(&sess.amr) < Some(required_level(p.acr_values.as_deref())) {
-        let passkey_step = passkeys && !s.store.passkeys_of_user(&user_id).await?.is_empty();
-        if user.totp_secret.is_none() && !passkey_step {
-            // The requested level cannot be reached by this user: the request ends here.
-            return match finish_flow(&s, &key, &mut sess).await? {
-                Some(p) => redirect_error(
-                    &s,
-                    &client,
-                    &p,
-                    "access_denied",
-                    "the requested authentication level is not available for this user",
-                ),
-                None => Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired)),
-            };
-        }
-        return Ok(html(
-            StatusCode::OK,
-            pages::totp(lang, &sess.csrf, None, user.totp_secret.is_some(), passkey_step),
-            &cookies,
-        ));
-    }
-    let accounts = s.store.accounts_of(&user_id).await?;
-    let scopes: Vec<&str> = p.scope.split_whitespace().collect();
-    let (notice, error) = match q.done.as_deref() {
-        Some("passkey_registered") => (Some(Msg::PasskeyRegistered.text(lang)), None),
-        Some("passkey_failed") => (None, Some(Msg::PasskeyRegisterFailed.text(lang))),
-        _ => (None, None),
-    };
-    Ok(html(
-        StatusCode::OK,
-        pages::consent(
-            lang,
-            &pages::ConsentPage {
-                csrf: &sess.csrf,
-                client_name: &client.client_name,
-                scopes: &scopes,
-                accounts: &accounts,
-                user_name: &user.display_name,
-                passkey_register: passkeys,
-                notice: notice.as_deref(),
-                error: error.as_deref(),
-            },
-        ),
-        &cookies,
-    ))
-}
-
-pub(super) fn field<'a>(form: &'a BTreeMap<String, String>, name: &str, max: usize) -> Option<&'a str> {
-    form.get(name)
-        .map(String::as_str)
-        .filter(|v| !v.is_empty() && v.len() <= max)
-}
-
-pub(super) fn lock_message(l: Locked, t: i64) -> Msg {
-    match l {
-        Locked::Account { .. } => Msg::Locked {
-            minutes: l.minutes(t),
-        },
-        Locked::Address { .. } => Msg::AddressLocked {
-            minutes: l.minutes(t),
-        },
-        Locked::Delayed { .. } => Msg::Delayed {
-            seconds: l.seconds(t),
-        },
-        Locked::Capped => Msg::Suspended,
-    }
-}
-
-/// The parts every POST of the flow starts with: the session, the CSRF check, the language.
-pub(super) struct Posted {
-    pub key: String,
-    pub sess: LoginSession,
-    pub flow: Flow,
-    pub lang: Lang,
-    pub form: BTreeMap<String, String>,
-}
-
-pub(super) async fn posted(s: &Shared, headers: &HeaderMap, form: FormPairs) -> PageResult<Posted> {
-    let fallback = choose_lang(None, headers, None);
-    if form
-        .as_ref()
-        .is_err_and(|e| e.status() == StatusCode::PAYLOAD_TOO_LARGE)
-    {
-        return Err(PageError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            fallback,
-            Msg::BadRequest,
-        ));
-    }
-    let Some((key, sess)) = load_session(s, headers).await? else {
-        return Err(PageError::new(
-            StatusCode::BAD_REQUEST,
-            fallback,
-            Msg::SessionExpired,
-        ));
-    };
-    let form = match form.ok().map(|Form(p)| collect(p)) {
-        Some(Ok(f)) => f,
-        _ => return Err(PageError::new(StatusCode::BAD_REQUEST, fallback, Msg::BadRequest)),
-    };
-    let flow = flow_of(s, &sess).await?;
-    let lang = choose_lang(None, headers, ui_locales(&flow));
-    if !csrf_ok(&sess, form.get("csrf").map(String::as_str)) {
-        s.metrics.count("login", "csrf");
-        return Err(PageError::new(StatusCode::FORBIDDEN, lang, Msg::Csrf));
-    }
-    if matches!(flow, Flow::Gone) {
-        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired));
-    }
-    Ok(Posted {
-        key,
-        sess,
-        flow,
-        lang,
-        form,
-    })
-}
-
-/// `POST /login`: username and password.
-pub async fn password(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    addr: SourceAddr,
-    form: FormPairs,
-) -> PageResult<Response> {
-    let Posted {
-        key,
-        sess,
-        flow,
-        lang,
-        form,
-    } = posted(&s, &headers, form).await?;
-    let client_name = match &flow {
-        Flow::Authorize(_, c) => Some(c.client_name.clone()),
-        _ => None,
-    };
-    let username = field(&form, "username", 64).map(str::trim).unwrap_or("");
-    let passkeys = passkey::enabled(&s);
-    let page = |status: StatusCode, msg: Msg| {
-        html(
-            status,
-            pages::sign_in(
-                lang,
-                &sess.csrf,
-                client_name.as_deref(),
-                Some(&msg.text(lang)),
-                username,
-                passkeys,
-            ),
-            &[],
-        )
-    };
-    let t = s.clock.now();
-    // Counted before it is checked (limits.rs); a refused attempt is not checked at all.
-    let adm = match limits::admit(
-        &s.store,
-        limits::Rules::of(&s.config.login),
-        Some(username),
-        addr,
-        t,
-    )
-    .await?
-    {
-        Ok(adm) => adm,
-        Err(l) => {
-            s.metrics.count("login", "locked");
-            return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
-        }
-    };
-    let pw = field(&form, "password", 256).unwrap_or("");
-    let user = if username.is_empty() {
-        None
-    } else {
-        s.store.user_by_name(username).await?
-    };
-    // The row is read and the store's connection released before hashing (which runs on the
-    // blocking pool, bounded); an unknown user costs the same (password.rs).
-    let ok = s
-        .passwords
-        .verify(pw, user.as_ref().map(|u| u.password_hash.as_str()))
-        .await
-        .map_err(OAuthError::server)?;
-    let user = match (ok, user) {
-        (true, Some(u)) => u,
-        _ => {
-            s.metrics.count("login", "failed");
-            return Ok(match limits::after_failure(&adm, t) {
-                Some(l) => page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)),
-                None => page(StatusCode::OK, Msg::BadCredentials),
-            });
-        }
-    };
-    limits::succeeded(&s.store, &adm, &user.username, t).await?;
-    if crate::password::needs_rehash(&user.password_hash) {
-        // An older hash (PBKDF2): replaced by Argon2id now that the password is at hand.
-        let fresh = s
-            .passwords
-            .hash(&s.random, pw)
-            .await
-            .map_err(OAuthError::server)?;
-        if s.store
-            .replace_password_hash(&user.user_id, &user.password_hash, &fresh)
-            .await?
-        {
-            tracing::info!(user_id = %user.user_id, "password re-hashed with Argon2id");
-        }
-    }
-    s.metrics.count("login", "ok");
-    tracing::info!(user_id = %user.user_id, "password sign-in");
-    super::signed_in(&s, &key, sess, user.user_id, vec!["pwd".into()], ACR_PASSWORD).await
-}
-
-/// `POST /login/totp`: the 6-digit code (RFC 6238), after the password.
-pub async fn totp(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    addr: SourceAddr,
-    form: FormPairs,
-) -> PageResult<Response> {
-    let Posted {
-        key,
-        mut sess,
-        lang,
-        form,
-        ..
-    } = posted(&s, &headers, form).await?;
-    let Some(user_id) = sess.user_id.clone() else {
-        return Ok(see_other("/login", &[]));
-    };
-    let Some(user) = s.store.user(&user_id).await? else {
-        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
-    };
-    let Some(secret) = user.totp_secret.as_deref().and_then(crate::totp::base32_decode) else {
-        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::NoTotp));
-    };
-    let passkey_step = passkey::enabled(&s) && !s.store.passkeys_of_user(&user_id).await?.is_empty();
-    let page = |status: StatusCode, msg: Msg| {
-        html(
-            status,
-            pages::totp(lang, &sess.csrf, Some(&msg.text(lang)), true, passkey_step),
-            &[],
-        )
-    };
-    let t = s.clock.now();
-    let adm = match limits::admit(
-        &s.store,
-        limits::Rules::of(&s.config.login),
-        Some(&user.username),
-        addr,
-        t,
-    )
-    .await?
-    {
-        Ok(adm) => adm,
-        Err(l) => {
-            s.metrics.count("totp", "locked");
-            return Ok(page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)));
-        }
-    };
-    let code = field(&form, "code", 16).unwrap_or("");
-    let failure = match crate::totp::verify(&secret, code, t) {
-        // RFC 6238 §5.2: a code (a step) is accepted once per user.
-        Some(step) => {
-            let until = (step + 2) * crate::totp::STEP + 60;
-            if s.store
-                .remember_jti("totp", &format!("{user_id}:{step}"), until)
-                .await?
-            {
-                None
-            } else {
-                Some(Msg::CodeUsed)
-            }
-        }
-        None => Some(Msg::BadCode),
-    };
-    if let Some(msg) = failure {
-        s.metrics.count("totp", "failed");
-        return Ok(match limits::after_failure(&adm, t) {
-            Some(l) => page(StatusCode::TOO_MANY_REQUESTS, lock_message(l, t)),
-            None => page(StatusCode::OK, msg),
-        });
-    }
-    limits::succeeded(&s.store, &adm, &user.username, t).await?;
-    s.metrics.count("totp", "ok");
-    if !sess.amr.iter().any(|a| a == "otp") {
-        sess.amr.push("otp".into());
-    }
-    sess.acr = achieved_level(&sess.amr).map(|l| l.acr().to_string());
-    sess.auth_time = Some(t);
-    s.store.update_item(SESSION, &key, &sess).await?;
-    Ok(see_other("/login", &[]))
-}
-
-/// `POST /consent`: Approve or Deny.
-pub async fn consent(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> PageResult<Response> {
-    let Posted {
-        key,
-        mut sess,
-        flow,
-        lang,
-        form,
-    } = posted(&s, &headers, form).await?;
-    let Flow::Authorize(peeked, client) = flow else {
-        return Ok(see_other("/apps", &[]));
-    };
-    let t = s.clock.now();
-    let (Some(user_id), Some(auth_time)) = (sess.user_id.clone(), sess.auth_time) else {
-        return Ok(see_other("/login", &[]));
-    };
-    if achieved_level(&sess.amr) < Some(required_level(peeked.acr_values.as_deref()))
-        || too_old(Some(auth_time), peeked.max_age, t)
-    {
-        return Ok(see_other("/login", &[]));
-    }
-    let approve = match field(&form, "decision", 16) {
-        Some("approve") => true,
-        Some("deny") => false,
-        _ => return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::BadRequest)),
-    };
-    // Drawn before the flow is answered or anything stored (src/random.rs).
-    let (grant_id, code) = (s.random.token(16)?, s.random.token(32)?);
-    // One answer per authorization request, atomic across instances.
-    let Some(p) = finish_flow(&s, &key, &mut sess).await? else {
-        return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::RequestExpired));
-    };
-    if !approve {
-        s.metrics.count("consent", "deny");
-        return redirect_error(&s, &client, &p, "access_denied", "the user denied the request");
-    }
-    let grant = Grant {
-        grant_id,
-        client_id: p.client_id.clone(),
-        user_id: user_id.clone(),
-        scope: p.scope.clone(),
-        created_at: t,
-        last_used_at: t,
-        revoked: false,
-    };
-    s.store.put_grant(&grant).await?;
-    let record = CodeRecord {
-        client_id: p.client_id.clone(),
-        user_id,
-        redirect_uri: p.redirect_uri.clone(),
-        scope: p.scope.clone(),
-        nonce: p.nonce.clone(),
-        code_challenge: p.code_challenge.clone(),
-        dpop_jkt: p.dpop_jkt.clone(),
-        acr: sess.acr.clone().unwrap_or_else(|| ACR_PASSWORD.into()),
-        amr: sess.amr.clone(),
-        auth_time,
-        grant_id: grant.grant_id.clone(),
-        state: p.state.clone(),
-    };
-    let lifetime = s.config.tokens.code_lifetime.clamp(1, 60) as i64;
-    s.store
-        .put_item(CODE, &fapi_core::b64::sha256_b64(&code), &record, t + lifetime)
-        .await?;
-    s.metrics.count("consent", "approve");
-    tracing::info!(client_id = %p.client_id, grant_id = %grant.grant_id, "consent given, code issued");
-    let loc = response_location(
-        &s.config.issuer,
-        &s.keys.current,
-        &client,
-        &p,
-        &[("code", &code)],
-        t,
-    )?;
-    Ok(see_other(&loc, &[]))
 }
 
 #[cfg(test)]

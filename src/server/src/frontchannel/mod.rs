@@ -21,10 +21,13 @@
 
 pub mod apps;
 pub mod authorize;
+pub mod consent;
 pub mod limits;
 pub mod pages;
 pub mod par;
 pub mod passkey;
+pub mod posted;
+pub mod signin;
 
 use crate::app::Shared;
 use crate::error::Result;
@@ -39,9 +42,9 @@ pub fn routes() -> Router<Shared> {
     // The pages a person sees: an internal failure answers the HTML error page.
     let pages = Router::new()
         .route("/authorize", get(authorize::authorize))
-        .route("/login", get(authorize::login_page).post(authorize::password))
-        .route("/login/totp", post(authorize::totp))
-        .route("/consent", post(authorize::consent))
+        .route("/login", get(signin::login_page).post(signin::password))
+        .route("/login/totp", post(signin::totp))
+        .route("/consent", post(consent::consent))
         .route("/apps", get(apps::apps_page))
         .route("/apps/revoke", post(apps::revoke))
         .route("/apps/passkeys/remove", post(apps::remove_passkey))

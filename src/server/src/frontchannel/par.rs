@@ -13,7 +13,7 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form, Json};
+use axum::{Form, Json};
 use fapi_core::decision::{Denial, DpopDefect};
 use fapi_core::dpop::{check_proof, DpopRules, ProofContext};
 use fapi_core::verify::Validation;
@@ -313,11 +313,11 @@ async fn check_dpop(s: &Shared, headers: &HeaderMap, now: i64) -> Result<Option<
 /// `POST /par`.
 pub async fn par(
     State(s): State<Shared>,
-    peer: Option<Extension<PeerCertificate>>,
+    peer: PeerCertificate,
     headers: HeaderMap,
     form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response> {
-    let result = par_inner(&s, peer.map(|Extension(p)| p).unwrap_or_default(), &headers, form).await;
+    let result = par_inner(&s, peer, &headers, form).await;
     s.metrics
         .count("par", result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.error));
     result

@@ -19,23 +19,22 @@
 //! The RP ID is the issuer's host ([`RelyingParty::from_issuer`]); with an issuer that cannot be one
 //! (an IP address) no passkey button is shown and these endpoints refuse.
 
-use super::authorize::{field, lock_message, posted, Flow, Posted};
+use super::authorize::Flow;
 use super::limits::{self, SourceAddr};
 use super::pages::{self, Msg};
+use super::posted::Posted;
+use super::signin::{field, lock_message};
 use super::{html, see_other};
 use crate::app::{Shared, ACR_PASSKEY};
 use crate::error::{PageError, PageResult, Result};
 use crate::model::{LoginSession, SESSION};
 use crate::store::User;
 use crate::webauthn::{self, AuthenticationResponse, RegistrationResponse, RelyingParty};
-use axum::extract::rejection::FormRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
+use axum::Json;
 use serde_json::{json, Value};
-
-type FormPairs = std::result::Result<Form<Vec<(String, String)>>, FormRejection>;
 
 /// The script of the passkey buttons, served as `/assets/passkey.js`.
 pub const SCRIPT: &str = include_str!("passkey.js");
@@ -123,15 +122,8 @@ async fn take_challenge(
 
 /// `POST /login/passkey/options` (`csrf`): `PublicKeyCredentialRequestOptionsJSON`. Signed out,
 /// any of the user's discoverable passkeys may answer; stepping up, only the signed-in user's.
-pub async fn sign_in_options(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    form: FormPairs,
-) -> Result<Response> {
-    let Posted { key, mut sess, .. } = match posted(&s, &headers, form).await {
-        Ok(p) => p,
-        Err(page) => return Ok(page.into_response()),
-    };
+pub async fn sign_in_options(State(s): State<Shared>, posted: Posted) -> Result<Response> {
+    let Posted { key, mut sess, .. } = posted;
     let Some(rp) = relying_party(&s) else {
         return Ok(json_error(StatusCode::NOT_FOUND, "passkeys_unavailable"));
     };
@@ -220,19 +212,14 @@ async fn check_assertion(
 }
 
 /// `POST /login/passkey` (`csrf`, `credential`): signs in (or steps up) with a passkey.
-pub async fn sign_in(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    addr: SourceAddr,
-    form: FormPairs,
-) -> PageResult<Response> {
+pub async fn sign_in(State(s): State<Shared>, addr: SourceAddr, posted: Posted) -> PageResult<Response> {
     let Posted {
         key,
         mut sess,
         flow,
         lang,
         form,
-    } = posted(&s, &headers, form).await?;
+    } = posted;
     let Some(rp) = relying_party(&s) else {
         return Err(PageError::new(StatusCode::NOT_FOUND, lang, Msg::BadRequest));
     };
@@ -303,15 +290,8 @@ pub async fn sign_in(
 }
 
 /// `POST /passkey/register/options` (`csrf`), signed in: `PublicKeyCredentialCreationOptionsJSON`.
-pub async fn register_options(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    form: FormPairs,
-) -> Result<Response> {
-    let Posted { key, mut sess, .. } = match posted(&s, &headers, form).await {
-        Ok(p) => p,
-        Err(page) => return Ok(page.into_response()),
-    };
+pub async fn register_options(State(s): State<Shared>, posted: Posted) -> Result<Response> {
+    let Posted { key, mut sess, .. } = posted;
     let Some(rp) = relying_party(&s) else {
         return Ok(json_error(StatusCode::NOT_FOUND, "passkeys_unavailable"));
     };
@@ -347,14 +327,14 @@ pub async fn register_options(
 
 /// `POST /passkey/register` (`csrf`, `credential`), signed in: WebAuthn §7.1, then stores the
 /// passkey (refused if its credential ID is registered already, §7.1 step 22).
-pub async fn register(State(s): State<Shared>, headers: HeaderMap, form: FormPairs) -> PageResult<Response> {
+pub async fn register(State(s): State<Shared>, posted: Posted) -> PageResult<Response> {
     let Posted {
         key,
         mut sess,
         flow,
         lang,
         form,
-    } = posted(&s, &headers, form).await?;
+    } = posted;
     let Some(rp) = relying_party(&s) else {
         return Err(PageError::new(StatusCode::NOT_FOUND, lang, Msg::BadRequest));
     };
