@@ -181,6 +181,24 @@ impl AuthServer {
         self.cli(&["rotate-keys"]).map(|_| ())
     }
 
+    /// Sends SIGHUP to the running server: it loads its key folder again (after
+    /// [`AuthServer::rotate_keys`]) without a restart.
+    pub fn reload_keys(&self) -> Result<()> {
+        let pid = self
+            .process
+            .as_ref()
+            .and_then(Process::pid)
+            .ok_or_else(|| Error("fapi-as is not running".into()))?;
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .ctx("kill -HUP")?;
+        if !status.success() {
+            bail!("kill -HUP {pid}: {status}");
+        }
+        Ok(())
+    }
+
     /// Starts `fapi-as serve` (log `fapi-as-<n>.log` in the directory) and waits until /health
     /// answers, or fails with the log if the server exits first.
     pub fn start(&mut self, timeout: Duration) -> Result<()> {

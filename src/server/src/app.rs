@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 pub struct AppState {
     pub config: Config,
     pub store: Store,
-    pub keys: Keys,
+    /// The signing keys; swapped with `verifying_keys` by [`AppState::reload_keys`].
+    pub keys: crate::keys::SigningKeys,
     /// The public side of `keys`, prepared for verifying our own tokens; swapped when keys are loaded.
     pub verifying_keys: crate::keys::VerifyingKeys,
     /// DPoP nonces (RFC 9449 §8): stateless, so any instance sharing the key folder validates them.
@@ -57,10 +58,20 @@ impl AppState {
             metrics: Metrics::default(),
             config,
             store,
-            keys,
+            keys: crate::keys::SigningKeys::new(keys),
             clock,
             random,
         })
+    }
+
+    /// Loads the key folder again (after `fapi-as rotate-keys`) and swaps in its keys: the verifying
+    /// set first, then the signing keys, so a token signed by the new current key always verifies and
+    /// tokens of the retired key keep verifying until they expire. On an error nothing changes.
+    pub fn reload_keys(&self) -> anyhow::Result<()> {
+        let keys = Keys::load_or_create(&self.config.keys.dir, &self.config.keys.alg)?;
+        self.verifying_keys.replace(&keys)?;
+        self.keys.replace(keys);
+        Ok(())
     }
 }
 
@@ -157,7 +168,10 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
 }
 
 async fn jwks(State(s): State<Shared>) -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "max-age=300")], Json(s.keys.jwks()))
+    (
+        [(header::CACHE_CONTROL, "max-age=300")],
+        Json(s.keys.get().jwks()),
+    )
 }
 
 pub const ACR_PASSWORD: &str = "urn:bank:acr:password";

@@ -4,7 +4,9 @@
 //!
 //! The server verifies the tokens it signed (introspection, revocation, UserInfo) with
 //! [`VerifyingKeys`]: the public side of these keys parsed and prepared once by fapi-core, held in the
-//! server state and replaced whole when the keys are loaded again.
+//! server state and replaced whole when the keys are loaded again. A running server loads them again
+//! on SIGHUP (`fapi-as rotate-keys`, then `kill -HUP`): both sets are swapped together, verifying
+//! first, so a token the new key signs always verifies.
 
 use fapi_core::alg::Algorithm;
 use fapi_core::jwks::Jwks;
@@ -102,6 +104,25 @@ impl Keys {
         keys.extend(self.next.iter().map(|k| k.public_jwk().clone()));
         keys.extend(self.retired.iter().map(|k| k.public_jwk().clone()));
         json!({ "keys": keys })
+    }
+}
+
+/// The signing keys in use, replaced whole when the key folder is loaded again
+/// ([`crate::app::AppState::reload_keys`]); a request keeps the keys it started with.
+pub struct SigningKeys(RwLock<Arc<Keys>>);
+
+impl SigningKeys {
+    pub fn new(keys: Keys) -> Self {
+        SigningKeys(RwLock::new(Arc::new(keys)))
+    }
+
+    /// The keys in use now.
+    pub fn get(&self) -> Arc<Keys> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn replace(&self, keys: Keys) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
     }
 }
 

@@ -43,7 +43,8 @@ enum Command {
     Client(ClientCommand),
     /// Create the demo users and their accounts (idempotent); prints their sign-in details.
     Seed,
-    /// Rotate signing keys: next becomes current, current is retired (still published).
+    /// Rotate signing keys: next becomes current, current is retired (still published). A running
+    /// server loads the folder again on SIGHUP (`kill -HUP <pid>`), without a restart.
     RotateKeys,
 }
 
@@ -128,7 +129,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Seed => seed(&config).await,
         Command::RotateKeys => {
             Keys::rotate(&config.keys.dir, &config.keys.alg)?;
-            println!("keys rotated in {}", config.keys.dir.display());
+            println!(
+                "keys rotated in {}; send SIGHUP to a running fapi-as to load them",
+                config.keys.dir.display()
+            );
             Ok(())
         }
     }
@@ -165,6 +169,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .store(state.clock.now() as u64, std::sync::atomic::Ordering::Relaxed);
     let router = app::router(state.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
+    reload_keys_on_sighup(state.clone());
     tracing::info!(issuer = %state.config.issuer, https = %state.config.listen.https, mtls = %state.config.listen.mtls, http = %state.config.listen.http, "fapi-as listening");
     let sweeper = {
         let store = store.clone();
@@ -218,6 +223,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let _ = sweeper.await;
     Ok(())
+}
+
+/// `fapi-as rotate-keys` writes the key folder; SIGHUP makes a running server load it again
+/// (signing and verifying keys swapped together, `AppState::reload_keys`). A folder that does not
+/// load leaves the keys in use as they were.
+fn reload_keys_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP cannot be watched: keys are loaded at start only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let s = state.clone();
+            match tokio::task::spawn_blocking(move || s.reload_keys()).await {
+                Ok(Ok(())) => {
+                    tracing::info!(kid = %state.keys.get().current.kid(), "signing keys loaded again (SIGHUP)")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "SIGHUP: the key folder did not load; keys unchanged")
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: key reload task failed; keys unchanged"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -368,7 +368,7 @@ pub async fn create(State(state): State<Shared>, headers: HeaderMap, body: Bytes
     let result: Result<Value> = async {
         let v = parse_body(&headers, &body)?;
         let client_id = state.random.token(16)?;
-        let client = validate_with(&v, &client_id, state.keys.current.alg().as_str(), &|u| {
+        let client = validate_with(&v, &client_id, state.keys.get().current.alg().as_str(), &|u| {
             state.client_jwks.check(u)
         })?;
         let token = state.random.token(32)?;
@@ -467,7 +467,7 @@ pub async fn update(
                 }
             }
         }
-        let client = validate_with(&v, &client_id, state.keys.current.alg().as_str(), &|u| {
+        let client = validate_with(&v, &client_id, state.keys.get().current.alg().as_str(), &|u| {
             state.client_jwks.check(u)
         })?;
         state.store.put_client(&client, state.clock.now()).await?;

@@ -245,6 +245,7 @@ fn signed_introspection(state: &AppState, who: &Introspector, answer: Value, now
     });
     state
         .keys
+        .get()
         .current
         .sign_jwt(Some("token-introspection+jwt"), &claims)
         .map_err(OAuthError::server)

@@ -622,7 +622,13 @@ async fn mint(f: &Fixture, client_id: &str, scope: &str, cnf: Value) -> (String,
         "iss": ISSUER, "sub": "user-taro", "aud": "https://api.bank.example", "exp": t + 300,
         "iat": t, "nbf": t, "jti": jti, "client_id": client_id, "scope": scope, "cnf": cnf,
     });
-    let token = f.state.keys.current.sign_jwt(Some("at+jwt"), &claims).unwrap();
+    let token = f
+        .state
+        .keys
+        .get()
+        .current
+        .sign_jwt(Some("at+jwt"), &claims)
+        .unwrap();
     f.state
         .store
         .record_access_token(&jti, None, client_id, &claims, t + 300)
@@ -812,6 +818,7 @@ async fn userinfo_needs_openid_and_a_known_token() {
     let unknown = f
         .state
         .keys
+        .get()
         .current
         .sign_jwt(
             Some("at+jwt"),
@@ -1120,7 +1127,7 @@ async fn hostile_jwts_are_refused_by_every_endpoint_with_its_error() {
         json!({"x5t#S256": x5t("A")}),
     )
     .await;
-    let server_key = &f.state.keys.current;
+    let server_key = &f.state.keys.get().current;
     let parts = || {
         (
             json!({"alg": "ES256", "typ": "at+jwt", "kid": server_key.kid()}),
@@ -1188,7 +1195,7 @@ async fn own_tokens_verify_with_the_key_set_held_in_the_state_and_its_replacemen
         introspection(&f.state, &token, &who, t).await.unwrap(),
         json!({"active": false})
     );
-    let current = SigningKey::from_jwk(f.state.keys.current.private_jwk()).unwrap();
+    let current = SigningKey::from_jwk(f.state.keys.get().current.private_jwk()).unwrap();
     let keys = Keys {
         current,
         next: Some(rotated),
@@ -1204,4 +1211,103 @@ async fn own_tokens_verify_with_the_key_set_held_in_the_state_and_its_replacemen
         introspection(&f.state, &token, &who, t + 300).await.unwrap(),
         json!({"active": false})
     );
+}
+
+/// `fapi-as rotate-keys` + SIGHUP: `AppState::reload_keys` swaps the signing and verifying keys
+/// together; a token of the retired key still verifies, new tokens carry the new key, /jwks lists both.
+#[tokio::test]
+async fn reloading_the_key_folder_swaps_signing_and_verifying_keys() {
+    let dir = std::env::temp_dir().join(format!("fapi-as-reload-{}", random_token(8)));
+    let keys_dir = dir.join("keys");
+    let alg = "ES256";
+    let first = Keys::load_or_create(&keys_dir, alg).unwrap();
+    let mut config: Config = toml::from_str(&format!(
+        "issuer = \"{ISSUER}\"\nmtls_base = \"https://mtls.as.example\"\n[tls]\ncert = \"x\"\nkey = \"y\"\n[feed]\ntoken = \"feed-secret\"\n"
+    ))
+    .unwrap();
+    config.keys.dir = keys_dir.clone();
+    config.keys.alg = alg.into();
+    let store = Store::connect(&format!("sqlite://{}/as.db?mode=rwc", dir.display()))
+        .await
+        .unwrap();
+    let state = AppState::new(
+        config,
+        store,
+        first,
+        &[7u8; 32],
+        Clock::system(),
+        Random::system(),
+    )
+    .unwrap();
+    let old_kid = state.keys.get().current.kid().to_string();
+    let t = now();
+    let claims = |jti: &str| {
+        json!({"iss": ISSUER, "sub": "user-taro", "aud": "https://api.bank.example", "exp": t + 300,
+               "iat": t, "jti": jti, "client_id": "mtls-client", "scope": "accounts"})
+    };
+    let old_token = state
+        .keys
+        .get()
+        .current
+        .sign_jwt(Some("at+jwt"), &claims("old"))
+        .unwrap();
+    let who = Introspector::ResourceServer;
+    for (jti, token) in [("old", &old_token)] {
+        state
+            .store
+            .record_access_token(jti, None, "mtls-client", &claims(jti), t + 300)
+            .await
+            .unwrap();
+        assert_eq!(
+            introspection(&state, token, &who, t).await.unwrap()["active"],
+            json!(true)
+        );
+    }
+
+    Keys::rotate(&keys_dir, alg).unwrap();
+    // Before the reload the server still signs with the old key.
+    assert_eq!(state.keys.get().current.kid(), old_kid);
+    state.reload_keys().unwrap();
+    let new_kid = state.keys.get().current.kid().to_string();
+    assert_ne!(new_kid, old_kid);
+    let new_token = state
+        .keys
+        .get()
+        .current
+        .sign_jwt(Some("at+jwt"), &claims("new"))
+        .unwrap();
+    state
+        .store
+        .record_access_token("new", None, "mtls-client", &claims("new"), t + 300)
+        .await
+        .unwrap();
+    assert_eq!(
+        introspection(&state, &new_token, &who, t).await.unwrap()["active"],
+        json!(true)
+    );
+    assert_eq!(
+        introspection(&state, &old_token, &who, t).await.unwrap()["active"],
+        json!(true)
+    );
+    let published = state.keys.get().jwks();
+    let kids: Vec<&str> = published["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+        "{kids:?}"
+    );
+
+    // A folder that does not load leaves the keys in use as they were.
+    std::fs::write(keys_dir.join("current.jwk.json"), "not a key").unwrap();
+    assert!(state.reload_keys().is_err());
+    assert_eq!(state.keys.get().current.kid(), new_kid);
+    assert_eq!(
+        introspection(&state, &new_token, &who, t).await.unwrap()["active"],
+        json!(true)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

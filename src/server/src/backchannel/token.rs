@@ -468,6 +468,7 @@ async fn access_token(
     }
     let token = state
         .keys
+        .get()
         .current
         .sign_jwt(Some("at+jwt"), &claims)
         .map_err(OAuthError::server)?;
@@ -506,7 +507,8 @@ fn id_token(
     code: &str,
     now: i64,
 ) -> Result<String> {
-    let key = &state.keys.current;
+    let keys = state.keys.get();
+    let key = &keys.current;
     let mut claims = json!({
         "iss": state.config.issuer,
         "sub": rec.user_id,

@@ -241,7 +241,7 @@ pub(super) fn redirect_error(
 ) -> PageResult<Response> {
     let loc = response_location(
         &s.config.issuer,
-        &s.keys.current,
+        &s.keys.get().current,
         client,
         p,
         &[("error", error), ("error_description", description)],

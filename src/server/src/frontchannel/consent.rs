@@ -83,7 +83,7 @@ pub async fn consent(State(s): State<Shared>, posted: Posted) -> PageResult<Resp
     tracing::info!(client_id = %p.client_id, grant_id = %grant.grant_id, "consent given, code issued");
     let loc = response_location(
         &s.config.issuer,
-        &s.keys.current,
+        &s.keys.get().current,
         &client,
         &p,
         &[("code", &code)],
