@@ -4,9 +4,10 @@
 //! Short-lived items (PAR requests, codes, login sessions) and remembered `jti` values expire and are
 //! swept. Single use is enforced by the database (a conditional UPDATE), so it holds across instances.
 
+use crate::webauthn::StoredCredential;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 #[derive(Clone)]
 pub struct Store {
@@ -159,7 +160,175 @@ pub struct RevokedToken {
     pub revoked_at_ms: i64,
 }
 
+// ---- the shapes every query below is made of
+
+/// A statement with its arguments bound.
+type Query<'q> = sqlx::query::Query<'q, Any, AnyArguments<'q>>;
+
+/// `sql!("... $1 ... $2"; a, b)`: the statement with `a` bound to `$1`, `b` to `$2` and so on. The same
+/// placeholders serve both backends (sqlx binds `$N` by its number on SQLite too).
+macro_rules! sql {
+    ($sql:expr $(; $($arg:expr),+ $(,)?)?) => {
+        sqlx::query($sql)$($(.bind($arg))+)?
+    };
+}
+
+/// A value as the JSON text of a `metadata`, `value` or `data` column.
+fn to_json<T: Serialize>(value: &T) -> Result<String, sqlx::Error> {
+    serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// The JSON text in `column` read as a `T`; `None` when it is not one (read as another type, or
+/// written by another version): the caller treats the row as absent.
+fn from_json<T: DeserializeOwned>(r: &AnyRow, column: &str) -> Result<Option<T>, sqlx::Error> {
+    Ok(serde_json::from_str(&r.try_get::<String, _>(column)?).ok())
+}
+
+// Rows are read by column name: a column left out of a SELECT, or of another type, is an error (never
+// a panic, never a value in the wrong field).
+
+/// The columns [`user_of`] reads.
+const USER_COLUMNS: &str = "user_id, username, display_name, password_hash, totp_secret";
+
+fn user_of(r: &AnyRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        user_id: r.try_get("user_id")?,
+        username: r.try_get("username")?,
+        display_name: r.try_get("display_name")?,
+        password_hash: r.try_get("password_hash")?,
+        totp_secret: r.try_get("totp_secret")?,
+    })
+}
+
+fn account_of(r: &AnyRow) -> Result<Account, sqlx::Error> {
+    Ok(Account {
+        account_id: r.try_get("account_id")?,
+        user_id: r.try_get("user_id")?,
+        name: r.try_get("name")?,
+        currency: r.try_get("currency")?,
+        balance: r.try_get("balance")?,
+    })
+}
+
+/// The columns [`grant_of`] reads.
+const GRANT_COLUMNS: &str = "grant_id, client_id, user_id, scope, created_at, last_used_at, revoked";
+
+fn grant_of(r: &AnyRow) -> Result<Grant, sqlx::Error> {
+    Ok(Grant {
+        grant_id: r.try_get("grant_id")?,
+        client_id: r.try_get("client_id")?,
+        user_id: r.try_get("user_id")?,
+        scope: r.try_get("scope")?,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        revoked: r.try_get::<i64, _>("revoked")? != 0,
+    })
+}
+
+fn revoked_token_of(r: &AnyRow) -> Result<RevokedToken, sqlx::Error> {
+    Ok(RevokedToken {
+        jti: r.try_get("jti")?,
+        exp: r.try_get("exp")?,
+        revoked_at_ms: r.try_get("revoked_at_ms")?,
+    })
+}
+
+/// A throttle row and its sequence number (the compare-and-swap of [`Store::throttle_admit`]).
+fn throttle_of(r: &AnyRow) -> Result<(Throttle, i64), sqlx::Error> {
+    let throttle = Throttle {
+        failures: r.try_get("failures")?,
+        window_start: r.try_get("window_start")?,
+        next_at: r.try_get("next_at")?,
+        known_until: r.try_get("known_until")?,
+    };
+    Ok((throttle, r.try_get("seq")?))
+}
+
+/// The columns [`passkey_of`] reads.
+const PASSKEY_COLUMNS: &str = "credential_id, user_id, public_key, sign_count";
+
+fn passkey_of(r: &AnyRow) -> Result<StoredCredential, sqlx::Error> {
+    Ok(StoredCredential {
+        credential_id: r.try_get("credential_id")?,
+        user_id: r.try_get("user_id")?,
+        public_key_jwk: r.try_get("public_key")?,
+        sign_count: r.try_get("sign_count")?,
+    })
+}
+
+/// Whose grants and tokens a revocation takes: a client's (RFC 7592 §2.3) or one grant's.
+#[derive(Clone, Copy)]
+enum IssuedTo {
+    Client,
+    Grant,
+}
+
+/// Revokes the grants, refresh tokens and live access tokens issued to `id` (the access tokens then
+/// appear on the revocation feed at `now_ms`; ones revoked before keep their time).
+async fn revoke_issued(
+    conn: &mut AnyConnection,
+    to: IssuedTo,
+    id: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    // The column all three tables name the owner by.
+    let column = match to {
+        IssuedTo::Client => "client_id",
+        IssuedTo::Grant => "grant_id",
+    };
+    sql!(&format!("UPDATE grants SET revoked = 1 WHERE {column} = $1"); id)
+        .execute(&mut *conn)
+        .await?;
+    sql!(&format!("UPDATE refresh_tokens SET revoked = 1 WHERE {column} = $1"); id)
+        .execute(&mut *conn)
+        .await?;
+    let access =
+        format!("UPDATE access_tokens SET revoked_at_ms = $1 WHERE {column} = $2 AND revoked_at_ms IS NULL");
+    sql!(&access; now_ms, id).execute(&mut *conn).await?;
+    Ok(())
+}
+
 impl Store {
+    /// Runs a statement.
+    async fn run(&self, q: Query<'_>) -> Result<(), sqlx::Error> {
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Runs a statement that touches at most one row (by its key, or a compare-and-swap on it);
+    /// whether it inserted, changed or deleted that row.
+    async fn changed(&self, q: Query<'_>) -> Result<bool, sqlx::Error> {
+        Ok(q.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    /// The row the query finds, if any, read by `map`.
+    async fn fetch_optional<T>(
+        &self,
+        q: Query<'_>,
+        map: impl FnOnce(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Option<T>, sqlx::Error> {
+        q.fetch_optional(&self.pool).await?.as_ref().map(map).transpose()
+    }
+
+    /// Every row the query finds, in its order, each read by `map`.
+    async fn fetch_all<T>(
+        &self,
+        q: Query<'_>,
+        map: impl FnMut(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        q.fetch_all(&self.pool).await?.iter().map(map).collect()
+    }
+
+    /// `column` compared and ordered byte by byte on both backends: SQLite's default collation is
+    /// binary ('B' < 'a'), PostgreSQL's may be linguistic (`en_US`: 'a' < 'B').
+    fn in_byte_order(&self, column: &str) -> String {
+        if self.postgres {
+            format!("{column} COLLATE \"C\"")
+        } else {
+            column.to_owned()
+        }
+    }
+
     /// Connects (creating a SQLite file when needed) and creates the schema.
     pub async fn connect(url: &str) -> Result<Store, sqlx::Error> {
         sqlx::any::install_default_drivers();
@@ -179,8 +348,7 @@ impl Store {
         // two instances at once fails in one of them (a unique violation in pg_type / pg_class).
         let mut tx = pool.begin().await?;
         if postgres {
-            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
-                .bind(SCHEMA_LOCK)
+            sql!("SELECT 1 FROM pg_advisory_xact_lock($1)"; SCHEMA_LOCK)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -194,33 +362,33 @@ impl Store {
     // ---- clients
 
     pub async fn put_client(&self, c: &ClientMetadata, now: i64) -> Result<(), sqlx::Error> {
-        let json = serde_json::to_string(c).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         // An upsert: with DELETE then INSERT, another instance could miss the client in between, and
         // two concurrent puts would fail on the primary key.
-        sqlx::query("INSERT INTO clients (client_id, metadata, created_at) VALUES ($1, $2, $3) ON CONFLICT (client_id) DO UPDATE SET metadata = excluded.metadata")
-            .bind(&c.client_id)
-            .bind(json)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.run(sql!(
+            "INSERT INTO clients (client_id, metadata, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (client_id) DO UPDATE SET metadata = excluded.metadata";
+            &c.client_id, to_json(c)?, now
+        ))
+        .await
     }
 
+    /// A registered client; `None` also when its stored metadata no longer parses.
     pub async fn client(&self, client_id: &str) -> Result<Option<ClientMetadata>, sqlx::Error> {
-        let row = sqlx::query("SELECT metadata FROM clients WHERE client_id = $1")
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.and_then(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()))
+        let q = sql!("SELECT metadata FROM clients WHERE client_id = $1"; client_id);
+        Ok(self
+            .fetch_optional(q, |r| from_json(r, "metadata"))
+            .await?
+            .flatten())
     }
 
+    /// Every registered client whose metadata parses, by client_id.
     pub async fn clients(&self) -> Result<Vec<ClientMetadata>, sqlx::Error> {
-        let rows = sqlx::query("SELECT metadata FROM clients ORDER BY client_id")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| serde_json::from_str(&r.get::<String, _>(0)).ok())
+        let q = sql!("SELECT metadata FROM clients ORDER BY client_id");
+        Ok(self
+            .fetch_all(q, |r| from_json(r, "metadata"))
+            .await?
+            .into_iter()
+            .flatten()
             .collect())
     }
 
@@ -229,29 +397,14 @@ impl Store {
     /// transaction. `false` when there was no such client (nothing is changed).
     pub async fn delete_client(&self, client_id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let r = sqlx::query("DELETE FROM clients WHERE client_id = $1")
-            .bind(client_id)
+        let deleted = sql!("DELETE FROM clients WHERE client_id = $1"; client_id)
             .execute(&mut *tx)
             .await?;
-        if r.rows_affected() == 0 {
+        if deleted.rows_affected() == 0 {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query("UPDATE grants SET revoked = 1 WHERE client_id = $1")
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE client_id = $1")
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE access_tokens SET revoked_at_ms = $1 WHERE client_id = $2 AND revoked_at_ms IS NULL",
-        )
-        .bind(now_ms)
-        .bind(client_id)
-        .execute(&mut *tx)
-        .await?;
+        revoke_issued(&mut tx, IssuedTo::Client, client_id, now_ms).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -259,37 +412,18 @@ impl Store {
     // ---- users and their demo accounts
 
     pub async fn put_user(&self, u: &User) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        self.run(sql!(
             "INSERT INTO users (user_id, username, display_name, password_hash, totp_secret) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (user_id) DO UPDATE SET username = excluded.username, display_name = excluded.display_name, \
-             password_hash = excluded.password_hash, totp_secret = excluded.totp_secret",
-        )
-            .bind(&u.user_id)
-            .bind(&u.username)
-            .bind(&u.display_name)
-            .bind(&u.password_hash)
-            .bind(&u.totp_secret)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    fn user_of(r: &AnyRow) -> User {
-        User {
-            user_id: r.get(0),
-            username: r.get(1),
-            display_name: r.get(2),
-            password_hash: r.get(3),
-            totp_secret: r.get(4),
-        }
+             password_hash = excluded.password_hash, totp_secret = excluded.totp_secret";
+            &u.user_id, &u.username, &u.display_name, &u.password_hash, &u.totp_secret
+        ))
+        .await
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, sqlx::Error> {
-        let row = sqlx::query("SELECT user_id, username, display_name, password_hash, totp_secret FROM users WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(Self::user_of))
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+        self.fetch_optional(sql!(&sql; username), user_of).await
     }
 
     /// Replaces a user's password hash if it is still `old` (a re-hash after sign-in must not undo
@@ -300,54 +434,34 @@ impl Store {
         old: &str,
         new: &str,
     ) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2 AND password_hash = $3")
-            .bind(new)
-            .bind(user_id)
-            .bind(old)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        self.changed(sql!(
+            "UPDATE users SET password_hash = $1 WHERE user_id = $2 AND password_hash = $3";
+            new, user_id, old
+        ))
+        .await
     }
 
     pub async fn user(&self, user_id: &str) -> Result<Option<User>, sqlx::Error> {
-        let row = sqlx::query("SELECT user_id, username, display_name, password_hash, totp_secret FROM users WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(Self::user_of))
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = $1");
+        self.fetch_optional(sql!(&sql; user_id), user_of).await
     }
 
     pub async fn put_account(&self, a: &Account) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        self.run(sql!(
             "INSERT INTO accounts (account_id, user_id, name, currency, balance) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (account_id) DO UPDATE SET user_id = excluded.user_id, name = excluded.name, \
-             currency = excluded.currency, balance = excluded.balance",
-        )
-            .bind(&a.account_id)
-            .bind(&a.user_id)
-            .bind(&a.name)
-            .bind(&a.currency)
-            .bind(a.balance)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+             currency = excluded.currency, balance = excluded.balance";
+            &a.account_id, &a.user_id, &a.name, &a.currency, a.balance
+        ))
+        .await
     }
 
     pub async fn accounts_of(&self, user_id: &str) -> Result<Vec<Account>, sqlx::Error> {
-        let rows = sqlx::query("SELECT account_id, user_id, name, currency, balance FROM accounts WHERE user_id = $1 ORDER BY account_id")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Account {
-                account_id: r.get(0),
-                user_id: r.get(1),
-                name: r.get(2),
-                currency: r.get(3),
-                balance: r.get(4),
-            })
-            .collect())
+        let q = sql!(
+            "SELECT account_id, user_id, name, currency, balance FROM accounts WHERE user_id = $1 ORDER BY account_id";
+            user_id
+        );
+        self.fetch_all(q, account_of).await
     }
 
     // ---- single-use and short-lived items (PAR requests, codes, login sessions)
@@ -359,15 +473,11 @@ impl Store {
         value: &T,
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
-        let json = serde_json::to_string(value).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        sqlx::query("INSERT INTO items (kind, item_key, value, expires_at, used) VALUES ($1, $2, $3, $4, 0)")
-            .bind(kind)
-            .bind(key)
-            .bind(json)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.run(sql!(
+            "INSERT INTO items (kind, item_key, value, expires_at, used) VALUES ($1, $2, $3, $4, 0)";
+            kind, key, to_json(value)?, expires_at
+        ))
+        .await
     }
 
     /// Reads an unexpired item without using it up.
@@ -377,32 +487,25 @@ impl Store {
         key: &str,
         now: i64,
     ) -> Result<Option<T>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT value FROM items WHERE kind = $1 AND item_key = $2 AND expires_at > $3 AND used = 0",
-        )
-        .bind(kind)
-        .bind(key)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.and_then(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()))
+        let q = sql!(
+            "SELECT value FROM items WHERE kind = $1 AND item_key = $2 AND expires_at > $3 AND used = 0";
+            kind, key, now
+        );
+        Ok(self.fetch_optional(q, |r| from_json(r, "value")).await?.flatten())
     }
 
-    /// Replaces an unexpired item's value (e.g. a login session gaining a second factor).
+    /// Replaces an item's value (e.g. a login session gaining a second factor); an unknown key stays
+    /// unknown.
     pub async fn update_item<T: Serialize>(
         &self,
         kind: &str,
         key: &str,
         value: &T,
     ) -> Result<(), sqlx::Error> {
-        let json = serde_json::to_string(value).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        sqlx::query("UPDATE items SET value = $1 WHERE kind = $2 AND item_key = $3")
-            .bind(json)
-            .bind(kind)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.run(
+            sql!("UPDATE items SET value = $1 WHERE kind = $2 AND item_key = $3"; to_json(value)?, kind, key),
+        )
+        .await
     }
 
     /// Uses an item up, atomically (a concurrent second use, on any instance, sees `Reused`).
@@ -412,128 +515,74 @@ impl Store {
         key: &str,
         now: i64,
     ) -> Result<Taken<T>, sqlx::Error> {
-        let updated = sqlx::query(
-            "UPDATE items SET used = 1 WHERE kind = $1 AND item_key = $2 AND used = 0 AND expires_at > $3",
-        )
-        .bind(kind)
-        .bind(key)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        let row = sqlx::query("SELECT value, used, expires_at FROM items WHERE kind = $1 AND item_key = $2")
-            .bind(kind)
-            .bind(key)
-            .fetch_optional(&self.pool)
+        let first_use = self
+            .changed(sql!(
+                "UPDATE items SET used = 1 WHERE kind = $1 AND item_key = $2 AND used = 0 AND expires_at > $3";
+                kind, key, now
+            ))
             .await?;
-        let Some(row) = row else { return Ok(Taken::Missing) };
-        let Ok(value) = serde_json::from_str::<T>(&row.get::<String, _>(0)) else {
-            return Ok(Taken::Missing);
-        };
-        Ok(if updated == 1 {
-            Taken::Fresh(value)
-        } else if row.get::<i64, _>(1) == 1 {
-            Taken::Reused(value)
-        } else {
-            Taken::Missing
+        let q = sql!("SELECT value, used FROM items WHERE kind = $1 AND item_key = $2"; kind, key);
+        let row = self
+            .fetch_optional(q, |r| {
+                Ok((from_json::<T>(r, "value")?, r.try_get::<i64, _>("used")? == 1))
+            })
+            .await?;
+        Ok(match row {
+            Some((Some(value), _)) if first_use => Taken::Fresh(value),
+            Some((Some(value), true)) => Taken::Reused(value),
+            _ => Taken::Missing,
         })
     }
 
     pub async fn delete_item(&self, kind: &str, key: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM items WHERE kind = $1 AND item_key = $2")
-            .bind(kind)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.run(sql!("DELETE FROM items WHERE kind = $1 AND item_key = $2"; kind, key))
+            .await
     }
 
     /// Remembers a `jti` (client assertions, DPoP proofs) until `expires_at`; `false` when it was
     /// already seen: a replay.
     pub async fn remember_jti(&self, kind: &str, jti: &str, expires_at: i64) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query(
-            "INSERT INTO seen_jti (kind, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(kind)
-        .bind(jti)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        self.changed(sql!(
+            "INSERT INTO seen_jti (kind, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+            kind, jti, expires_at
+        ))
+        .await
     }
 
     // ---- grants, refresh and access tokens
 
     pub async fn put_grant(&self, g: &Grant) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO grants (grant_id, client_id, user_id, scope, created_at, last_used_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, 0)")
-            .bind(&g.grant_id)
-            .bind(&g.client_id)
-            .bind(&g.user_id)
-            .bind(&g.scope)
-            .bind(g.created_at)
-            .bind(g.last_used_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    fn grant_of(r: &AnyRow) -> Grant {
-        Grant {
-            grant_id: r.get(0),
-            client_id: r.get(1),
-            user_id: r.get(2),
-            scope: r.get(3),
-            created_at: r.get(4),
-            last_used_at: r.get(5),
-            revoked: r.get::<i64, _>(6) != 0,
-        }
+        self.run(sql!(
+            "INSERT INTO grants (grant_id, client_id, user_id, scope, created_at, last_used_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, 0)";
+            &g.grant_id, &g.client_id, &g.user_id, &g.scope, g.created_at, g.last_used_at
+        ))
+        .await
     }
 
     pub async fn grant(&self, grant_id: &str) -> Result<Option<Grant>, sqlx::Error> {
-        let row = sqlx::query("SELECT grant_id, client_id, user_id, scope, created_at, last_used_at, revoked FROM grants WHERE grant_id = $1")
-            .bind(grant_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(Self::grant_of))
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1");
+        self.fetch_optional(sql!(&sql; grant_id), grant_of).await
     }
 
     /// The user's live grants (the "connected apps" page).
     pub async fn grants_of_user(&self, user_id: &str) -> Result<Vec<Grant>, sqlx::Error> {
-        let rows = sqlx::query("SELECT grant_id, client_id, user_id, scope, created_at, last_used_at, revoked FROM grants WHERE user_id = $1 AND revoked = 0 ORDER BY created_at")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(Self::grant_of).collect())
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE user_id = $1 AND revoked = 0 ORDER BY created_at"
+        );
+        self.fetch_all(sql!(&sql; user_id), grant_of).await
     }
 
     pub async fn touch_grant(&self, grant_id: &str, now: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE grants SET last_used_at = $1 WHERE grant_id = $2")
-            .bind(now)
-            .bind(grant_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.run(sql!("UPDATE grants SET last_used_at = $1 WHERE grant_id = $2"; now, grant_id))
+            .await
     }
 
-    /// Revokes a grant with its refresh tokens and every access token issued under it; the access
-    /// tokens then appear on the revocation feed.
+    /// Revokes a grant with its refresh tokens and every access token issued under it, in one
+    /// transaction; the access tokens then appear on the revocation feed at `now_ms`.
     pub async fn revoke_grant(&self, grant_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE grants SET revoked = 1 WHERE grant_id = $1")
-            .bind(grant_id)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE grant_id = $1")
-            .bind(grant_id)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query(
-            "UPDATE access_tokens SET revoked_at_ms = $1 WHERE grant_id = $2 AND revoked_at_ms IS NULL",
-        )
-        .bind(now_ms)
-        .bind(grant_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut tx = self.pool.begin().await?;
+        revoke_issued(&mut tx, IssuedTo::Grant, grant_id, now_ms).await?;
+        tx.commit().await
     }
 
     pub async fn put_refresh<T: Serialize>(
@@ -544,16 +593,11 @@ impl Store {
         data: &T,
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
-        let json = serde_json::to_string(data).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, client_id, data, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, 0)")
-            .bind(token_hash)
-            .bind(grant_id)
-            .bind(client_id)
-            .bind(json)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.run(sql!(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, data, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, 0)";
+            token_hash, grant_id, client_id, to_json(data)?, expires_at
+        ))
+        .await
     }
 
     /// A live refresh token: (grant_id, client_id, data).
@@ -562,23 +606,22 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<(String, String, T)>, sqlx::Error> {
-        let row = sqlx::query("SELECT grant_id, client_id, data FROM refresh_tokens WHERE token_hash = $1 AND revoked = 0 AND expires_at > $2")
-            .bind(token_hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
+        let q = sql!(
+            "SELECT grant_id, client_id, data FROM refresh_tokens WHERE token_hash = $1 AND revoked = 0 AND expires_at > $2";
+            token_hash, now
+        );
+        let found = self
+            .fetch_optional(q, |r| {
+                let (grant_id, client_id) = (r.try_get("grant_id")?, r.try_get("client_id")?);
+                Ok(from_json(r, "data")?.map(|data| (grant_id, client_id, data)))
+            })
             .await?;
-        Ok(row.and_then(|r| {
-            let data = serde_json::from_str(&r.get::<String, _>(2)).ok()?;
-            Some((r.get(0), r.get(1), data))
-        }))
+        Ok(found.flatten())
     }
 
     pub async fn revoke_refresh(&self, token_hash: &str) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.changed(sql!("UPDATE refresh_tokens SET revoked = 1 WHERE token_hash = $1"; token_hash))
+            .await
     }
 
     /// Records an issued access token (for revocation, introspection and the feed).
@@ -590,16 +633,11 @@ impl Store {
         data: &T,
         exp: i64,
     ) -> Result<(), sqlx::Error> {
-        let json = serde_json::to_string(data).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        sqlx::query("INSERT INTO access_tokens (jti, grant_id, client_id, data, exp, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, NULL)")
-            .bind(jti)
-            .bind(grant_id)
-            .bind(client_id)
-            .bind(json)
-            .bind(exp)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.run(sql!(
+            "INSERT INTO access_tokens (jti, grant_id, client_id, data, exp, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, NULL)";
+            jti, grant_id, client_id, to_json(data)?, exp
+        ))
+        .await
     }
 
     /// (client_id, data, exp, revoked) of an issued access token.
@@ -607,31 +645,28 @@ impl Store {
         &self,
         jti: &str,
     ) -> Result<Option<(String, T, i64, bool)>, sqlx::Error> {
-        let row = sqlx::query("SELECT client_id, data, exp, revoked_at_ms FROM access_tokens WHERE jti = $1")
-            .bind(jti)
-            .fetch_optional(&self.pool)
+        let q = sql!("SELECT client_id, data, exp, revoked_at_ms FROM access_tokens WHERE jti = $1"; jti);
+        let found = self
+            .fetch_optional(q, |r| {
+                let (client_id, exp) = (r.try_get("client_id")?, r.try_get("exp")?);
+                let revoked = r.try_get::<Option<i64>, _>("revoked_at_ms")?.is_some();
+                Ok(from_json(r, "data")?.map(|data| (client_id, data, exp, revoked)))
+            })
             .await?;
-        Ok(row.and_then(|r| {
-            let data = serde_json::from_str(&r.get::<String, _>(1)).ok()?;
-            Some((r.get(0), data, r.get(2), r.get::<Option<i64>, _>(3).is_some()))
-        }))
+        Ok(found.flatten())
     }
 
     pub async fn revoke_access_token(&self, jti: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query(
-            "UPDATE access_tokens SET revoked_at_ms = $1 WHERE jti = $2 AND revoked_at_ms IS NULL",
-        )
-        .bind(now_ms)
-        .bind(jti)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        self.changed(sql!(
+            "UPDATE access_tokens SET revoked_at_ms = $1 WHERE jti = $2 AND revoked_at_ms IS NULL";
+            now_ms, jti
+        ))
+        .await
     }
 
     /// Revocations after the cursor `(revoked_at_ms, jti)`, oldest first, of tokens not yet expired.
-    /// Ties on the millisecond are ordered by `jti` in byte order on both backends: PostgreSQL's
-    /// default collation may be linguistic (`en_US`: 'a' < 'B'), SQLite's is bytes ('B' < 'a'), and a
-    /// feed reader may switch between instances on different databases only if the order is one.
+    /// Ties on the millisecond are ordered by `jti` in byte order on both backends: a feed reader may
+    /// switch between instances on different databases only if the order is one.
     pub async fn revocations_since(
         &self,
         after_ms: i64,
@@ -639,28 +674,13 @@ impl Store {
         now: i64,
         limit: i64,
     ) -> Result<Vec<RevokedToken>, sqlx::Error> {
-        let sql = if self.postgres {
+        let jti = self.in_byte_order("jti");
+        let sql = format!(
             "SELECT jti, exp, revoked_at_ms FROM access_tokens WHERE revoked_at_ms IS NOT NULL AND exp > $1 \
-             AND (revoked_at_ms > $2 OR (revoked_at_ms = $2 AND jti COLLATE \"C\" > $3)) ORDER BY revoked_at_ms, jti COLLATE \"C\" LIMIT $4"
-        } else {
-            "SELECT jti, exp, revoked_at_ms FROM access_tokens WHERE revoked_at_ms IS NOT NULL AND exp > $1 \
-             AND (revoked_at_ms > $2 OR (revoked_at_ms = $2 AND jti > $3)) ORDER BY revoked_at_ms, jti LIMIT $4"
-        };
-        let rows = sqlx::query(sql)
-            .bind(now)
-            .bind(after_ms)
-            .bind(after_jti)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| RevokedToken {
-                jti: r.get(0),
-                exp: r.get(1),
-                revoked_at_ms: r.get(2),
-            })
-            .collect())
+             AND (revoked_at_ms > $2 OR (revoked_at_ms = $2 AND {jti} > $3)) ORDER BY revoked_at_ms, {jti} LIMIT $4"
+        );
+        self.fetch_all(sql!(&sql; now, after_ms, after_jti, limit), revoked_token_of)
+            .await
     }
 
     // ---- sign-in throttling (FISC item 41; the rules are in frontchannel/limits.rs)
@@ -671,23 +691,11 @@ impl Store {
     }
 
     async fn throttle_row(&self, key: &str) -> Result<Option<(Throttle, i64)>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT failures, window_start, next_at, known_until, seq FROM signin_throttle WHERE throttle_key = $1",
-        )
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| {
-            (
-                Throttle {
-                    failures: r.get(0),
-                    window_start: r.get(1),
-                    next_at: r.get(2),
-                    known_until: r.get(3),
-                },
-                r.get::<i64, _>(4),
-            )
-        }))
+        let q = sql!(
+            "SELECT failures, window_start, next_at, known_until, seq FROM signin_throttle WHERE throttle_key = $1";
+            key
+        );
+        self.fetch_optional(q, throttle_of).await
     }
 
     /// Counts an attempt under `key` before it is checked, atomically: `rule` gets the current row
@@ -708,34 +716,19 @@ impl Store {
                 Ok(next) => next,
                 Err(until) => return Ok(Err(until)),
             };
-            let written = match current {
-                None => sqlx::query(
+            let write = match current {
+                None => sql!(
                     "INSERT INTO signin_throttle (throttle_key, failures, window_start, next_at, known_until, seq) \
-                     VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT DO NOTHING",
-                )
-                .bind(key)
-                .bind(next.failures)
-                .bind(next.window_start)
-                .bind(next.next_at)
-                .bind(next.known_until)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-                Some((_, seq)) => sqlx::query(
+                     VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT DO NOTHING";
+                    key, next.failures, next.window_start, next.next_at, next.known_until
+                ),
+                Some((_, seq)) => sql!(
                     "UPDATE signin_throttle SET failures = $1, window_start = $2, next_at = $3, known_until = $4, \
-                     seq = seq + 1 WHERE throttle_key = $5 AND seq = $6",
-                )
-                .bind(next.failures)
-                .bind(next.window_start)
-                .bind(next.next_at)
-                .bind(next.known_until)
-                .bind(key)
-                .bind(seq)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
+                     seq = seq + 1 WHERE throttle_key = $5 AND seq = $6";
+                    next.failures, next.window_start, next.next_at, next.known_until, key, seq
+                ),
             };
-            if written == 1 {
+            if self.changed(write).await? {
                 return Ok(Ok(next));
             }
         }
@@ -745,125 +738,80 @@ impl Store {
     /// Takes back one counted attempt (it was refused by a later limit, or it succeeded and the key
     /// counts failures only).
     pub async fn throttle_refund(&self, key: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE signin_throttle SET failures = failures - 1, seq = seq + 1 WHERE throttle_key = $1 AND failures > 0",
-        )
-        .bind(key)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.run(sql!(
+            "UPDATE signin_throttle SET failures = failures - 1, seq = seq + 1 WHERE throttle_key = $1 AND failures > 0";
+            key
+        ))
+        .await
     }
 
     /// After a successful sign-in: the key's failures are forgotten and it is remembered as known
     /// until `known_until` (0: not remembered, the row is deleted).
     pub async fn throttle_succeeded(&self, key: &str, known_until: i64) -> Result<(), sqlx::Error> {
         if known_until <= 0 {
-            sqlx::query("DELETE FROM signin_throttle WHERE throttle_key = $1")
-                .bind(key)
-                .execute(&self.pool)
-                .await?;
-            return Ok(());
+            return self
+                .run(sql!("DELETE FROM signin_throttle WHERE throttle_key = $1"; key))
+                .await;
         }
-        sqlx::query(
+        self.run(sql!(
             "INSERT INTO signin_throttle (throttle_key, failures, window_start, next_at, known_until, seq) \
              VALUES ($1, 0, 0, 0, $2, 1) ON CONFLICT (throttle_key) DO UPDATE SET failures = 0, next_at = 0, \
-             known_until = excluded.known_until, seq = signin_throttle.seq + 1",
-        )
-        .bind(key)
-        .bind(known_until)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+             known_until = excluded.known_until, seq = signin_throttle.seq + 1";
+            key, known_until
+        ))
+        .await
     }
 
     /// Deletes what has expired.
     pub async fn sweep(&self, now: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM items WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
+        self.run(sql!("DELETE FROM items WHERE expires_at <= $1"; now))
             .await?;
-        sqlx::query("DELETE FROM seen_jti WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
+        self.run(sql!("DELETE FROM seen_jti WHERE expires_at <= $1"; now))
             .await?;
-        sqlx::query("DELETE FROM access_tokens WHERE exp <= $1")
-            .bind(now - 3600)
-            .execute(&self.pool)
+        // Access tokens stay an hour past `exp`.
+        self.run(sql!("DELETE FROM access_tokens WHERE exp <= $1"; now - 3600))
             .await?;
-        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
+        self.run(sql!("DELETE FROM refresh_tokens WHERE expires_at <= $1"; now))
             .await?;
         // Throttle rows with no failure left and no known address to remember, or untouched for
         // THROTTLE_KEEP (an unknown username guessed once a month ago need not be kept).
-        sqlx::query(
-            "DELETE FROM signin_throttle WHERE known_until <= $1 AND (failures = 0 OR (next_at <= $2 AND window_start <= $2))",
-        )
-        .bind(now)
-        .bind(now - THROTTLE_KEEP)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.run(sql!(
+            "DELETE FROM signin_throttle WHERE known_until <= $1 AND (failures = 0 OR (next_at <= $2 AND window_start <= $2))";
+            now, now - THROTTLE_KEEP
+        ))
+        .await
     }
 
     // ---- passkeys (WebAuthn credentials, src/webauthn.rs)
 
     /// Stores a newly registered passkey; `false` when the credential ID is already registered (to
     /// anyone): WebAuthn §7.1 step 22 says to refuse that registration.
-    pub async fn put_passkey(&self, c: &crate::webauthn::StoredCredential) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("INSERT INTO passkeys (credential_id, user_id, public_key, sign_count) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-            .bind(&c.credential_id)
-            .bind(&c.user_id)
-            .bind(&c.public_key_jwk)
-            .bind(c.sign_count)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    fn passkey_of(r: &AnyRow) -> crate::webauthn::StoredCredential {
-        crate::webauthn::StoredCredential {
-            credential_id: r.get(0),
-            user_id: r.get(1),
-            public_key_jwk: r.get(2),
-            sign_count: r.get(3),
-        }
+    pub async fn put_passkey(&self, c: &StoredCredential) -> Result<bool, sqlx::Error> {
+        self.changed(sql!(
+            "INSERT INTO passkeys (credential_id, user_id, public_key, sign_count) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+            &c.credential_id, &c.user_id, &c.public_key_jwk, c.sign_count
+        ))
+        .await
     }
 
     /// The passkey with this credential ID (base64url), whoever owns it.
-    pub async fn passkey(
-        &self,
-        credential_id: &str,
-    ) -> Result<Option<crate::webauthn::StoredCredential>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT credential_id, user_id, public_key, sign_count FROM passkeys WHERE credential_id = $1",
-        )
-        .bind(credential_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(Self::passkey_of))
+    pub async fn passkey(&self, credential_id: &str) -> Result<Option<StoredCredential>, sqlx::Error> {
+        let sql = format!("SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = $1");
+        self.fetch_optional(sql!(&sql; credential_id), passkey_of).await
     }
 
-    pub async fn passkeys_of_user(
-        &self,
-        user_id: &str,
-    ) -> Result<Vec<crate::webauthn::StoredCredential>, sqlx::Error> {
-        let rows = sqlx::query("SELECT credential_id, user_id, public_key, sign_count FROM passkeys WHERE user_id = $1 ORDER BY credential_id")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(Self::passkey_of).collect())
+    pub async fn passkeys_of_user(&self, user_id: &str) -> Result<Vec<StoredCredential>, sqlx::Error> {
+        let sql = format!("SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY credential_id");
+        self.fetch_all(sql!(&sql; user_id), passkey_of).await
     }
 
     /// Removes one of the user's passkeys (a lost or replaced authenticator); `false` when this user has
     /// no passkey with that credential ID (another user's is never touched).
     pub async fn delete_passkey(&self, user_id: &str, credential_id: &str) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("DELETE FROM passkeys WHERE credential_id = $1 AND user_id = $2")
-            .bind(credential_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        self.changed(
+            sql!("DELETE FROM passkeys WHERE credential_id = $1 AND user_id = $2"; credential_id, user_id),
+        )
+        .await
     }
 
     /// Stores the signature counter of a verified assertion, only if the stored one is still `stored`
@@ -878,13 +826,10 @@ impl Store {
         if !crate::webauthn::sign_count_acceptable(stored, new) {
             return Ok(false);
         }
-        let r =
-            sqlx::query("UPDATE passkeys SET sign_count = $1 WHERE credential_id = $2 AND sign_count = $3")
-                .bind(new)
-                .bind(credential_id)
-                .bind(stored)
-                .execute(&self.pool)
-                .await?;
-        Ok(r.rows_affected() == 1)
+        self.changed(sql!(
+            "UPDATE passkeys SET sign_count = $1 WHERE credential_id = $2 AND sign_count = $3";
+            new, credential_id, stored
+        ))
+        .await
     }
 }
