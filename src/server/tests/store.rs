@@ -236,6 +236,11 @@ async fn items(url: String) -> Result<()> {
     ensure!(s.item::<Item>("code", "k1", NOW).await? == Some(item(2)));
     // Read as another type: None, not an error.
     ensure!(s.item::<u64>("par", "k1", NOW).await?.is_none());
+    s.update_item("par", "nope", &item(4)).await?;
+    ensure!(
+        s.item::<Item>("par", "nope", NOW).await?.is_none(),
+        "updating an unknown key creates nothing"
+    );
     s.delete_item("par", "k1").await?;
     ensure!(s.item::<Item>("par", "k1", NOW).await?.is_none());
     ensure!(s.item::<Item>("code", "k1", NOW).await? == Some(item(2)));
@@ -359,6 +364,14 @@ async fn grants_and_revocation(url: String) -> Result<()> {
     s.put_grant(&g("g3", "u2", NOW)).await?;
     ensure!(s.grant("g1").await? == Some(g("g1", "u1", NOW)));
     ensure!(s.grant("nope").await?.is_none());
+    ensure!(
+        s.put_grant(&g("g1", "u2", NOW + 1)).await.is_err(),
+        "a grant id is put once"
+    );
+    ensure!(
+        s.grant("g1").await? == Some(g("g1", "u1", NOW)),
+        "the refused put changed nothing"
+    );
     let ids: Vec<String> = s
         .grants_of_user("u1")
         .await?
@@ -428,6 +441,11 @@ async fn grants_and_revocation(url: String) -> Result<()> {
         },
     ];
     ensure!(feed == expect, "feed after grant revocation: {feed:?}");
+    s.revoke_grant("nope", NOW_MS + 100).await?;
+    ensure!(
+        s.revocations_since(0, "", NOW, 100).await? == expect,
+        "revoking an unknown grant changes nothing"
+    );
 
     // Deleting a client revokes what it holds (RFC 7592 §2.3), on every instance, and nothing else.
     s.put_client(&client("c1", "one"), NOW).await?;
@@ -775,6 +793,108 @@ async fn passkeys(url: String) -> Result<()> {
     ensure!(other.passkey("k1").await?.is_none());
     ensure!(ids(other.passkeys_of_user("u1").await?) == ["k2"]);
     ensure!(ids(other.passkeys_of_user("u2").await?) == ["k3"]);
+
+    // The signature counter (WebAuthn §6.1.1) is stored only if it grows (or stays 0 on an
+    // authenticator without one), and only over the value the caller read.
+    let count = |st: &Store| {
+        let st = st.clone();
+        async move { Ok::<_, anyhow::Error>(st.passkey("k2").await?.map(|c| c.sign_count)) }
+    };
+    ensure!(s.update_sign_count("k2", 0, 0).await?, "0 stays 0");
+    ensure!(s.update_sign_count("k2", 0, 5).await?);
+    ensure!(
+        count(&other).await? == Some(5),
+        "another instance sees the counter"
+    );
+    ensure!(
+        !s.update_sign_count("k2", 5, 5).await?,
+        "a counter that did not grow"
+    );
+    ensure!(
+        !s.update_sign_count("k2", 5, 4).await?,
+        "a counter that went back"
+    );
+    ensure!(
+        !s.update_sign_count("k2", 0, 6).await?,
+        "read before another sign-in stored 5"
+    );
+    ensure!(!s.update_sign_count("k1", 0, 1).await?, "a deleted credential");
+    ensure!(count(&s).await? == Some(5), "refusals write nothing");
+    // Sign-ins with one credential at once, on two instances, all having read 5: one stores its
+    // counter, the others are refused (a cloned authenticator shows up this way).
+    let results = futures_join_all((0..RACERS).map(|i| {
+        let st = if i % 2 == 0 { s.clone() } else { other.clone() };
+        let new = 6 + i as i64;
+        async move {
+            st.update_sign_count("k2", 5, new)
+                .await
+                .map(|won| won.then_some(new))
+        }
+    }))
+    .await;
+    let mut won = Vec::new();
+    for r in results {
+        won.extend(r.context("update_sign_count under contention")?);
+    }
+    ensure!(
+        won.len() == 1,
+        "{} sign-ins stored their counter: {won:?}",
+        won.len()
+    );
+    ensure!(count(&s).await? == Some(won[0]));
+    Ok(())
+}
+
+/// Rows the store cannot read back as what it stored, written behind its back: JSON that does not
+/// parse reads as absent; a column of another type is an error, never a panic.
+async fn unreadable_rows(url: String) -> Result<()> {
+    let s = open(&url).await?;
+    let raw = sqlx::AnyPool::connect(&url).await?;
+    let exec = |sql: &'static str| {
+        let raw = raw.clone();
+        async move {
+            sqlx::query(sql)
+                .execute(&raw)
+                .await
+                .with_context(|| sql.to_string())
+        }
+    };
+    s.put_client(&client("c1", "one"), NOW).await?;
+    s.put_client(&client("c2", "two"), NOW).await?;
+    exec("UPDATE clients SET metadata = '{\"client_id\": 7' WHERE client_id = 'c1'").await?;
+    ensure!(
+        s.client("c1").await?.is_none(),
+        "unparsable metadata: no such client"
+    );
+    let ids: Vec<String> = s.clients().await?.into_iter().map(|c| c.client_id).collect();
+    ensure!(ids == ["c2"], "clients() leaves it out: {ids:?}");
+
+    s.put_refresh("rt1", "g1", "c2", &data("r"), NOW + 60).await?;
+    s.record_access_token("at1", None, "c2", &data("a"), NOW + 60)
+        .await?;
+    s.put_item("code", "k1", &item(1), NOW + 60).await?;
+    exec("UPDATE refresh_tokens SET data = 'not json'").await?;
+    exec("UPDATE access_tokens SET data = 'not json'").await?;
+    exec("UPDATE items SET value = 'not json'").await?;
+    ensure!(s.refresh::<TokenData>("rt1", NOW).await?.is_none());
+    ensure!(s.access_token::<TokenData>("at1").await?.is_none());
+    ensure!(s.item::<Item>("code", "k1", NOW).await?.is_none());
+    ensure!(s.take_item::<Item>("code", "k1", NOW).await? == Taken::Missing);
+
+    if url.starts_with("sqlite:") {
+        // SQLite keeps a text in an integer column (PostgreSQL refuses to store it).
+        let key = fapi_as::webauthn::StoredCredential {
+            credential_id: "k1".into(),
+            user_id: "u1".into(),
+            public_key_jwk: "{}".into(),
+            sign_count: 0,
+        };
+        ensure!(s.put_passkey(&key).await?);
+        exec("UPDATE passkeys SET sign_count = 'many'").await?;
+        ensure!(s.passkey("k1").await.is_err(), "a text counter is an error");
+        ensure!(s.passkeys_of_user("u1").await.is_err());
+    }
+    raw.close().await;
     Ok(())
 }
 
@@ -792,6 +912,7 @@ const CHECKS: &[(&str, Check)] = checks![
     password_rehash,
     sweep,
     passkeys,
+    unreadable_rows,
 ];
 
 /// Joins futures spawned as tasks (real parallelism on the multi-thread runtime).
