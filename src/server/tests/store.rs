@@ -906,13 +906,13 @@ const CHECKS: &[(&str, Check)] = checks![
     take_single_use,
     take_concurrently,
     replay,
+    unreadable_rows,
     grants_and_revocation,
     revocation_feed,
     signin_throttle,
     password_rehash,
     sweep,
     passkeys,
-    unreadable_rows,
 ];
 
 /// Joins futures spawned as tasks (real parallelism on the multi-thread runtime).
