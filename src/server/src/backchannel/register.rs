@@ -16,6 +16,9 @@
 //!   `tls_client_certificate_bound_access_tokens: true` (RFC 8705 §3.4, the default); not both, not
 //!   neither when one is explicitly false;
 //! - `scope` among the scopes this server supports;
+//! - `authorization_details_types` (RFC 9396 §10) among the types this server supports
+//!   ([`crate::authorization_details::SUPPORTED_TYPES`]); a client without it may not send
+//!   `authorization_details`;
 //! - `authorization_signed_response_alg` (JARM §3): only the algorithm of the server's current
 //!   signing key, since that key signs JARM responses;
 //! - `id_token_encrypted_response_alg`/`_enc` (OIDC Registration §2) and
@@ -228,6 +231,18 @@ pub fn validate_with(
             "authorization_signed_response_alg must be {signing_alg}, the algorithm of this server's signing key"
         )));
     }
+    // RFC 9396 §10: the types the client may ask for, among the ones this server supports.
+    let authorization_details_types = string_list(v, "authorization_details_types")?.unwrap_or_default();
+    if let Some(bad) = authorization_details_types
+        .iter()
+        .find(|t| !crate::authorization_details::SUPPORTED_TYPES.contains(&t.as_str()))
+    {
+        return Err(bad_metadata(format!(
+            "authorization_details_types: {} is not supported (supported: {})",
+            super::support::sanitize(bad),
+            crate::authorization_details::SUPPORTED_TYPES.join(", ")
+        )));
+    }
     Ok(ClientMetadata {
         client_id: client_id.to_string(),
         client_name: opt_str(v, "client_name")?.unwrap_or(client_id).to_string(),
@@ -246,6 +261,7 @@ pub fn validate_with(
         id_token_encrypted_response_enc: id_enc,
         authorization_encrypted_response_alg: jarm_alg,
         authorization_encrypted_response_enc: jarm_enc,
+        authorization_details_types,
     })
 }
 
@@ -541,6 +557,35 @@ mod tests {
         let mut both = m.clone();
         both["jwks"] = json!({"keys": []});
         assert!(validate_with(&both, "c1", "ES256", &allow).is_err());
+    }
+
+    #[test]
+    fn authorization_details_types_rfc9396_section_10() {
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", "kid": "k1"}]});
+        let mut m = json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "redirect_uris": ["https://app.example/cb"]});
+        assert!(matches!(validate(&m, "c1", "ES256"), Ok(c) if c.authorization_details_types.is_empty()));
+        m["authorization_details_types"] = json!(["payment_initiation"]);
+        let c = validate(&m, "c1", "ES256");
+        assert!(matches!(&c, Ok(c) if c.authorization_details_types == ["payment_initiation"]));
+        // Stored and returned under the RFC 9396 name.
+        let stored = c
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .unwrap_or_default();
+        assert_eq!(
+            stored["authorization_details_types"],
+            json!(["payment_initiation"])
+        );
+        for bad in [
+            json!(["account_information"]),
+            json!("payment_initiation"),
+            json!([1]),
+        ] {
+            m["authorization_details_types"] = bad.clone();
+            assert!(
+                matches!(validate(&m, "c1", "ES256"), Err(e) if e.error == "invalid_client_metadata"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

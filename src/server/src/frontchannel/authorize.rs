@@ -70,6 +70,25 @@ pub fn required_level(acr_values: Option<&str>) -> Level {
     }
 }
 
+/// The level a pushed request needs: what its `acr_values` ask for ([`required_level`]) and, when
+/// it carries a transfer (RFC 9396 `payment_initiation`), at least [`Level::Totp`] (TOTP or a
+/// passkey) whatever `acr_values` says: the shipped policy's transfer rule accepts only
+/// `urn:bank:acr:totp` and `urn:bank:acr:passkey`, and a payment-bound grant is never made on a
+/// password alone (FAPI 2.0 §5.3.2.2 leaves the level to the AS; FISC: strong authentication for
+/// 更新系 APIs).
+pub fn request_level(p: &ParRequest) -> Level {
+    let asked = required_level(p.acr_values.as_deref());
+    let transfers = p
+        .authorization_details
+        .as_deref()
+        .is_some_and(crate::authorization_details::needs_debtor);
+    if transfers {
+        asked.max(Level::Totp)
+    } else {
+        asked
+    }
+}
+
 /// What the session's `amr` proves.
 pub fn achieved_level(amr: &[String]) -> Option<Level> {
     let has = |m: &str| amr.iter().any(|a| a == m);
@@ -361,6 +380,26 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_needs_totp_or_passkey_whatever_acr_values_says() {
+        let transfer = json!({"type": "payment_initiation",
+            "instructedAmount": {"currency": "JPY", "amount": "5000"},
+            "creditorName": "Hanako Yamada", "creditorAccount": {"accountId": "hanako-1"}});
+        let mut p = request(None, "https://app.example/cb");
+        assert_eq!(request_level(&p), Level::Password);
+        p.authorization_details = Some(vec![transfer]);
+        assert_eq!(request_level(&p), Level::Totp);
+        p.acr_values = Some(ACR_PASSWORD.into());
+        assert_eq!(request_level(&p), Level::Totp);
+        p.acr_values = Some(ACR_PASSKEY.into());
+        assert_eq!(request_level(&p), Level::Totp);
+        // A password-only sign-in does not reach it; TOTP and passkeys do.
+        let amr = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(achieved_level(&amr(&["pwd"])) < Some(request_level(&p)));
+        assert!(achieved_level(&amr(&["pwd", "otp"])) >= Some(request_level(&p)));
+        assert!(achieved_level(&amr(&["hwk", "user"])) >= Some(request_level(&p)));
+    }
+
+    #[test]
     fn max_age() {
         assert!(!too_old(Some(100), None, 10_000));
         assert!(!too_old(Some(100), Some(60), 160));
@@ -383,6 +422,7 @@ mod tests {
             dpop_jkt: None,
             prompt: None,
             ui_locales: None,
+            authorization_details: None,
         }
     }
 

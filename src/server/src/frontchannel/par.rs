@@ -68,7 +68,9 @@ fn is_b64url_43(v: &str) -> bool {
 /// (§5.3.2.2-7/8); PKCE with `S256` only (§5.3.2.2-4, RFC 7636 §4.3); `scope` within the client's
 /// registration (RFC 6749 §3.3, `invalid_scope`); `nonce` at most 64 characters (§5.3.2.2-11);
 /// `response_mode` `query` or `jwt` (JARM); `dpop_jkt` a SHA-256 thumbprint (RFC 9449 §10); `prompt`
-/// values of OIDC Core §3.1.2.1 with `none` alone; lengths bounded. Does NOT check the DPoP header
+/// values of OIDC Core §3.1.2.1 with `none` alone; lengths bounded; `authorization_details` (RFC
+/// 9396 §2, JSON text) of the types the client registered (§10), else `invalid_authorization_details`
+/// (§5, [`crate::authorization_details`]). Does NOT check the DPoP header
 /// (see [`par`]) nor client authentication.
 pub fn validate(p: &Params, client: &ClientMetadata) -> Result<ParRequest> {
     if p.contains_key("request_uri") {
@@ -176,6 +178,13 @@ pub fn validate(p: &Params, client: &ClientMetadata) -> Result<ParRequest> {
         }
     }
     let ui_locales = bounded(p, "ui_locales", 64)?;
+    let authorization_details = match p.get("authorization_details").map(String::as_str) {
+        None | Some("") => None,
+        Some(text) => Some(
+            crate::authorization_details::parse_request(text, &client.authorization_details_types)
+                .map_err(invalid_authorization_details)?,
+        ),
+    };
     let own = |v: Option<&str>| v.map(str::to_string);
     Ok(ParRequest {
         client_id: client.client_id.clone(),
@@ -190,7 +199,13 @@ pub fn validate(p: &Params, client: &ClientMetadata) -> Result<ParRequest> {
         dpop_jkt: own(dpop_jkt),
         prompt: own(prompt),
         ui_locales: own(ui_locales),
+        authorization_details,
     })
+}
+
+/// RFC 9396 §5: `invalid_authorization_details`, 400, naming the detail and the field.
+pub fn invalid_authorization_details(e: crate::authorization_details::InvalidDetails) -> OAuthError {
+    OAuthError::new(StatusCode::BAD_REQUEST, "invalid_authorization_details", e.0)
 }
 
 /// A verified request object: its parameters, its `jti`, and until when to remember that `jti`.
@@ -237,6 +252,19 @@ pub fn verify_request_object(
             return Err(bad(
                 "request objects cannot nest request or request_uri".to_string()
             ));
+        }
+        if k == "authorization_details" {
+            // RFC 9396 §3: in a request object the claim is the JSON array itself, not its text.
+            if !v.is_array() {
+                return Err(invalid_authorization_details(
+                    crate::authorization_details::InvalidDetails(
+                        "in a request object, authorization_details must be a JSON array (RFC 9396 §3)"
+                            .into(),
+                    ),
+                ));
+            }
+            params.insert(k.clone(), v.to_string());
+            continue;
         }
         match v {
             Value::String(s) => {
@@ -436,6 +464,7 @@ mod tests {
             id_token_encrypted_response_enc: None,
             authorization_encrypted_response_alg: None,
             authorization_encrypted_response_enc: None,
+            authorization_details_types: vec!["payment_initiation".into()],
         }
     }
 
@@ -617,6 +646,112 @@ mod tests {
             error_of(validate(&params(&[("state", "a\nb")], &[]), &c)).0,
             "invalid_request"
         );
+    }
+
+    fn transfer() -> Value {
+        json!({"type": "payment_initiation",
+               "instructedAmount": {"currency": "JPY", "amount": 5000},
+               "creditorName": "Hanako Yamada", "creditorAccount": {"accountId": "hanako-1"},
+               "remittanceInformationUnstructured": "dinner"})
+    }
+
+    #[test]
+    fn authorization_details_checked_for_the_client_rfc9396_section_5() {
+        let c = client(None);
+        let text = json!([transfer()]).to_string();
+        let p = validate(&params(&[("authorization_details", &text)], &[]), &c);
+        let details = p.map(|p| p.authorization_details).unwrap_or_default();
+        let mut canonical = transfer();
+        canonical["instructedAmount"]["amount"] = json!("5000");
+        assert_eq!(details, Some(vec![canonical]));
+        assert!(matches!(validate(&params(&[], &[]), &c), Ok(p) if p.authorization_details.is_none()));
+        // Each defect is invalid_authorization_details (400) naming the field.
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut t = transfer();
+            f(&mut t);
+            error_of(validate(
+                &params(&[("authorization_details", &json!([t]).to_string())], &[]),
+                &c,
+            ))
+        };
+        for (got, want) in [
+            (
+                with(&|t| t["type"] = json!("account_information")),
+                "unknown type",
+            ),
+            (
+                with(&|t| t["instructedAmount"]["amount"] = json!("0")),
+                "positive whole number",
+            ),
+            (
+                with(&|t| t["instructedAmount"]["amount"] = json!(12.5)),
+                "whole number",
+            ),
+            (
+                with(&|t| t["instructedAmount"]["currency"] = json!("USD")),
+                "JPY only",
+            ),
+            (
+                with(&|t| t["debtorAccount"] = json!({"accountId": "taro-1"})),
+                "debtorAccount",
+            ),
+            (with(&|t| t["extra"] = json!(1)), "unknown field"),
+            (
+                with(&|t| {
+                    t.as_object_mut().map(|o| o.remove("creditorAccount"));
+                }),
+                "creditorAccount is missing",
+            ),
+        ] {
+            assert_eq!(got.0, "invalid_authorization_details", "{}", got.1);
+            assert!(got.1.contains(want), "{} should say {want}", got.1);
+        }
+        for bad in ["not json", "{}", "[]", "\"text\""] {
+            let (e, _) = error_of(validate(&params(&[("authorization_details", bad)], &[]), &c));
+            assert_eq!(e, "invalid_authorization_details", "{bad}");
+        }
+        // A client registered without the type (RFC 9396 §10) may not ask for it.
+        let mut plain = client(None);
+        plain.authorization_details_types.clear();
+        let (e, d) = error_of(validate(
+            &params(&[("authorization_details", &text)], &[]),
+            &plain,
+        ));
+        assert_eq!(e, "invalid_authorization_details");
+        assert!(d.contains("not allowed for this client"), "{d}");
+    }
+
+    #[test]
+    fn authorization_details_in_a_request_object_is_an_array_rfc9396_section_3(
+    ) -> std::result::Result<(), String> {
+        let now = 1_700_000_000;
+        let key = SigningKey::generate(Algorithm::ES256, Some("k1".into())).map_err(|e| e.0)?;
+        let c = client(Some(&key));
+        let mut claims = ro_claims(now);
+        claims["authorization_details"] = json!([transfer()]);
+        let jwt = key.sign_jwt(None, &claims).map_err(|e| e.0)?;
+        let ro = verify_request_object(&jwt, &c, ISSUER, now).map_err(|e| e.description)?;
+        let p = validate(&ro.params, &c).map_err(|e| e.description)?;
+        assert_eq!(
+            p.authorization_details.map(|d| d.len()),
+            Some(1),
+            "the array claim is taken"
+        );
+        // The claim as text (form encoding inside a JWT) is refused.
+        claims["authorization_details"] = json!(json!([transfer()]).to_string());
+        claims["jti"] = json!("j2");
+        let jwt = key.sign_jwt(None, &claims).map_err(|e| e.0)?;
+        let err = ro_error(verify_request_object(&jwt, &c, ISSUER, now));
+        assert!(err.starts_with("invalid_authorization_details: "), "{err}");
+        // An invalid detail inside the array: the same error as in a form.
+        claims["authorization_details"] = json!([{"type": "payment_initiation"}]);
+        let jwt = key.sign_jwt(None, &claims).map_err(|e| e.0)?;
+        let ro = verify_request_object(&jwt, &c, ISSUER, now).map_err(|e| e.description)?;
+        assert_eq!(
+            error_of(validate(&ro.params, &c)).0,
+            "invalid_authorization_details"
+        );
+        Ok(())
     }
 
     #[test]
