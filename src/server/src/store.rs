@@ -90,7 +90,7 @@ async fn add_columns(tx: &mut sqlx::Transaction<'_, sqlx::Any>, postgres: bool) 
         ))
         .fetch_one(&mut **tx)
         .await?
-        .get(0);
+        .try_get(0)?;
         if present == 0 {
             sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
                 .execute(&mut **tx)
@@ -610,33 +610,23 @@ impl Store {
         g: &Grant,
         details: &[serde_json::Value],
     ) -> Result<(), sqlx::Error> {
-        let json = serde_json::to_string(details).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        sqlx::query("INSERT INTO grants (grant_id, client_id, user_id, scope, created_at, last_used_at, revoked, authorization_details) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)")
-            .bind(&g.grant_id)
-            .bind(&g.client_id)
-            .bind(&g.user_id)
-            .bind(&g.scope)
-            .bind(g.created_at)
-            .bind(g.last_used_at)
-            .bind(json)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.run(sql!(
+            "INSERT INTO grants (grant_id, client_id, user_id, scope, created_at, last_used_at, revoked, authorization_details) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)";
+            &g.grant_id, &g.client_id, &g.user_id, &g.scope, g.created_at, g.last_used_at, to_json(&details)?
+        ))
+        .await
     }
 
     /// The authorization details granted with a grant (RFC 9396 §7); `None` when it has none (or
     /// there is no such grant). Stored text that does not parse is an error, never "no details".
     pub async fn grant_details(&self, grant_id: &str) -> Result<Option<Vec<serde_json::Value>>, sqlx::Error> {
-        let row = sqlx::query("SELECT authorization_details FROM grants WHERE grant_id = $1")
-            .bind(grant_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row.and_then(|r| r.get::<Option<String>, _>(0)) {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| sqlx::Error::Protocol(format!("grant authorization_details: {e}"))),
-        }
+        let q = sql!("SELECT authorization_details FROM grants WHERE grant_id = $1"; grant_id);
+        let text = self
+            .fetch_optional(q, |r| r.try_get::<Option<String>, _>("authorization_details"))
+            .await?
+            .flatten();
+        text.map(|t| serde_json::from_str(&t).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()
     }
 
     /// The user's live grants (the "connected apps" page).
