@@ -126,7 +126,7 @@ impl Policy {
             dpop_jkt,
         };
         guard::decide_with_claims(
-            self, &r.method, scheme, authority, path, claims, presented, &revoked, TEST_NOW,
+            self, &r.method, scheme, authority, path, claims, presented, &revoked, None, None, TEST_NOW,
         )
     }
 

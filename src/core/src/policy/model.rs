@@ -287,6 +287,10 @@ pub struct Requirements {
     pub revocation: Option<RevocationMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop: Option<crate::dpop::DpopRules>,
+    /// The request body must be what the token's RFC 9396 `authorization_details` grant (rules
+    /// only, not `defaults`: it makes the plugin read the body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<crate::authorization_details::DetailsRequirement>,
 }
 
 /// `scopes: [a, b]` (all of them) or `scopes: {all_of: [...], any_of: [...]}`.
