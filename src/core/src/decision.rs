@@ -274,7 +274,10 @@ mod tests {
     #[test]
     fn authorization_details_refusals() {
         for (denial, reason) in [
-            (Denial::AuthorizationDetailsMissing, "authorization_details_missing"),
+            (
+                Denial::AuthorizationDetailsMissing,
+                "authorization_details_missing",
+            ),
             (
                 Denial::AuthorizationDetailsMismatch("/amount".into()),
                 "authorization_details_mismatch",

@@ -114,7 +114,12 @@ impl Guard {
     /// Decides on one request with its body (`None`: no body was read). Which authorization details
     /// admitted their one request (`once`) is remembered in `ctx.replay`
     /// ([`ReplayStore::record_use`]), the store every worker shares.
-    pub fn decide_with_body(&self, facts: &RequestFacts, body: Option<&[u8]>, ctx: &mut Context<'_>) -> Decision {
+    pub fn decide_with_body(
+        &self,
+        facts: &RequestFacts,
+        body: Option<&[u8]>,
+        ctx: &mut Context<'_>,
+    ) -> Decision {
         self.decide_stage(facts, Some(body), ctx)
     }
 
@@ -589,9 +594,11 @@ mod tests {
                            "type": "payment_initiation", "bind": {"/amount": "/amount"}, "once": true}}},
                       {"name": "other", "match": {"path": "/other"}}]
         });
-        match Policy::from_value(doc) {
+        let loaded = Policy::from_value(doc);
+        assert!(loaded.is_ok(), "{loaded:?}");
+        match loaded {
             Ok((p, _)) => p,
-            Err(e) => panic!("{e:?}"),
+            Err(_) => unreachable!(),
         }
     }
 
@@ -618,14 +625,17 @@ mod tests {
     #[test]
     fn once_needs_a_jti_and_a_store() {
         let p = policy();
-        let Some(rule) = p.match_rule("POST", "api.example", "/pay") else {
-            panic!("no rule")
-        };
+        let rule = p.match_rule("POST", "api.example", "/pay");
+        assert!(rule.is_some());
+        let Some(rule) = rule else { return };
         let details = json!({"authorization_details": [{"type": "payment_initiation", "amount": "10"}]});
         let body = br#"{"amount": 10}"#;
         let mut store = MemoryReplayStore::new(8);
         let c = claims(details.clone());
-        assert_eq!(check_details(&p, rule, &c, Some(body), Some(&mut store), 1500), Ok(()));
+        assert_eq!(
+            check_details(&p, rule, &c, Some(body), Some(&mut store), 1500),
+            Ok(())
+        );
         assert_eq!(
             check_details(&p, rule, &c, Some(body), Some(&mut store), 1501),
             Err(Denial::AuthorizationDetailsUsed)
@@ -638,7 +648,9 @@ mod tests {
             Err(Denial::MissingClaim("jti"))
         );
         // No store: refused, never admitted twice.
-        let c2 = claims(json!({"jti": "j-2", "authorization_details": [{"type": "payment_initiation", "amount": 10}]}));
+        let c2 = claims(
+            json!({"jti": "j-2", "authorization_details": [{"type": "payment_initiation", "amount": 10}]}),
+        );
         assert_eq!(
             check_details(&p, rule, &c2, Some(body), None, 1500),
             Err(Denial::AuthorizationDetailsStoreFull)

@@ -164,7 +164,10 @@ impl World {
                 Action::Pause
             };
             if i == 0 {
-                assert_eq!(action, held, "the headers are held until the body is in (where the host can)");
+                assert_eq!(
+                    action, held,
+                    "the headers are held until the body is in (where the host can)"
+                );
             } else {
                 assert_eq!(action, Action::Pause, "the body is held until it is all in");
             }
@@ -755,10 +758,19 @@ fn without_held_headers_the_body_is_held_and_checked() {
     let t = transfer_token("pay-7", granted());
     let auth = bearer(&t);
     let body = transfer_body(5000, "hanako-1");
-    let (_, action) = w.send_body("POST", "/transfers", &[("authorization", &auth)], &[&body[..7], &body[7..]]);
+    let (_, action) = w.send_body(
+        "POST",
+        "/transfers",
+        &[("authorization", &auth)],
+        &[&body[..7], &body[7..]],
+    );
     assert_eq!(action, Action::Continue, "{:?}", w.host.reply);
     assert_eq!(w.host.set_header("x-fapi-subject"), Some("alice"));
-    assert_eq!(w.worker.metrics.pending("allowed"), 2, "counted once the body passed");
+    assert_eq!(
+        w.worker.metrics.pending("allowed"),
+        2,
+        "counted once the body passed"
+    );
     let (_, action) = w.send_body("POST", "/transfers", &[("authorization", &auth)], &[&body]);
     assert_eq!(action, Action::Pause);
     assert_eq!(w.reply_status(), Some(403));

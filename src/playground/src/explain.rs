@@ -65,7 +65,8 @@ pub(crate) fn decision_json(policy: &Policy, map: &SourceMap, case: &TestCase, d
 /// For a rule with `authorization_details` (RFC 9396): field by field, what the body holds and what
 /// the user consented to in each detail of the type (`null` for other rules).
 fn details_view(policy: &Policy, rule_index: Option<usize>, case: &TestCase, claims: &Value) -> Value {
-    let Some(required) = compiled_rule(policy, rule_index).and_then(|r| r.require.authorization_details.as_ref())
+    let Some(required) =
+        compiled_rule(policy, rule_index).and_then(|r| r.require.authorization_details.as_ref())
     else {
         return Value::Null;
     };
@@ -389,11 +390,19 @@ fn failed_requirement(
         | BodyTooLarge
         | AuthorizationDetailsStoreFull => {
             let d = req?.authorization_details.as_ref()?;
-            let binds: Vec<String> = d.bind.iter().map(|(b, t)| format!("body {b} = detail {t}")).collect();
+            let binds: Vec<String> = d
+                .bind
+                .iter()
+                .map(|(b, t)| format!("body {b} = detail {t}"))
+                .collect();
             let required = format!(
                 "a detail of type {} in authorization_details{}{}; body at most {} bytes",
                 d.detail_type,
-                if binds.is_empty() { String::new() } else { format!(" with {}", binds.join(", ")) },
+                if binds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", binds.join(", "))
+                },
                 if d.once { ", used once" } else { "" },
                 d.max_body
             );
@@ -408,17 +417,14 @@ fn failed_requirement(
                     let body_value = serde_json::from_slice::<Value>(&body)
                         .ok()
                         .and_then(|b| b.pointer(field).cloned());
-                    let consented = d
-                        .bind
-                        .get(field)
-                        .and_then(|t| {
-                            claims
-                                .get("authorization_details")?
-                                .as_array()?
-                                .iter()
-                                .filter(|x| x.get("type").and_then(Value::as_str) == Some(&d.detail_type))
-                                .find_map(|x| x.pointer(t).cloned())
-                        });
+                    let consented = d.bind.get(field).and_then(|t| {
+                        claims
+                            .get("authorization_details")?
+                            .as_array()?
+                            .iter()
+                            .filter(|x| x.get("type").and_then(Value::as_str) == Some(&d.detail_type))
+                            .find_map(|x| x.pointer(t).cloned())
+                    });
                     format!(
                         "body {field} = {}, consented {}",
                         text(body_value.as_ref()),
