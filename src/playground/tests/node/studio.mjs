@@ -109,15 +109,16 @@ try {
   await page.fill('#scope', 'accounts payments');
   await page.fill('#acr', 'urn:bank:acr:passkey');
   await page.fill('#auth-age', '60');
-  // transfer-create binds the body to the consented transfer (RFC 9396): no body, no consent → 403.
-  await page.waitForFunction(() => document.body.dataset.decision === '403 body_not_json');
-  const transfer = (amount) => JSON.stringify({ from_account: 'taro-1', to_account: 'hanako-1', amount, currency: 'JPY', reference: 'dinner' });
-  await page.fill('#request-body', transfer(5000));
+  // transfer-create binds the body to the consented transfer (RFC 9396): no consent in the token → 403.
   await page.waitForFunction(() => document.body.dataset.decision === '403 authorization_details_missing');
+  const transfer = (amount) => JSON.stringify({ from_account: 'taro-1', to_account: 'hanako-1', amount, currency: 'JPY', reference: 'dinner' });
   await page.fill('#authz-details', JSON.stringify([{
     type: 'payment_initiation', instructedAmount: { currency: 'JPY', amount: '5000' }, creditorName: 'Hanako Yamada',
     creditorAccount: { accountId: 'hanako-1' }, remittanceInformationUnstructured: 'dinner', debtorAccount: { accountId: 'taro-1' },
   }]));
+  // The consent, but no body yet.
+  await page.waitForFunction(() => document.body.dataset.decision === '403 body_not_json');
+  await page.fill('#request-body', transfer(5000));
   await page.waitForFunction(() => document.body.dataset.decision === '200 allowed');
   expect((await page.locator('#decision-rule').textContent()).includes('transfer-create'), 'not the transfer-create rule');
   const cmp = page.locator('#details-comparison');
