@@ -39,8 +39,12 @@ pub struct DetailsRequirement {
     /// Each detail admits one request.
     #[serde(default)]
     pub once: bool,
-    /// The largest body read, in bytes (default 16 KiB); a larger one is refused (413).
-    #[serde(default = "default_max_body")]
+    /// The largest body read, in bytes (default 16 KiB); a larger one is refused (413). A mesh may
+    /// deliver it as `4096.0`: whole numbers only.
+    #[serde(
+        default = "default_max_body",
+        deserialize_with = "crate::policy::whole_number::exact"
+    )]
     pub max_body: usize,
 }
 
