@@ -25,6 +25,11 @@ use std::collections::BTreeMap;
 /// The largest body a rule may ask to buffer (1 MiB); a policy asking more does not load.
 pub const MAX_BODY_LIMIT: usize = 1 << 20;
 
+/// How far ahead (seconds) the plugin's shared store remembers a `once` use at least: a token whose
+/// lifetime plus the issuer's `leeway_past` is longer may be refused (store full) rather than
+/// remembered too briefly. The policy linter warns about issuers that allow such tokens.
+pub const ONCE_HORIZON: u64 = 3600;
+
 /// What a rule requires of the token's `authorization_details` and the request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,8 +44,12 @@ pub struct DetailsRequirement {
     /// Each detail admits one request.
     #[serde(default)]
     pub once: bool,
-    /// The largest body read, in bytes (default 16 KiB); a larger one is refused (413).
-    #[serde(default = "default_max_body")]
+    /// The largest body read, in bytes (default 16 KiB); a larger one is refused (413). A mesh may
+    /// deliver it as `4096.0`: whole numbers only.
+    #[serde(
+        default = "default_max_body",
+        deserialize_with = "crate::policy::whole_number::exact"
+    )]
     pub max_body: usize,
 }
 
@@ -102,6 +111,20 @@ pub enum DetailsRefusal {
     AlreadyUsed,
     /// The store of used details is full of live entries: refused rather than forgotten.
     StoreFull,
+}
+
+impl From<DetailsRefusal> for crate::denial::Denial {
+    fn from(r: DetailsRefusal) -> Self {
+        use crate::denial::Denial;
+        match r {
+            DetailsRefusal::NoDetail => Denial::AuthorizationDetailsMissing,
+            DetailsRefusal::BodyTooLarge => Denial::BodyTooLarge,
+            DetailsRefusal::BodyNotJson => Denial::BodyNotJson,
+            DetailsRefusal::Mismatch { field } => Denial::AuthorizationDetailsMismatch(field),
+            DetailsRefusal::AlreadyUsed => Denial::AuthorizationDetailsUsed,
+            DetailsRefusal::StoreFull => Denial::AuthorizationDetailsStoreFull,
+        }
+    }
 }
 
 /// One binding compared: what the body holds and what the user consented to.
@@ -220,7 +243,10 @@ pub fn admit(
             return Err(DetailsRefusal::StoreFull);
         };
         let key = once_key(ctx.jti, &rule.detail_type, hit.index);
-        match ctx.store.record(&key, ctx.remember_until, ctx.now) {
+        match ctx
+            .store
+            .record_use(ctx.client, &key, ctx.remember_until, ctx.now)
+        {
             Recorded::Fresh => {}
             Recorded::Replayed => return Err(DetailsRefusal::AlreadyUsed),
             Recorded::Full => return Err(DetailsRefusal::StoreFull),
@@ -229,9 +255,11 @@ pub fn admit(
     Ok(Admitted { index: hit.index })
 }
 
-/// What `once` needs: the token's `jti`, how long to remember, the time, and the shared store.
+/// What `once` needs: the token's `jti`, the client (one client may hold only its share of the
+/// store), how long to remember, the time, and the shared store.
 pub struct OnceContext<'a> {
     pub jti: &'a str,
+    pub client: &'a str,
     pub remember_until: i64,
     pub now: i64,
     pub store: &'a mut dyn ReplayStore,
@@ -428,6 +456,7 @@ mod tests {
                 &b,
                 Some(OnceContext {
                     jti,
+                    client: "c",
                     remember_until: 1_000,
                     now,
                     store: &mut store,
@@ -447,6 +476,7 @@ mod tests {
         let mut full = MemoryReplayStore::new(0);
         let ctx = OnceContext {
             jti: "jti-3",
+            client: "c",
             remember_until: 1_000,
             now: 1,
             store: &mut full,
@@ -464,6 +494,7 @@ mod tests {
         let wrong = body(json!(500000), "hanako-1", "taro-1");
         let ctx = OnceContext {
             jti: "j",
+            client: "c",
             remember_until: 100,
             now: 1,
             store: &mut store,
@@ -475,6 +506,7 @@ mod tests {
         let right = body(json!(5000), "hanako-1", "taro-1");
         let ctx = OnceContext {
             jti: "j",
+            client: "c",
             remember_until: 100,
             now: 2,
             store: &mut store,

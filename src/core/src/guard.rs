@@ -2,6 +2,7 @@
 //! in that order, cheapest refusals first (no signature work for a request no rule admits, a
 //! malformed header, an unknown issuer or kid, a forbidden algorithm, or an expired cached token).
 
+use crate::authorization_details::{admit, OnceContext};
 use crate::binding::{check_binding, check_dpop_key, CertThumbprint};
 use crate::cache::{CachedToken, RevocationCheck, TokenCache};
 use crate::decision::{render, AcceptedSchemes, Allow, BindingKind, Decision, Denial, DpopDefect, Scheme};
@@ -85,8 +86,79 @@ impl Guard {
         self.nonces = Some(NonceIssuer::new(secret, lifetime));
     }
 
-    /// Decides on one request.
+    /// Decides on one request that brings no body (rules that read one refuse it: see
+    /// [`Guard::decide_with_body`]).
     pub fn decide(&self, facts: &RequestFacts, ctx: &mut Context<'_>) -> Decision {
+        self.decide_stage(facts, Some(None), ctx)
+    }
+
+    /// The body limit of the rule this request matches, when that rule reads the body
+    /// ([`Rule::body_limit`]): the host must then hold the request, buffer at most this many bytes
+    /// (more: refuse with [`Denial::BodyTooLarge`] at once) and decide with
+    /// [`Guard::decide_with_body`]. `None`: decide on the headers alone, the body is never read.
+    pub fn body_limit(&self, facts: &RequestFacts) -> Option<usize> {
+        self.policy
+            .match_rule(&facts.method, &facts.authority, &facts.path)
+            .and_then(Rule::body_limit)
+    }
+
+    /// The refusal of a body over the matched rule's limit (413), before any token work.
+    pub fn refuse_body_too_large(&self, facts: &RequestFacts) -> Decision {
+        let rule = self
+            .policy
+            .match_rule(&facts.method, &facts.authority, &facts.path);
+        let scheme = credentials(facts).ok().flatten().map(|(s, _)| s);
+        deny(Denial::BodyTooLarge, rule, scheme, None)
+    }
+
+    /// Decides on one request with its body (`None`: no body was read). Which authorization details
+    /// admitted their one request (`once`) is remembered in `ctx.replay`
+    /// ([`ReplayStore::record_use`]), the store every worker shares.
+    pub fn decide_with_body(
+        &self,
+        facts: &RequestFacts,
+        body: Option<&[u8]>,
+        ctx: &mut Context<'_>,
+    ) -> Decision {
+        self.decide_stage(facts, Some(body), ctx)
+    }
+
+    /// The decision on the headers, for a host that reads the body only when it must: every check
+    /// except the body's. For a rule whose [`Rule::body_limit`] is set, an admission carries
+    /// [`Allow::awaiting_body`]: the host then buffers the body (over the limit: 413) and must have
+    /// [`Guard::check_body`] accept it before the request goes on. A token refused here is refused
+    /// before a byte of its body is read.
+    pub fn decide_before_body(&self, facts: &RequestFacts, ctx: &mut Context<'_>) -> Decision {
+        self.decide_stage(facts, None, ctx)
+    }
+
+    /// RFC 9396 §9.1: the second half of [`Guard::decide_before_body`], on the body of a request
+    /// it admitted with [`Allow::awaiting_body`]. `replay` remembers `once` uses (shared by every
+    /// worker). A refusal is the denial to render with [`Guard::refuse`].
+    pub fn check_body(
+        &self,
+        allow: &Allow,
+        body: &[u8],
+        replay: &mut dyn ReplayStore,
+        now: i64,
+    ) -> Result<(), Denial> {
+        let rule = self
+            .policy
+            .rules
+            .iter()
+            .find(|r| r.name == allow.rule)
+            .ok_or(Denial::NoMatchingRule)?;
+        check_details(&self.policy, rule, &allow.claims, Some(body), Some(replay), now)
+    }
+
+    /// `body`: `Some(b)` decides with the body `b` (`Some(None)`: none was read); `None` defers the
+    /// body's check ([`Guard::decide_before_body`]).
+    fn decide_stage(
+        &self,
+        facts: &RequestFacts,
+        body: Option<Option<&[u8]>>,
+        ctx: &mut Context<'_>,
+    ) -> Decision {
         let Some(rule) = self
             .policy
             .match_rule(&facts.method, &facts.authority, &facts.path)
@@ -130,6 +202,23 @@ impl Guard {
                     ctx.revocation_feed_current,
                     ctx.now,
                 )
+            })
+            .and_then(|mut allow| {
+                let now = ctx.now;
+                match (body, rule.body_limit()) {
+                    // Deferred: the host reads the body and asks `check_body`.
+                    (None, Some(limit)) => allow.awaiting_body = Some(limit),
+                    // A `once` rule without bindings reads no body: checked now, as is a given body.
+                    (given, _) => check_details(
+                        &self.policy,
+                        rule,
+                        &allow.claims,
+                        given.flatten(),
+                        Some(&mut *ctx.replay),
+                        now,
+                    )?,
+                }
+                Ok(allow)
             });
         match outcome {
             Ok(mut allow) => {
@@ -292,10 +381,66 @@ pub fn after_verification(
         forward,
         cache_hit: false,
         introspect: rule.require.revocation == RevocationMode::Introspection,
+        awaiting_body: None,
+    })
+}
+
+/// RFC 9396 §9.1: the request must be what the token's `authorization_details` grant, when the rule
+/// says so; last, after every check of the token, so a refused token never consumes a `once` detail.
+/// `body` is the request body (`None`: none read, which no binding matches).
+pub fn check_details(
+    policy: &Policy,
+    rule: &Rule,
+    claims: &AccessClaims,
+    body: Option<&[u8]>,
+    once: Option<&mut dyn ReplayStore>,
+    now: i64,
+) -> Result<(), Denial> {
+    let Some(required) = &rule.require.authorization_details else {
+        return Ok(());
+    };
+    let details = claims.all.get("authorization_details");
+    let body = body.unwrap_or_default();
+    if !required.once {
+        return admit(required, details, body, None)
+            .map(|_| ())
+            .map_err(Denial::from);
+    }
+    // The use is remembered for as long as the token can still be accepted.
+    let leeway = policy
+        .issuer(&claims.iss)
+        .map_or(0, |i| i.rules.leeway_past as i64);
+    let remember_until = claims.exp.saturating_add(leeway);
+    let client = claims.client_id.as_deref().unwrap_or_default();
+    let once = match (claims.jti.as_deref(), once) {
+        // RFC 9396 §9.1 tokens carry a jti; without one, a use cannot be remembered: refused.
+        (None, _) if details_of_type(required, details) => return Err(Denial::MissingClaim("jti")),
+        (Some(jti), Some(store)) => Some(OnceContext {
+            jti,
+            client,
+            remember_until,
+            now,
+            store,
+        }),
+        _ => None,
+    };
+    admit(required, details, body, once)
+        .map(|_| ())
+        .map_err(Denial::from)
+}
+
+fn details_of_type(
+    required: &crate::authorization_details::DetailsRequirement,
+    details: Option<&serde_json::Value>,
+) -> bool {
+    details.and_then(serde_json::Value::as_array).is_some_and(|all| {
+        all.iter()
+            .any(|d| d.get("type").and_then(serde_json::Value::as_str) == Some(&required.detail_type))
     })
 }
 
 /// The policy-test entry point: the same stages as [`Guard::decide`] after the signature checks.
+/// `body` and `once` as for [`Guard::decide_with_body`].
 #[allow(clippy::too_many_arguments)]
 pub fn decide_with_claims(
     policy: &Policy,
@@ -306,6 +451,8 @@ pub fn decide_with_claims(
     claims: Option<Result<AccessClaims, Denial>>,
     presented: Presented,
     revocations: &dyn RevocationCheck,
+    body: Option<&[u8]>,
+    once: Option<&mut dyn ReplayStore>,
     now: i64,
 ) -> Decision {
     let Some(rule) = policy.match_rule(method, authority, path) else {
@@ -332,7 +479,11 @@ pub fn decide_with_claims(
         });
     let outcome = checked
         .and_then(|_| presented_like_live(rule, &claims, &presented))
-        .and_then(|_| after_verification(policy, rule, Arc::new(claims), &presented, revocations, true, now));
+        .and_then(|_| after_verification(policy, rule, Arc::new(claims), &presented, revocations, true, now))
+        .and_then(|allow| {
+            check_details(policy, rule, &allow.claims, body, once, now)?;
+            Ok(allow)
+        });
     match outcome {
         Ok(a) => Decision::Allow(a),
         Err(d) => deny(d, Some(rule), Some(scheme), client_id),
@@ -371,6 +522,7 @@ fn anonymous(rule: &Rule) -> Decision {
         forward: Vec::new(),
         cache_hit: false,
         introspect: false,
+        awaiting_body: None,
     })
 }
 
@@ -424,4 +576,113 @@ fn forwarded_headers(policy: &Policy, claims: &AccessClaims, binding: BindingKin
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dpop::MemoryReplayStore;
+    use serde_json::json;
+
+    fn policy() -> Policy {
+        let doc = json!({
+            "version": 1,
+            "issuers": [{"issuer": "https://as.example", "audiences": ["https://api.example"],
+                         "jwks": {"uri": "https://as.example/jwks", "cluster": "as"}}],
+            "rules": [{"name": "pay", "match": {"path": "/pay"},
+                       "require": {"authorization_details": {
+                           "type": "payment_initiation", "bind": {"/amount": "/amount"}, "once": true}}},
+                      {"name": "other", "match": {"path": "/other"}}]
+        });
+        let loaded = Policy::from_value(doc);
+        assert!(loaded.is_ok(), "{loaded:?}");
+        match loaded {
+            Ok((p, _)) => p,
+            Err(_) => unreachable!(),
+        }
+    }
+
+    fn claims(extra: serde_json::Value) -> AccessClaims {
+        let mut c = json!({"iss": "https://as.example", "aud": "https://api.example", "exp": 2000,
+                           "iat": 1000, "client_id": "c", "jti": "j-1"});
+        if let (Some(c), serde_json::Value::Object(e)) = (c.as_object_mut(), extra) {
+            c.extend(e);
+        }
+        match c {
+            serde_json::Value::Object(m) => AccessClaims::from_payload(m).unwrap_or_default(),
+            _ => AccessClaims::default(),
+        }
+    }
+
+    /// `once` warns about issuers whose tokens may outlive what the plugin's store remembers.
+    #[test]
+    fn once_warns_about_long_lived_tokens() {
+        let doc = |max_lifetime: serde_json::Value| {
+            json!({
+                "version": 1,
+                "issuers": [{"issuer": "https://as.example", "audiences": ["https://api.example"],
+                             "max_lifetime": max_lifetime,
+                             "jwks": {"uri": "https://as.example/jwks", "cluster": "as"}}],
+                "rules": [{"name": "pay", "match": {"path": "/pay"},
+                           "require": {"authorization_details": {"type": "t", "once": true}}}]
+            })
+        };
+        let warnings = |v| match Policy::from_value(v) {
+            Ok((_, w)) => w.into_iter().map(|p| p.path).collect::<Vec<_>>(),
+            Err(e) => e.into_iter().map(|p| format!("error {p}")).collect(),
+        };
+        assert_eq!(
+            warnings(doc(json!(3600))),
+            vec!["rules[0].require.authorization_details.once".to_string()]
+        );
+        assert!(warnings(doc(json!(600))).is_empty());
+    }
+
+    #[test]
+    fn body_limit_only_for_rules_that_read_the_body() {
+        let p = policy();
+        let rule = |path: &str| p.match_rule("POST", "api.example", path);
+        assert_eq!(rule("/pay").and_then(Rule::body_limit), Some(16 * 1024));
+        assert_eq!(rule("/other").and_then(Rule::body_limit), None);
+    }
+
+    #[test]
+    fn once_needs_a_jti_and_a_store() {
+        let p = policy();
+        let rule = p.match_rule("POST", "api.example", "/pay");
+        assert!(rule.is_some());
+        let Some(rule) = rule else { return };
+        let details = json!({"authorization_details": [{"type": "payment_initiation", "amount": "10"}]});
+        let body = br#"{"amount": 10}"#;
+        let mut store = MemoryReplayStore::new(8);
+        let c = claims(details.clone());
+        assert_eq!(
+            check_details(&p, rule, &c, Some(body), Some(&mut store), 1500),
+            Ok(())
+        );
+        assert_eq!(
+            check_details(&p, rule, &c, Some(body), Some(&mut store), 1501),
+            Err(Denial::AuthorizationDetailsUsed)
+        );
+        // No jti: the use cannot be remembered.
+        let mut no_jti = claims(details);
+        no_jti.jti = None;
+        assert_eq!(
+            check_details(&p, rule, &no_jti, Some(body), Some(&mut store), 1500),
+            Err(Denial::MissingClaim("jti"))
+        );
+        // No store: refused, never admitted twice.
+        let c2 = claims(
+            json!({"jti": "j-2", "authorization_details": [{"type": "payment_initiation", "amount": 10}]}),
+        );
+        assert_eq!(
+            check_details(&p, rule, &c2, Some(body), None, 1500),
+            Err(Denial::AuthorizationDetailsStoreFull)
+        );
+        // No body read: not JSON.
+        assert_eq!(
+            check_details(&p, rule, &c2, None, Some(&mut store), 1500),
+            Err(Denial::BodyNotJson)
+        );
+    }
 }

@@ -42,6 +42,18 @@ pub struct Request {
     spoofed: Vec<String>,
     /// A local reply was sent: nothing more happens to this request.
     answered: bool,
+    /// The request's `content-length`, when it sent one (a body known to be too large is refused
+    /// before a byte of it is read).
+    content_length: Option<u64>,
+    /// The matched rule reads the body (RFC 9396 `authorization_details`): the request is held and
+    /// at most this many bytes are buffered before the decision.
+    body_limit: Option<usize>,
+    /// The whole body, read before the headers' decision was made (only for rules that read one).
+    body: Option<Vec<u8>>,
+    /// Admitted on its headers, waiting for its body's check.
+    held: Option<Allow>,
+    /// The body bytes the proxy reported buffered at the last body event.
+    buffered: usize,
 }
 
 impl Request {
@@ -54,18 +66,128 @@ impl Request {
         &self.interaction_id
     }
 
+    /// Whether the body events of this request need the engine at all: only for a request whose
+    /// rule binds the body, or one already answered. Shells skip the engine (and its lock) for every
+    /// other request's body: [`Action::Continue`].
+    pub fn wants_body_events(&self) -> bool {
+        self.body_limit.is_some() || self.answered
+    }
+
     /// The callout this request waits for, if any.
     pub fn pending_callout(&self) -> Option<u32> {
         self.pending.as_ref().map(|(t, _)| *t)
     }
 
-    /// The request hook: gather, strip spoofed claim headers, decide, act.
-    pub fn on_request_headers<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
+    /// The request hook: gather, strip spoofed claim headers, decide, act. `end_of_stream`: the
+    /// request has no body.
+    ///
+    /// A rule that binds the body (RFC 9396 `authorization_details` with `bind`) is decided here on
+    /// everything but the body ([`fapi_core::Guard::decide_before_body`]: a bad token is refused
+    /// before a byte of its body is read, a `content-length` over the rule's limit with 413); an
+    /// admitted request is then held ([`Action::Pause`]: the upstream sees nothing, not even the
+    /// headers) until [`Request::on_request_body`] has the whole body. A host that cannot hold
+    /// headers for a body ([`RequestHost::holds_headers_for_body`], proxy-wasm) gets
+    /// [`Action::Continue`] and the body is held instead: no byte of it passes before the decision.
+    /// Every other rule is decided on the headers and never reads the body.
+    pub fn on_request_headers<H: RequestHost + ?Sized>(
+        &mut self,
+        w: &mut Worker,
+        host: &mut H,
+        end_of_stream: bool,
+    ) -> Action {
         self.gather_facts(w, host);
         for name in std::mem::take(&mut self.spoofed) {
             host.remove_request_header(&name);
         }
+        if let Some(limit) = w.guard.body_limit(&self.facts) {
+            if self.content_length.is_some_and(|n| n > limit as u64) {
+                return self.refuse_body_too_large(w, host);
+            }
+            if end_of_stream {
+                // No body at all: checked as an empty one (no binding matches it).
+                self.body = Some(Vec::new());
+            } else {
+                self.body_limit = Some(limit);
+            }
+        }
         self.decide_and_act(w, host)
+    }
+
+    /// The request body hook: `size` is how many body bytes the proxy has buffered so far,
+    /// `end_of_stream` whether that is all. For a request whose rule binds the body: over the limit,
+    /// 413 at once (the bytes are never passed on); the whole body in, its check
+    /// ([`Action::Continue`] lets the held request go on with its body). Any other request:
+    /// [`Action::Continue`], nothing read.
+    pub fn on_request_body<H: RequestHost + ?Sized>(
+        &mut self,
+        w: &mut Worker,
+        host: &mut H,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        if self.answered {
+            return Action::Pause;
+        }
+        let Some(limit) = self.body_limit else {
+            return Action::Continue;
+        };
+        self.buffered = size;
+        if size > limit {
+            self.body_limit = None;
+            return self.refuse_body_too_large(w, host);
+        }
+        if !end_of_stream {
+            // Keep buffering; nothing goes upstream yet.
+            return Action::Pause;
+        }
+        self.body_limit = None;
+        let body = host.request_body(size);
+        match self.held.take() {
+            Some(allow) => self.finish_body(w, host, allow, &body),
+            None => {
+                // The headers' decision waits for a callout: the body is checked when it answers.
+                self.body = Some(body);
+                Action::Pause
+            }
+        }
+    }
+
+    /// Trailers end a held request's body: decide on what the body events buffered.
+    pub fn on_request_trailers<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
+        if self.body_limit.is_none() {
+            return if self.answered {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
+        }
+        let size = self.buffered;
+        self.on_request_body(w, host, size, true)
+    }
+
+    /// The body's check for a request the headers' decision admitted (RFC 9396 §9.1).
+    fn finish_body<H: RequestHost + ?Sized>(
+        &mut self,
+        w: &mut Worker,
+        host: &mut H,
+        allow: Allow,
+        body: &[u8],
+    ) -> Action {
+        let now = host.now();
+        match w.check_body(host, &allow, body, now) {
+            Ok(()) => {
+                w.metrics.decision(host, "allowed");
+                Action::Continue
+            }
+            Err(denial) => self.refuse(w, host, &allow, denial),
+        }
+    }
+
+    fn refuse_body_too_large<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
+        if let Decision::Deny(d) = w.guard.refuse_body_too_large(&self.facts) {
+            self.send_deny(w, host, &d);
+        }
+        Action::Pause
     }
 
     /// The response hook: the interaction id goes back to the client (FAPI: echoed or generated).
@@ -107,6 +229,13 @@ impl Request {
                     facts.interaction_id = Some(String::new())
                 }
                 INTERACTION_ID => facts.interaction_id = Some(text(value)),
+                // Unreadable or repeated: unknown (the buffering limit still holds).
+                "content-length" => {
+                    self.content_length = match self.content_length {
+                        None => text(value).trim().parse().ok(),
+                        Some(_) => None,
+                    }
+                }
                 XFCC => xfcc = Some(text(value)),
                 _ => {}
             }
@@ -132,7 +261,8 @@ impl Request {
 
     fn decide_and_act<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
         let now = host.now();
-        let decision = w.decide(host, &self.facts, now);
+        // Before the body: a rule that binds it admits with `awaiting_body` (see `admit`).
+        let decision = w.decide_with_body(host, &self.facts, None, now);
         match decision {
             Decision::Allow(allow) => self.after_allow(w, host, allow, now),
             Decision::Deny(deny) => {
@@ -198,8 +328,7 @@ impl Request {
         now: i64,
     ) -> Action {
         if !allow.introspect {
-            self.forward(w, host, &allow);
-            return Action::Continue;
+            return self.admit(w, host, allow);
         }
         let Some(cfg) = w.guard.policy.doc.settings.introspection.clone() else {
             return self.refuse(w, host, &allow, Denial::RevocationStatusUnknown);
@@ -212,8 +341,7 @@ impl Request {
         if let Some((active, until)) = w.introspected.get(&token_hash).copied() {
             if until > now {
                 return if active {
-                    self.forward(w, host, &allow);
-                    Action::Continue
+                    self.admit(w, host, allow)
                 } else {
                     self.refuse(w, host, &allow, Denial::Inactive)
                 };
@@ -289,8 +417,7 @@ impl Request {
                         let until = now.saturating_add(secs as i64).min(allow.claims.exp);
                         w.introspected.insert(token_hash, (active, until));
                         if active {
-                            self.forward(w, host, &allow);
-                            Action::Continue
+                            self.admit(w, host, allow)
                         } else {
                             self.refuse(w, host, &allow, Denial::Inactive)
                         }
@@ -347,6 +474,26 @@ impl Request {
         );
     }
 
+    /// An admitted request: its claim headers are set; it goes on, unless its rule binds the body
+    /// (`awaiting_body`): then the body is checked now if it is already in, else the request is
+    /// held for it.
+    fn admit<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H, allow: Allow) -> Action {
+        self.forward(w, host, &allow);
+        if allow.awaiting_body.is_none() {
+            w.metrics.decision(host, "allowed");
+            return Action::Continue;
+        }
+        if let Some(body) = self.body.take() {
+            return self.finish_body(w, host, allow, &body);
+        }
+        self.held = Some(allow);
+        if host.holds_headers_for_body() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
     fn forward<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H, allow: &Allow) {
         for (name, value) in &allow.forward {
             host.set_request_header(name, value);
@@ -363,7 +510,6 @@ impl Request {
                 host.remove_request_header("dpop");
             }
         }
-        w.metrics.decision(host, "allowed");
     }
 
     fn send_deny<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H, deny: &Deny) {
@@ -388,7 +534,7 @@ impl Request {
 
 /// The one log line per refusal (the same in both shells): never the token.
 pub fn denial_line(interaction_id: &str, deny: &Deny, facts: &RequestFacts) -> String {
-    serde_json::json!({
+    let mut line = serde_json::json!({
         "msg": "fapi-guard denied",
         "interaction_id": interaction_id,
         "status": deny.status,
@@ -397,6 +543,11 @@ pub fn denial_line(interaction_id: &str, deny: &Deny, facts: &RequestFacts) -> S
         "client_id": deny.client_id,
         "method": facts.method,
         "path": facts.path_only(),
-    })
-    .to_string()
+    });
+    // A body that is not what the user consented to: the field (a JSON pointer of the policy), never
+    // a value of the body or of the token.
+    if let (Denial::AuthorizationDetailsMismatch(field), Some(o)) = (&deny.denial, line.as_object_mut()) {
+        o.insert("field".into(), serde_json::Value::String(field.clone()));
+    }
+    line.to_string()
 }
