@@ -233,6 +233,8 @@ pub fn metadata(c: &Config) -> serde_json::Value {
         "acr_values_supported": [ACR_PASSWORD, ACR_TOTP, ACR_PASSKEY],
         "claims_parameter_supported": false,
         "ui_locales_supported": ["ja", "en"],
+        // RFC 9396 §10.
+        "authorization_details_types_supported": crate::authorization_details::SUPPORTED_TYPES,
     })
 }
 

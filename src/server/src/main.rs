@@ -102,6 +102,9 @@ enum ClientCommand {
         /// A256GCM or A128GCM.
         #[arg(long)]
         id_token_encrypted_response_enc: Option<String>,
+        /// RFC 9396 authorization_details types the client may ask for (repeat): payment_initiation.
+        #[arg(long = "authorization-details-type")]
+        authorization_details_types: Vec<String>,
     },
     /// List clients as JSON lines.
     List,
@@ -305,7 +308,17 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
             authorization_encrypted_response_enc,
             id_token_encrypted_response_alg,
             id_token_encrypted_response_enc,
+            authorization_details_types,
         } => {
+            if let Some(bad) = authorization_details_types
+                .iter()
+                .find(|t| !fapi_as::authorization_details::SUPPORTED_TYPES.contains(&t.as_str()))
+            {
+                anyhow::bail!(
+                    "authorization details type {bad} is not supported (supported: {})",
+                    fapi_as::authorization_details::SUPPORTED_TYPES.join(", ")
+                );
+            }
             if ![
                 "private_key_jwt",
                 "tls_client_auth",
@@ -395,6 +408,7 @@ async fn client(c: ClientCommand, config: &Config) -> anyhow::Result<()> {
                 id_token_encrypted_response_enc,
                 authorization_encrypted_response_alg,
                 authorization_encrypted_response_enc,
+                authorization_details_types,
             };
             store.put_client(&meta, Clock::system().now()).await?;
             println!("client {} registered", meta.client_id);

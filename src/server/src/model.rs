@@ -32,6 +32,10 @@ pub struct ParRequest {
     pub prompt: Option<String>,
     /// `ja` or `en`.
     pub ui_locales: Option<String>,
+    /// RFC 9396 §2: the authorization details asked for, checked and in canonical form
+    /// ([`crate::authorization_details::check_request`]); the debtor account is added at consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<Vec<serde_json::Value>>,
 }
 
 /// An authorization code, stored under SHA-256(code): single use, at most 60 s (FAPI 2.0 §5.3.2.1).

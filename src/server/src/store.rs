@@ -65,6 +65,40 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS passkeys (credential_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, public_key TEXT NOT NULL, sign_count BIGINT NOT NULL)",
 ];
 
+/// Columns added to tables of [`SCHEMA`] after their first release: (table, column, type). Added to
+/// databases created before them at start-up ([`add_columns`]); new databases get them the same way.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // RFC 9396 §7: the authorization details granted at consent, enriched (JSON array; NULL: none).
+    ("grants", "authorization_details", "TEXT"),
+];
+
+/// Adds the [`ADDED_COLUMNS`] a database lacks. PostgreSQL has `ADD COLUMN IF NOT EXISTS`; SQLite
+/// does not, so its table info is asked first (within the schema transaction either way).
+async fn add_columns(tx: &mut sqlx::Transaction<'_, sqlx::Any>, postgres: bool) -> Result<(), sqlx::Error> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        if postgres {
+            sqlx::query(&format!(
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}"
+            ))
+            .execute(&mut **tx)
+            .await?;
+            continue;
+        }
+        let present: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = '{column}'"
+        ))
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0);
+        if present == 0 {
+            sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// A registered client: its id and its metadata (RFC 7591 §2 names).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClientMetadata {
@@ -110,6 +144,10 @@ pub struct ClientMetadata {
     pub authorization_encrypted_response_alg: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_encrypted_response_enc: Option<String>,
+    /// RFC 9396 §10: the `authorization_details` types this client may ask for (none: it may not
+    /// send `authorization_details`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_details_types: Vec<String>,
 }
 
 fn default_binding() -> String {
@@ -187,6 +225,7 @@ impl Store {
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&mut *tx).await?;
         }
+        add_columns(&mut tx, postgres).await?;
         tx.commit().await?;
         Ok(Store { pool, postgres })
     }
@@ -495,6 +534,42 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(Self::grant_of))
+    }
+
+    /// Stores a grant with the authorization details granted (RFC 9396 §7), in one statement: the
+    /// details are never missing from a stored grant that has them.
+    pub async fn put_grant_with_details(
+        &self,
+        g: &Grant,
+        details: &[serde_json::Value],
+    ) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(details).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        sqlx::query("INSERT INTO grants (grant_id, client_id, user_id, scope, created_at, last_used_at, revoked, authorization_details) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)")
+            .bind(&g.grant_id)
+            .bind(&g.client_id)
+            .bind(&g.user_id)
+            .bind(&g.scope)
+            .bind(g.created_at)
+            .bind(g.last_used_at)
+            .bind(json)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The authorization details granted with a grant (RFC 9396 §7); `None` when it has none (or
+    /// there is no such grant). Stored text that does not parse is an error, never "no details".
+    pub async fn grant_details(&self, grant_id: &str) -> Result<Option<Vec<serde_json::Value>>, sqlx::Error> {
+        let row = sqlx::query("SELECT authorization_details FROM grants WHERE grant_id = $1")
+            .bind(grant_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row.and_then(|r| r.get::<Option<String>, _>(0)) {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| sqlx::Error::Protocol(format!("grant authorization_details: {e}"))),
+        }
     }
 
     /// The user's live grants (the "connected apps" page).

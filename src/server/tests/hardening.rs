@@ -144,6 +144,7 @@ impl InProc {
                         id_token_encrypted_response_enc: None,
                         authorization_encrypted_response_alg: None,
                         authorization_encrypted_response_enc: None,
+                        authorization_details_types: Vec::new(),
                     },
                     clock.now(),
                 )
@@ -169,6 +170,7 @@ impl InProc {
                         id_token_encrypted_response_enc: None,
                         authorization_encrypted_response_alg: None,
                         authorization_encrypted_response_enc: None,
+                        authorization_details_types: Vec::new(),
                     },
                     clock.now(),
                 )

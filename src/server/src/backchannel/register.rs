@@ -16,6 +16,9 @@
 //!   `tls_client_certificate_bound_access_tokens: true` (RFC 8705 §3.4, the default); not both, not
 //!   neither when one is explicitly false;
 //! - `scope` among the scopes this server supports;
+//! - `authorization_details_types` (RFC 9396 §10) among the types this server supports
+//!   ([`crate::authorization_details::SUPPORTED_TYPES`]); a client without it may not send
+//!   `authorization_details`;
 //! - `authorization_signed_response_alg` (JARM §3): only the algorithm of the server's current
 //!   signing key, since that key signs JARM responses;
 //! - `id_token_encrypted_response_alg`/`_enc` (OIDC Registration §2) and
@@ -228,6 +231,18 @@ pub fn validate_with(
             "authorization_signed_response_alg must be {signing_alg}, the algorithm of this server's signing key"
         )));
     }
+    // RFC 9396 §10: the types the client may ask for, among the ones this server supports.
+    let authorization_details_types = string_list(v, "authorization_details_types")?.unwrap_or_default();
+    if let Some(bad) = authorization_details_types
+        .iter()
+        .find(|t| !crate::authorization_details::SUPPORTED_TYPES.contains(&t.as_str()))
+    {
+        return Err(bad_metadata(format!(
+            "authorization_details_types: {} is not supported (supported: {})",
+            super::support::sanitize(bad),
+            crate::authorization_details::SUPPORTED_TYPES.join(", ")
+        )));
+    }
     Ok(ClientMetadata {
         client_id: client_id.to_string(),
         client_name: opt_str(v, "client_name")?.unwrap_or(client_id).to_string(),
@@ -246,6 +261,7 @@ pub fn validate_with(
         id_token_encrypted_response_enc: id_enc,
         authorization_encrypted_response_alg: jarm_alg,
         authorization_encrypted_response_enc: jarm_enc,
+        authorization_details_types,
     })
 }
 

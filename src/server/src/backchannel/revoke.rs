@@ -191,6 +191,8 @@ pub async fn introspection(state: &AppState, token: &str, who: &Introspector, no
             "acr",
             "amr",
             "auth_time",
+            // RFC 9396 §9.2.
+            "authorization_details",
         ] {
             if let Some(v) = claims.get(name) {
                 out.insert(name.into(), v.clone());
@@ -209,6 +211,7 @@ pub async fn introspection(state: &AppState, token: &str, who: &Introspector, no
         if !live || !may_see(&owner) {
             return Ok(inactive);
         }
+        let details = state.store.grant_details(&grant_id).await?;
         let mut out = json!({
             "active": true,
             "token_type": "refresh_token",
@@ -221,6 +224,10 @@ pub async fn introspection(state: &AppState, token: &str, who: &Introspector, no
             "acr": data.user.acr,
             "auth_time": data.user.auth_time,
         });
+        if let Some(d) = details {
+            // RFC 9396 §9.2: what the refresh token's access tokens will carry.
+            out["authorization_details"] = json!(d);
+        }
         if let Some(x) = data.x5t_s256 {
             out["cnf"] = json!({ "x5t#S256": x });
         } else if let Some(j) = data.jkt {

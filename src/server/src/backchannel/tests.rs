@@ -76,6 +76,7 @@ fn meta(client_id: &str, method: &str, binding: &str, jwks: Value) -> ClientMeta
         id_token_encrypted_response_enc: None,
         authorization_encrypted_response_alg: None,
         authorization_encrypted_response_enc: None,
+        authorization_details_types: Vec::new(),
     }
 }
 

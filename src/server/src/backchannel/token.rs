@@ -14,6 +14,12 @@
 //!   scope has `openid`, with `s_hash` and `c_hash` for FAPI 1 Advanced clients (FAPI 1 Part 2 §5.1),
 //!   encrypted (JWE, [`crate::jwe`]) for clients that registered id_token encryption.
 //!
+//! RFC 9396: the authorization details granted at consent (stored with the grant) are returned in
+//! the token response (§7) and carried by the access token as `authorization_details` (§9.1), from
+//! the authorization_code grant and, unchanged, from each refresh. An `authorization_details`
+//! parameter in a token request (§6.2, narrowing) is not supported and ignored: the response says
+//! what the token carries.
+//!
 //! Refresh tokens: issued with an authorization_code grant when the client is registered for the
 //! `refresh_token` grant type (the default for FAPI clients; `offline_access` is not required, since
 //! the refresh token is useless without the client's own credentials and certificate or DPoP key).
@@ -290,6 +296,8 @@ async fn authorization_code(
         }
     }
     live_grant(state, &rec.grant_id, &client.client_id).await?;
+    // RFC 9396 §7: the details granted at consent (enriched with the debtor account).
+    let details = state.store.grant_details(&rec.grant_id).await?;
     let user = UserAuth {
         user_id: rec.user_id.clone(),
         acr: rec.acr.clone(),
@@ -302,6 +310,7 @@ async fn authorization_code(
         &rec.scope,
         Some(&user),
         Some(&rec.grant_id),
+        details.as_deref(),
         binding,
         now,
     )
@@ -367,6 +376,8 @@ async fn refresh_token(
         ));
     }
     live_grant(state, &grant_id, &client.client_id).await?;
+    // RFC 9396 §7: a refreshed access token carries the details of the grant, unchanged.
+    let details = state.store.grant_details(&grant_id).await?;
     // RFC 6749 §6: the scope may shrink, never grow.
     let granted = scopes(&data.scope);
     let scope = match p.get("scope") {
@@ -386,6 +397,7 @@ async fn refresh_token(
         &scope,
         Some(&data.user),
         Some(&grant_id),
+        details.as_deref(),
         binding,
         now,
     )
@@ -421,7 +433,7 @@ async fn client_credentials(
         }
         None => allowed.join(" "),
     };
-    let body = access_token(state, client, &scope, None, None, binding, now).await?;
+    let body = access_token(state, client, &scope, None, None, None, binding, now).await?;
     Ok(Issued {
         body,
         dpop_nonce: None,
@@ -436,13 +448,17 @@ fn audience(state: &AppState) -> Value {
 }
 
 /// Signs and records an RFC 9068 access token; returns the token response body without refresh or
-/// id token.
+/// id token. Granted RFC 9396 `details` go into the token as the `authorization_details` claim
+/// (§9.1) and into the response (§7); the token's `jti` is what a resource server remembers a
+/// detail's use by.
+#[allow(clippy::too_many_arguments)]
 async fn access_token(
     state: &AppState,
     client: &ClientMetadata,
     scope: &str,
     user: Option<&UserAuth>,
     grant_id: Option<&str>,
+    details: Option<&[Value]>,
     binding: &Binding,
     now: i64,
 ) -> Result<Value> {
@@ -466,6 +482,9 @@ async fn access_token(
         claims["amr"] = json!(u.amr);
         claims["auth_time"] = json!(u.auth_time);
     }
+    if let Some(d) = details {
+        claims["authorization_details"] = json!(d);
+    }
     let token = state
         .keys
         .get()
@@ -479,12 +498,16 @@ async fn access_token(
     if let Some(g) = grant_id {
         state.store.touch_grant(g, now).await?;
     }
-    Ok(json!({
+    let mut body = json!({
         "access_token": token,
         "token_type": binding.token_type(),
         "expires_in": lifetime,
         "scope": scope,
-    }))
+    });
+    if let Some(d) = details {
+        body["authorization_details"] = json!(d);
+    }
+    Ok(body)
 }
 
 /// OIDC Core §3.1.3.3 hash claims (`c_hash`, `s_hash`, `at_hash`): the left half of the hash the

@@ -79,9 +79,14 @@ pub async fn apps_page(
             Some(c) if !c.client_name.is_empty() => c.client_name,
             _ => g.client_id.clone(),
         };
+        // RFC 9396: the transfers the grant allows, as consented (with the account paid from).
+        let transfers = crate::authorization_details::summaries(
+            &s.store.grant_details(&g.grant_id).await?.unwrap_or_default(),
+        );
         apps.push(ConnectedApp {
             grant: g,
             client_name,
+            transfers,
         });
     }
     let registered: Vec<String> = s

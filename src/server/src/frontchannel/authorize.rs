@@ -70,6 +70,25 @@ pub fn required_level(acr_values: Option<&str>) -> Level {
     }
 }
 
+/// The level a pushed request needs: what its `acr_values` ask for ([`required_level`]) and, when
+/// it carries a transfer (RFC 9396 `payment_initiation`), at least [`Level::Totp`] (TOTP or a
+/// passkey) whatever `acr_values` says: the shipped policy's transfer rule accepts only
+/// `urn:bank:acr:totp` and `urn:bank:acr:passkey`, and a payment-bound grant is never made on a
+/// password alone (FAPI 2.0 §5.3.2.2 leaves the level to the AS; FISC: strong authentication for
+/// 更新系 APIs).
+pub fn request_level(p: &ParRequest) -> Level {
+    let asked = required_level(p.acr_values.as_deref());
+    let transfers = p
+        .authorization_details
+        .as_deref()
+        .is_some_and(crate::authorization_details::needs_debtor);
+    if transfers {
+        asked.max(Level::Totp)
+    } else {
+        asked
+    }
+}
+
 /// What the session's `amr` proves.
 pub fn achieved_level(amr: &[String]) -> Option<Level> {
     let has = |m: &str| amr.iter().any(|a| a == m);
@@ -383,6 +402,7 @@ mod tests {
             dpop_jkt: None,
             prompt: None,
             ui_locales: None,
+            authorization_details: None,
         }
     }
 

@@ -1,14 +1,22 @@
 //! `POST /consent`: the person approves or denies the client's request; approval creates the grant and
 //! a single-use code (at most 60 s, FAPI 2.0 §5.3.2.1) and answers the client ([`super::authorize`]).
+//!
+//! A request with transfers (RFC 9396 `payment_initiation` details) is approved only with a
+//! `debtor_account` that is one of the signed-in user's own accounts: without one, or with another,
+//! the consent page comes back (400) with the error, the flow stays open and nothing is granted.
+//! The grant stores the details enriched with that account (RFC 9396 §7,
+//! [`crate::authorization_details::enrich`]); the token endpoint reads them from there.
 
 use super::authorize::{
-    achieved_level, finish_flow, redirect_error, required_level, response_location, too_old, Flow,
+    achieved_level, finish_flow, redirect_error, request_level, response_location, too_old, Flow,
 };
+use super::html;
 use super::pages::Msg;
 use super::posted::Posted;
 use super::see_other;
-use super::signin::field;
+use super::signin::{consent_page, field, ConsentView};
 use crate::app::{Shared, ACR_PASSWORD};
+use crate::authorization_details::{enrich, needs_debtor};
 use crate::error::{PageError, PageResult};
 use crate::model::{CodeRecord, CODE};
 use crate::store::Grant;
@@ -31,8 +39,7 @@ pub async fn consent(State(s): State<Shared>, posted: Posted) -> PageResult<Resp
     let (Some(user_id), Some(auth_time)) = (sess.user_id.clone(), sess.auth_time) else {
         return Ok(see_other("/login", &[]));
     };
-    if achieved_level(&sess.amr) < Some(required_level(peeked.acr_values.as_deref()))
-        || too_old(Some(auth_time), peeked.max_age, t)
+    if achieved_level(&sess.amr) < Some(request_level(&peeked)) || too_old(Some(auth_time), peeked.max_age, t)
     {
         return Ok(see_other("/login", &[]));
     }
@@ -40,6 +47,43 @@ pub async fn consent(State(s): State<Shared>, posted: Posted) -> PageResult<Resp
         Some("approve") => true,
         Some("deny") => false,
         _ => return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::BadRequest)),
+    };
+    // RFC 9396 §7: the user chooses the account each transfer is paid from, among their own.
+    let asked = peeked.authorization_details.clone().unwrap_or_default();
+    let debtor = if approve && needs_debtor(&asked) {
+        let chosen = field(&form, "debtor_account", 64);
+        let accounts = s.store.accounts_of(&user_id).await?;
+        match chosen {
+            Some(id) if accounts.iter().any(|a| a.account_id == id) => Some(id.to_string()),
+            _ => {
+                s.metrics.count("consent", "debtor_refused");
+                let msg = if chosen.is_none() {
+                    Msg::DebtorAccountMissing
+                } else {
+                    Msg::DebtorAccountNotYours
+                };
+                let Some(user) = s.store.user(&user_id).await? else {
+                    return Ok(see_other("/login", &[]));
+                };
+                let page = consent_page(
+                    &s,
+                    lang,
+                    &ConsentView {
+                        csrf: &sess.csrf,
+                        client: &client,
+                        request: &peeked,
+                        user: &user,
+                        notice: None,
+                        error: Some(&msg.text(lang)),
+                        chosen: None,
+                    },
+                )
+                .await?;
+                return Ok(html(StatusCode::BAD_REQUEST, page, &[]));
+            }
+        }
+    } else {
+        None
     };
     // Drawn before the flow is answered or anything stored (src/random.rs).
     let (grant_id, code) = (s.random.token(16)?, s.random.token(32)?);
@@ -60,7 +104,21 @@ pub async fn consent(State(s): State<Shared>, posted: Posted) -> PageResult<Resp
         last_used_at: t,
         revoked: false,
     };
-    s.store.put_grant(&grant).await?;
+    match (&p.authorization_details, &debtor) {
+        (Some(asked), Some(debtor)) => {
+            s.store
+                .put_grant_with_details(&grant, &enrich(asked, debtor))
+                .await?
+        }
+        // Details without a transfer: none exist yet (SUPPORTED_TYPES), stored as asked.
+        (Some(asked), None) if !needs_debtor(asked) => s.store.put_grant_with_details(&grant, asked).await?,
+        (Some(_), None) => {
+            // The request changed between the check above and the answer: never grant a transfer
+            // without its debtor account.
+            return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::BadRequest));
+        }
+        (None, _) => s.store.put_grant(&grant).await?,
+    }
     let record = CodeRecord {
         client_id: p.client_id.clone(),
         user_id,

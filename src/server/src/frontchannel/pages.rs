@@ -34,6 +34,7 @@
 //! - messages: `error` (role=alert), `notice` (role=status), `passkey-error` (the passkey
 //!   script's own failures, e.g. a cancelled ceremony; hidden until then).
 
+use crate::authorization_details::TransferSummary;
 use crate::store::{Account, Grant};
 use minijinja::value::Value;
 use minijinja::{context, AutoEscape, Environment, UndefinedBehavior};
@@ -274,6 +275,11 @@ pub struct ConsentPage<'a> {
     pub client_name: &'a str,
     pub scopes: &'a [&'a str],
     pub accounts: &'a [Account],
+    /// The transfers asked for (RFC 9396 `payment_initiation`): shown, and the user must choose the
+    /// account each is paid from among `accounts`.
+    pub transfers: &'a [TransferSummary],
+    /// The debtor account chosen before (the page shown again after a refusal).
+    pub chosen: Option<&'a str>,
     pub user_name: &'a str,
     /// Offer "Register a passkey" (the issuer can be a WebAuthn RP).
     pub passkey_register: bool,
@@ -281,7 +287,8 @@ pub struct ConsentPage<'a> {
     pub error: Option<&'a str>,
 }
 
-/// The consent page: who asks, for what (in plain words), on which accounts.
+/// The consent page: who asks, for what (in plain words), on which accounts; each transfer asked for
+/// in plain words, with the required choice of the account it is paid from.
 pub fn consent(lang: Lang, page: &ConsentPage<'_>) -> Page {
     let scopes: Vec<String> = page.scopes.iter().map(|s| scope_words(s, lang)).collect();
     let accounts: Vec<Value> = page
@@ -299,6 +306,8 @@ pub fn consent(lang: Lang, page: &ConsentPage<'_>) -> Page {
             client_name => page.client_name,
             scopes,
             accounts,
+            transfers => transfer_values(page.transfers),
+            chosen => page.chosen,
             user_name => page.user_name,
             passkey_register => page.passkey_register,
             notice => page.notice,
@@ -307,10 +316,29 @@ pub fn consent(lang: Lang, page: &ConsentPage<'_>) -> Page {
     )
 }
 
+/// Transfers for `parts.transfer_list`.
+fn transfer_values(transfers: &[TransferSummary]) -> Vec<Value> {
+    transfers
+        .iter()
+        .map(|t| {
+            context! {
+                amount => t.amount.as_str(),
+                currency => t.currency.as_str(),
+                creditor_name => t.creditor_name.as_str(),
+                creditor_account => t.creditor_account.as_str(),
+                remittance => t.remittance.as_str(),
+                debtor_account => t.debtor_account.as_deref(),
+            }
+        })
+        .collect()
+}
+
 /// One connected app for the apps page.
 pub struct ConnectedApp<'a> {
     pub grant: &'a Grant,
     pub client_name: String,
+    /// The transfers the grant allows (RFC 9396 details granted at consent).
+    pub transfers: Vec<TransferSummary>,
 }
 
 /// The apps page's messages and options.
@@ -324,8 +352,8 @@ pub struct AppsExtras<'a> {
     pub passkeys: &'a [String],
 }
 
-/// FISC item 38: every client holding a live grant, with scopes, when granted and last used, and a
-/// Revoke button each; the user's passkeys, each with a Remove button.
+/// FISC item 38: every client holding a live grant, with scopes (and the transfers it allows), when
+/// granted and last used, and a Revoke button each; the user's passkeys, each with a Remove button.
 pub fn apps(
     lang: Lang,
     csrf: &str,
@@ -346,6 +374,7 @@ pub fn apps(
                 client_id => a.grant.client_id.as_str(),
                 name => a.client_name.as_str(),
                 scopes,
+                transfers => transfer_values(&a.transfers),
                 granted => format_time(a.grant.created_at),
                 used => format_time(a.grant.last_used_at),
                 grant_id => a.grant.grant_id.as_str(),
@@ -412,6 +441,10 @@ pub enum Msg {
     PasskeyRegistered,
     PasskeyRemoved,
     PasskeyRegisterFailed,
+    /// A transfer is approved only with the account it is paid from (RFC 9396 §7).
+    DebtorAccountMissing,
+    /// The account chosen to pay from is not one of the user's.
+    DebtorAccountNotYours,
     /// An internal failure (details only in the log).
     Internal,
 }
@@ -474,6 +507,10 @@ impl Msg {
             (PasskeyRemoved, Lang::En) => "The passkey is removed.".into(),
             (PasskeyRegisterFailed, Lang::Ja) => "パスキーを登録できませんでした。".into(),
             (PasskeyRegisterFailed, Lang::En) => "The passkey could not be registered.".into(),
+            (DebtorAccountMissing, Lang::Ja) => "振込を許可するには、出金口座を選んでください。".into(),
+            (DebtorAccountMissing, Lang::En) => "Choose the account to pay from to approve the transfer.".into(),
+            (DebtorAccountNotYours, Lang::Ja) => "選ばれた出金口座はあなたの口座ではありません。あなたの口座から選んでください。".into(),
+            (DebtorAccountNotYours, Lang::En) => "The account chosen to pay from is not one of your accounts. Choose one of yours.".into(),
             (Internal, Lang::Ja) => "システムで問題が発生しました。しばらくしてからもう一度お試しください。".into(),
             (Internal, Lang::En) => "Something went wrong on our side. Try again later.".into(),
         }
@@ -560,6 +597,17 @@ mod tests {
         }
     }
 
+    fn transfer(text: &str) -> TransferSummary {
+        TransferSummary {
+            amount: text.into(),
+            currency: text.into(),
+            creditor_name: text.into(),
+            creditor_account: text.into(),
+            remittance: text.into(),
+            debtor_account: Some(text.into()),
+        }
+    }
+
     /// Every page in every variant, each field holding `text`.
     fn every_page(lang: Lang, text: &str) -> Vec<(&'static str, Page)> {
         let mut pages = Vec::new();
@@ -572,26 +620,32 @@ mod tests {
                 pages.push(("totp", totp(lang, text, some, totp_on, passkey)));
             }
             let accounts = if flag { vec![account(text)] } else { Vec::new() };
-            pages.push((
-                "consent",
-                consent(
-                    lang,
-                    &ConsentPage {
-                        csrf: text,
-                        client_name: text,
-                        scopes: &["openid", "accounts", text],
-                        accounts: &accounts,
-                        user_name: text,
-                        passkey_register: flag,
-                        notice: some,
-                        error: some,
-                    },
-                ),
-            ));
+            // Without transfers, and with a transfer whose every field holds `text`.
+            for transfers in [Vec::new(), vec![transfer(text)]] {
+                pages.push((
+                    "consent",
+                    consent(
+                        lang,
+                        &ConsentPage {
+                            csrf: text,
+                            client_name: text,
+                            scopes: &["openid", "accounts", text],
+                            accounts: &accounts,
+                            transfers: &transfers,
+                            chosen: some,
+                            user_name: text,
+                            passkey_register: flag,
+                            notice: some,
+                            error: some,
+                        },
+                    ),
+                ));
+            }
             let g = grant(text);
             let connected = [ConnectedApp {
                 grant: &g,
                 client_name: text.into(),
+                transfers: if flag { vec![transfer(text)] } else { Vec::new() },
             }];
             let passkeys = [text.to_string()];
             pages.push((

@@ -68,7 +68,9 @@ fn is_b64url_43(v: &str) -> bool {
 /// (§5.3.2.2-7/8); PKCE with `S256` only (§5.3.2.2-4, RFC 7636 §4.3); `scope` within the client's
 /// registration (RFC 6749 §3.3, `invalid_scope`); `nonce` at most 64 characters (§5.3.2.2-11);
 /// `response_mode` `query` or `jwt` (JARM); `dpop_jkt` a SHA-256 thumbprint (RFC 9449 §10); `prompt`
-/// values of OIDC Core §3.1.2.1 with `none` alone; lengths bounded. Does NOT check the DPoP header
+/// values of OIDC Core §3.1.2.1 with `none` alone; lengths bounded; `authorization_details` (RFC
+/// 9396 §2, JSON text) of the types the client registered (§10), else `invalid_authorization_details`
+/// (§5, [`crate::authorization_details`]). Does NOT check the DPoP header
 /// (see [`par`]) nor client authentication.
 pub fn validate(p: &Params, client: &ClientMetadata) -> Result<ParRequest> {
     if p.contains_key("request_uri") {
@@ -176,6 +178,13 @@ pub fn validate(p: &Params, client: &ClientMetadata) -> Result<ParRequest> {
         }
     }
     let ui_locales = bounded(p, "ui_locales", 64)?;
+    let authorization_details = match p.get("authorization_details").map(String::as_str) {
+        None | Some("") => None,
+        Some(text) => Some(
+            crate::authorization_details::parse_request(text, &client.authorization_details_types)
+                .map_err(invalid_authorization_details)?,
+        ),
+    };
     let own = |v: Option<&str>| v.map(str::to_string);
     Ok(ParRequest {
         client_id: client.client_id.clone(),
@@ -190,7 +199,13 @@ pub fn validate(p: &Params, client: &ClientMetadata) -> Result<ParRequest> {
         dpop_jkt: own(dpop_jkt),
         prompt: own(prompt),
         ui_locales: own(ui_locales),
+        authorization_details,
     })
+}
+
+/// RFC 9396 §5: `invalid_authorization_details`, 400, naming the detail and the field.
+pub fn invalid_authorization_details(e: crate::authorization_details::InvalidDetails) -> OAuthError {
+    OAuthError::new(StatusCode::BAD_REQUEST, "invalid_authorization_details", e.0)
 }
 
 /// A verified request object: its parameters, its `jti`, and until when to remember that `jti`.
@@ -237,6 +252,19 @@ pub fn verify_request_object(
             return Err(bad(
                 "request objects cannot nest request or request_uri".to_string()
             ));
+        }
+        if k == "authorization_details" {
+            // RFC 9396 §3: in a request object the claim is the JSON array itself, not its text.
+            if !v.is_array() {
+                return Err(invalid_authorization_details(
+                    crate::authorization_details::InvalidDetails(
+                        "in a request object, authorization_details must be a JSON array (RFC 9396 §3)"
+                            .into(),
+                    ),
+                ));
+            }
+            params.insert(k.clone(), v.to_string());
+            continue;
         }
         match v {
             Value::String(s) => {
@@ -436,6 +464,7 @@ mod tests {
             id_token_encrypted_response_enc: None,
             authorization_encrypted_response_alg: None,
             authorization_encrypted_response_enc: None,
+            authorization_details_types: vec!["payment_initiation".into()],
         }
     }
 

@@ -4,7 +4,7 @@
 //! and verified off the executor ([`crate::password::Hasher`]). Passkeys: [`super::passkey`].
 
 use super::authorize::{
-    achieved_level, finish_flow, flow_of, redirect_error, required_level, too_old, ui_locales, Flow,
+    achieved_level, finish_flow, flow_of, redirect_error, request_level, too_old, ui_locales, Flow,
 };
 use super::limits::{self, Locked};
 use super::pages::{self, Lang, Msg};
@@ -82,7 +82,7 @@ pub async fn login_page(
     let Some(user) = s.store.user(&user_id).await? else {
         return Err(PageError::new(StatusCode::BAD_REQUEST, lang, Msg::SessionExpired));
     };
-    if achieved_level(&sess.amr) < Some(required_level(p.acr_values.as_deref())) {
+    if achieved_level(&sess.amr) < Some(request_level(&p)) {
         let passkey_step = passkeys && !s.store.passkeys_of_user(&user_id).await?.is_empty();
         if user.totp_secret.is_none() && !passkey_step {
             // The requested level cannot be reached by this user: the request ends here.
@@ -103,29 +103,65 @@ pub async fn login_page(
             &cookies,
         ));
     }
-    let accounts = s.store.accounts_of(&user_id).await?;
-    let scopes: Vec<&str> = p.scope.split_whitespace().collect();
     let (notice, error) = match q.done.as_deref() {
         Some("passkey_registered") => (Some(Msg::PasskeyRegistered.text(lang)), None),
         Some("passkey_failed") => (None, Some(Msg::PasskeyRegisterFailed.text(lang))),
         _ => (None, None),
     };
-    Ok(html(
-        StatusCode::OK,
-        pages::consent(
-            lang,
-            &pages::ConsentPage {
-                csrf: &sess.csrf,
-                client_name: &client.client_name,
-                scopes: &scopes,
-                accounts: &accounts,
-                user_name: &user.display_name,
-                passkey_register: passkeys,
-                notice: notice.as_deref(),
-                error: error.as_deref(),
-            },
-        ),
-        &cookies,
+    let page = consent_page(
+        &s,
+        lang,
+        &ConsentView {
+            csrf: &sess.csrf,
+            client: &client,
+            request: &p,
+            user: &user,
+            notice: notice.as_deref(),
+            error: error.as_deref(),
+            chosen: None,
+        },
+    )
+    .await?;
+    Ok(html(StatusCode::OK, page, &cookies))
+}
+
+/// What the consent page is about, for [`consent_page`].
+pub(super) struct ConsentView<'a> {
+    pub csrf: &'a str,
+    pub client: &'a crate::store::ClientMetadata,
+    pub request: &'a crate::model::ParRequest,
+    pub user: &'a crate::store::User,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// The debtor account chosen before (shown again after a refusal).
+    pub chosen: Option<&'a str>,
+}
+
+/// The consent page for the signed-in user: the request's scopes, the user's accounts, and the
+/// transfers asked for (RFC 9396 `payment_initiation`, [`crate::authorization_details::summaries`]).
+pub(super) async fn consent_page(
+    s: &Shared,
+    lang: Lang,
+    v: &ConsentView<'_>,
+) -> crate::error::Result<pages::Page> {
+    let accounts = s.store.accounts_of(&v.user.user_id).await?;
+    let scopes: Vec<&str> = v.request.scope.split_whitespace().collect();
+    let transfers =
+        crate::authorization_details::summaries(v.request.authorization_details.as_deref().unwrap_or(&[]));
+    Ok(pages::consent(
+        lang,
+        &pages::ConsentPage {
+            csrf: v.csrf,
+            client_name: &v.client.client_name,
+            scopes: &scopes,
+            accounts: &accounts,
+            transfers: &transfers,
+            chosen: v.chosen,
+            user_name: &v.user.display_name,
+            passkey_register: passkey::enabled(s),
+            notice: v.notice,
+            error: v.error,
+        },
     ))
 }
 
