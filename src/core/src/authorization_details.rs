@@ -104,6 +104,20 @@ pub enum DetailsRefusal {
     StoreFull,
 }
 
+impl From<DetailsRefusal> for crate::denial::Denial {
+    fn from(r: DetailsRefusal) -> Self {
+        use crate::denial::Denial;
+        match r {
+            DetailsRefusal::NoDetail => Denial::AuthorizationDetailsMissing,
+            DetailsRefusal::BodyTooLarge => Denial::BodyTooLarge,
+            DetailsRefusal::BodyNotJson => Denial::BodyNotJson,
+            DetailsRefusal::Mismatch { field } => Denial::AuthorizationDetailsMismatch(field),
+            DetailsRefusal::AlreadyUsed => Denial::AuthorizationDetailsUsed,
+            DetailsRefusal::StoreFull => Denial::AuthorizationDetailsStoreFull,
+        }
+    }
+}
+
 /// One binding compared: what the body holds and what the user consented to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldComparison {
@@ -220,7 +234,10 @@ pub fn admit(
             return Err(DetailsRefusal::StoreFull);
         };
         let key = once_key(ctx.jti, &rule.detail_type, hit.index);
-        match ctx.store.record(&key, ctx.remember_until, ctx.now) {
+        match ctx
+            .store
+            .record_use(ctx.client, &key, ctx.remember_until, ctx.now)
+        {
             Recorded::Fresh => {}
             Recorded::Replayed => return Err(DetailsRefusal::AlreadyUsed),
             Recorded::Full => return Err(DetailsRefusal::StoreFull),
@@ -229,9 +246,11 @@ pub fn admit(
     Ok(Admitted { index: hit.index })
 }
 
-/// What `once` needs: the token's `jti`, how long to remember, the time, and the shared store.
+/// What `once` needs: the token's `jti`, the client (one client may hold only its share of the
+/// store), how long to remember, the time, and the shared store.
 pub struct OnceContext<'a> {
     pub jti: &'a str,
+    pub client: &'a str,
     pub remember_until: i64,
     pub now: i64,
     pub store: &'a mut dyn ReplayStore,
@@ -428,6 +447,7 @@ mod tests {
                 &b,
                 Some(OnceContext {
                     jti,
+                    client: "c",
                     remember_until: 1_000,
                     now,
                     store: &mut store,
@@ -447,6 +467,7 @@ mod tests {
         let mut full = MemoryReplayStore::new(0);
         let ctx = OnceContext {
             jti: "jti-3",
+            client: "c",
             remember_until: 1_000,
             now: 1,
             store: &mut full,
@@ -464,6 +485,7 @@ mod tests {
         let wrong = body(json!(500000), "hanako-1", "taro-1");
         let ctx = OnceContext {
             jti: "j",
+            client: "c",
             remember_until: 100,
             now: 1,
             store: &mut store,
@@ -475,6 +497,7 @@ mod tests {
         let right = body(json!(5000), "hanako-1", "taro-1");
         let ctx = OnceContext {
             jti: "j",
+            client: "c",
             remember_until: 100,
             now: 2,
             store: &mut store,

@@ -130,6 +130,21 @@ pub enum Denial {
     RevocationStatusUnknown,
     /// The DPoP replay store is full of live entries: the proof cannot be checked for replay.
     ReplayStoreFull,
+    // Payment-bound tokens (RFC 9396 §9.1: the resource server enforces what the details grant)
+    /// The token carries no `authorization_details` detail of the type the rule requires.
+    AuthorizationDetailsMissing,
+    /// No detail of the type matches the request body; names the first body field (a JSON pointer)
+    /// that differed, never a value.
+    AuthorizationDetailsMismatch(String),
+    /// The rule binds body fields and the body is not a JSON object.
+    BodyNotJson,
+    /// The detail already admitted its one request (`once`).
+    AuthorizationDetailsUsed,
+    /// The body is larger than the rule's `max_body`: refused, never passed on unchecked.
+    BodyTooLarge,
+    /// The store of used details is full of live entries (or `once` cannot be recorded): refused
+    /// rather than admitted twice.
+    AuthorizationDetailsStoreFull,
 }
 
 /// An OAuth error code, as it appears in `error=` and in the JSON body.
@@ -143,6 +158,9 @@ pub enum ErrorCode {
     UseDpopNonce,
     AccessDenied,
     TemporarilyUnavailable,
+    /// The request is not what the token's `authorization_details` grant (RFC 9396 §9.1; the code
+    /// is the one RFC 9396 §5 gives the authorization server, used here in the challenge).
+    InsufficientAuthorizationDetails,
 }
 
 impl ErrorCode {
@@ -156,6 +174,7 @@ impl ErrorCode {
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::InsufficientAuthorizationDetails => "insufficient_authorization_details",
         }
     }
 }
@@ -207,9 +226,14 @@ impl Denial {
                 (401, Some(InsufficientUserAuthentication))
             }
             NoMatchingRule | ClientNotAllowed | ClaimConditionFailed(_) => (403, Some(AccessDenied)),
-            KeysUnavailable | RevocationStatusUnknown | ReplayStoreFull => {
+            KeysUnavailable | RevocationStatusUnknown | ReplayStoreFull | AuthorizationDetailsStoreFull => {
                 (503, Some(TemporarilyUnavailable))
             }
+            AuthorizationDetailsMissing
+            | AuthorizationDetailsMismatch(_)
+            | BodyNotJson
+            | AuthorizationDetailsUsed => (403, Some(ErrorCode::InsufficientAuthorizationDetails)),
+            BodyTooLarge => (413, Some(InvalidRequest)),
         }
     }
 
@@ -275,6 +299,12 @@ impl Denial {
             KeysUnavailable => "jwks_unavailable",
             RevocationStatusUnknown => "revocation_status_unknown",
             ReplayStoreFull => "dpop_replay_store_full",
+            AuthorizationDetailsMissing => "authorization_details_missing",
+            AuthorizationDetailsMismatch(_) => "authorization_details_mismatch",
+            BodyNotJson => "body_not_json",
+            AuthorizationDetailsUsed => "authorization_details_used",
+            BodyTooLarge => "body_too_large",
+            AuthorizationDetailsStoreFull => "authorization_details_store_full",
         }
     }
 
@@ -347,6 +377,19 @@ impl Denial {
             KeysUnavailable => "the issuer keys are unavailable".into(),
             RevocationStatusUnknown => "the token revocation status cannot be determined".into(),
             ReplayStoreFull => "DPoP proofs cannot be checked for replay right now".into(),
+            AuthorizationDetailsMissing => {
+                "the token carries no authorization_details of the type this resource requires".into()
+            }
+            AuthorizationDetailsMismatch(field) => format!(
+                "the request field {} is not what the user consented to",
+                sanitize(field, 64)
+            ),
+            BodyNotJson => "the request body is not the JSON object this resource expects".into(),
+            AuthorizationDetailsUsed => "the consented authorization_details have been used".into(),
+            BodyTooLarge => "the request body is too large".into(),
+            AuthorizationDetailsStoreFull => {
+                "authorization_details cannot be checked for reuse right now".into()
+            }
         }
     }
 }

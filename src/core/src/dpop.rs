@@ -317,6 +317,13 @@ pub trait ReplayStore {
         let _ = jkt;
         self.record(key, remember_until, now)
     }
+
+    /// A one-time use that is remembered for a token's lifetime (RFC 9396 `authorization_details`
+    /// with `once`), far longer than a proof's window: a store may keep these apart. `client` bounds
+    /// what one client holds, as for proofs. The default records it like a proof.
+    fn record_use(&mut self, client: &str, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded {
+        self.record_for(client, key, remember_until, now)
+    }
 }
 
 /// A bounded in-memory replay store. Entries leave when their window closes; when full of live

@@ -2,6 +2,7 @@
 //! in that order, cheapest refusals first (no signature work for a request no rule admits, a
 //! malformed header, an unknown issuer or kid, a forbidden algorithm, or an expired cached token).
 
+use crate::authorization_details::{admit, OnceContext};
 use crate::binding::{check_binding, check_dpop_key, CertThumbprint};
 use crate::cache::{CachedToken, RevocationCheck, TokenCache};
 use crate::decision::{render, AcceptedSchemes, Allow, BindingKind, Decision, Denial, DpopDefect, Scheme};
@@ -85,8 +86,40 @@ impl Guard {
         self.nonces = Some(NonceIssuer::new(secret, lifetime));
     }
 
-    /// Decides on one request.
+    /// Decides on one request that brings no body (rules that read one refuse it: see
+    /// [`Guard::decide_with_body`]).
     pub fn decide(&self, facts: &RequestFacts, ctx: &mut Context<'_>) -> Decision {
+        self.decide_with_body(facts, None, ctx)
+    }
+
+    /// The body limit of the rule this request matches, when that rule reads the body
+    /// ([`Rule::body_limit`]): the host must then hold the request, buffer at most this many bytes
+    /// (more: refuse with [`Denial::BodyTooLarge`] at once) and decide with
+    /// [`Guard::decide_with_body`]. `None`: decide on the headers alone, the body is never read.
+    pub fn body_limit(&self, facts: &RequestFacts) -> Option<usize> {
+        self.policy
+            .match_rule(&facts.method, &facts.authority, &facts.path)
+            .and_then(Rule::body_limit)
+    }
+
+    /// The refusal of a body over the matched rule's limit (413), before any token work.
+    pub fn refuse_body_too_large(&self, facts: &RequestFacts) -> Decision {
+        let rule = self
+            .policy
+            .match_rule(&facts.method, &facts.authority, &facts.path);
+        let scheme = credentials(facts).ok().flatten().map(|(s, _)| s);
+        deny(Denial::BodyTooLarge, rule, scheme, None)
+    }
+
+    /// Decides on one request with its body (`None`: no body was read). Which authorization details
+    /// admitted their one request (`once`) is remembered in `ctx.replay`
+    /// ([`ReplayStore::record_use`]), the store every worker shares.
+    pub fn decide_with_body(
+        &self,
+        facts: &RequestFacts,
+        body: Option<&[u8]>,
+        ctx: &mut Context<'_>,
+    ) -> Decision {
         let Some(rule) = self
             .policy
             .match_rule(&facts.method, &facts.authority, &facts.path)
@@ -130,6 +163,17 @@ impl Guard {
                     ctx.revocation_feed_current,
                     ctx.now,
                 )
+            })
+            .and_then(|allow| {
+                check_details(
+                    &self.policy,
+                    rule,
+                    &allow.claims,
+                    body,
+                    Some(&mut *ctx.replay),
+                    ctx.now,
+                )?;
+                Ok(allow)
             });
         match outcome {
             Ok(mut allow) => {
@@ -295,7 +339,62 @@ pub fn after_verification(
     })
 }
 
+/// RFC 9396 §9.1: the request must be what the token's `authorization_details` grant, when the rule
+/// says so; last, after every check of the token, so a refused token never consumes a `once` detail.
+/// `body` is the request body (`None`: none read, which no binding matches).
+pub fn check_details(
+    policy: &Policy,
+    rule: &Rule,
+    claims: &AccessClaims,
+    body: Option<&[u8]>,
+    once: Option<&mut dyn ReplayStore>,
+    now: i64,
+) -> Result<(), Denial> {
+    let Some(required) = &rule.require.authorization_details else {
+        return Ok(());
+    };
+    let details = claims.all.get("authorization_details");
+    let body = body.unwrap_or_default();
+    if !required.once {
+        return admit(required, details, body, None)
+            .map(|_| ())
+            .map_err(Denial::from);
+    }
+    // The use is remembered for as long as the token can still be accepted.
+    let leeway = policy
+        .issuer(&claims.iss)
+        .map_or(0, |i| i.rules.leeway_past as i64);
+    let remember_until = claims.exp.saturating_add(leeway);
+    let client = claims.client_id.as_deref().unwrap_or_default();
+    let once = match (claims.jti.as_deref(), once) {
+        // RFC 9396 §9.1 tokens carry a jti; without one, a use cannot be remembered: refused.
+        (None, _) if details_of_type(required, details) => return Err(Denial::MissingClaim("jti")),
+        (Some(jti), Some(store)) => Some(OnceContext {
+            jti,
+            client,
+            remember_until,
+            now,
+            store,
+        }),
+        _ => None,
+    };
+    admit(required, details, body, once)
+        .map(|_| ())
+        .map_err(Denial::from)
+}
+
+fn details_of_type(
+    required: &crate::authorization_details::DetailsRequirement,
+    details: Option<&serde_json::Value>,
+) -> bool {
+    details.and_then(serde_json::Value::as_array).is_some_and(|all| {
+        all.iter()
+            .any(|d| d.get("type").and_then(serde_json::Value::as_str) == Some(&required.detail_type))
+    })
+}
+
 /// The policy-test entry point: the same stages as [`Guard::decide`] after the signature checks.
+/// `body` and `once` as for [`Guard::decide_with_body`].
 #[allow(clippy::too_many_arguments)]
 pub fn decide_with_claims(
     policy: &Policy,
@@ -306,6 +405,8 @@ pub fn decide_with_claims(
     claims: Option<Result<AccessClaims, Denial>>,
     presented: Presented,
     revocations: &dyn RevocationCheck,
+    body: Option<&[u8]>,
+    once: Option<&mut dyn ReplayStore>,
     now: i64,
 ) -> Decision {
     let Some(rule) = policy.match_rule(method, authority, path) else {
@@ -332,7 +433,11 @@ pub fn decide_with_claims(
         });
     let outcome = checked
         .and_then(|_| presented_like_live(rule, &claims, &presented))
-        .and_then(|_| after_verification(policy, rule, Arc::new(claims), &presented, revocations, true, now));
+        .and_then(|_| after_verification(policy, rule, Arc::new(claims), &presented, revocations, true, now))
+        .and_then(|allow| {
+            check_details(policy, rule, &allow.claims, body, once, now)?;
+            Ok(allow)
+        });
     match outcome {
         Ok(a) => Decision::Allow(a),
         Err(d) => deny(d, Some(rule), Some(scheme), client_id),

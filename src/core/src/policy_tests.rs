@@ -10,6 +10,7 @@
 use crate::binding::CertThumbprint;
 use crate::cache::RevocationList;
 use crate::decision::{Decision, Scheme};
+use crate::dpop::MemoryReplayStore;
 use crate::guard::{self, Presented};
 use crate::policy::{Policy, TestCase, TestToken};
 use crate::token::AccessClaims;
@@ -125,8 +126,36 @@ impl Policy {
             client_cert,
             dpop_jkt,
         };
+        let body = r.body_bytes();
+        // `once` uses are remembered for the test only; `repeated` sends the request once before.
+        let mut used = MemoryReplayStore::new(16);
+        if r.repeated {
+            let _ = guard::decide_with_claims(
+                self,
+                &r.method,
+                scheme,
+                authority,
+                path,
+                claims.clone(),
+                presented.clone(),
+                &revoked,
+                body.as_deref(),
+                Some(&mut used),
+                TEST_NOW,
+            );
+        }
         guard::decide_with_claims(
-            self, &r.method, scheme, authority, path, claims, presented, &revoked, TEST_NOW,
+            self,
+            &r.method,
+            scheme,
+            authority,
+            path,
+            claims,
+            presented,
+            &revoked,
+            body.as_deref(),
+            Some(&mut used),
+            TEST_NOW,
         )
     }
 
@@ -149,6 +178,9 @@ impl Policy {
         }
         if let Some(age) = t.auth_age {
             claims.insert("auth_time".into(), json!(TEST_NOW - age));
+        }
+        if let Some(details) = &t.authorization_details {
+            claims.insert("authorization_details".into(), details.clone());
         }
         match t.binding.as_deref().unwrap_or("mtls") {
             "mtls" => {

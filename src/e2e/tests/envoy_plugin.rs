@@ -30,6 +30,7 @@ use fapi_e2e::util::{free_port, unix_now, wait_until, workspace_root, ScratchDir
 use serde_json::{json, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ISS: &str = "https://as.e2e.example";
@@ -144,10 +145,25 @@ fn policy(jwks_port: u16, as_port: u16) -> Value {
             {"name": "statements", "match": {"prefix": "/statements"},
              "require": {"scopes": ["accounts"], "revocation": "feed"}},
             {"name": "cards", "match": {"prefix": "/cards"},
-             "require": {"scopes": ["accounts"], "revocation": "introspection"}}
+             "require": {"scopes": ["accounts"], "revocation": "introspection"}},
+            {"name": "bound-transfers", "match": {"methods": ["POST"], "path": "/rar/transfers"},
+             "require": {"scopes": ["payments"], "sender_constraint": "mtls",
+                         "authorization_details": {
+                             "type": "payment_initiation",
+                             "bind": {"/amount": "/instructedAmount/amount",
+                                      "/currency": "/instructedAmount/currency",
+                                      "/to_account": "/creditorAccount/accountId",
+                                      "/from_account": "/debtorAccount/accountId"},
+                             "once": true,
+                             "max_body": RAR_MAX_BODY}}},
+            {"name": "unbound-payments", "match": {"methods": ["POST"], "prefix": "/rar/other"},
+             "require": {"scopes": ["payments"], "sender_constraint": "mtls"}}
         ]
     })
 }
+
+/// The body limit of the `bound-transfers` rule.
+const RAR_MAX_BODY: usize = 512;
 
 fn checked_policy(value: &Value) -> String {
     if let Err(problems) = Policy::from_value(value.clone()) {
@@ -233,6 +249,8 @@ struct World {
     dpop_key: SigningKey,
     dpop_other: SigningKey,
     _upstream: HttpServer,
+    /// Path and body length of every request the upstream received.
+    upstream_seen: Arc<Mutex<Vec<(String, usize)>>>,
     jwks: IssuerStub,
     auth: IssuerStub,
     envoy: Envoy,
@@ -416,7 +434,16 @@ fn start_world(artifact: Artifact) -> World {
     let dir = ScratchDir::new("main").expect("scratch dir");
     let pki = TestPki::generate(dir.path(), &["client-a", "client-b"]).expect("test PKI");
     let issuer = key(Algorithm::ES256, Some("es-1"));
-    let upstream = HttpServer::start(echo()).expect("upstream");
+    let upstream_seen = Arc::new(Mutex::new(Vec::new()));
+    let seen = upstream_seen.clone();
+    let echoing = echo();
+    let upstream = HttpServer::start(Arc::new(move |req: &fapi_e2e::server::Request| {
+        if let Ok(mut s) = seen.lock() {
+            s.push((req.path.clone(), req.body.len()));
+        }
+        echoing(req)
+    }))
+    .expect("upstream");
     let jwks = IssuerStub::start(jwks_of(&[&issuer])).expect("JWKS server");
     let auth = IssuerStub::start(json!({"keys": []})).expect("AS server");
     let config = EnvoyConfig {
@@ -447,6 +474,7 @@ fn start_world(artifact: Artifact) -> World {
         dpop_key: key(Algorithm::ES256, None),
         dpop_other: key(Algorithm::ES256, None),
         _upstream: upstream,
+        upstream_seen,
         jwks,
         auth,
         envoy,
@@ -524,6 +552,10 @@ fn decisions_through_envoy(artifact: Artifact) {
             ("introspection active:false: 401 invalid_token", introspection_inactive),
             ("JWKS server down: warm cache keeps working", jwks_down_warm_cache),
             ("AS down: feed and introspection routes fail closed", revocation_sources_down),
+            ("RFC 9396: the consented transfer passes once, a second use is refused on every worker", rar_once),
+            ("RFC 9396: mismatch, non-JSON body, token without details: 403, nothing upstream", rar_refusals),
+            ("RFC 9396: a body over max_body: 413 at once, the upstream sees nothing", rar_too_large),
+            ("RFC 9396: a rule without the requirement passes the body untouched", rar_other_routes),
         ],
     );
 }
@@ -907,6 +939,153 @@ fn dpop_replay(w: &mut World) {
     w.on_every_worker(3, 40, |_| {
         w.refused(&w.a, &req, 401, "invalid_dpop_proof", "dpop_replay");
     });
+}
+
+/// The transfer the user consented to, as the token carries it (RFC 9396 §9.1).
+fn granted_transfer() -> Value {
+    json!([{
+        "type": "payment_initiation",
+        "instructedAmount": {"currency": "JPY", "amount": "5000"},
+        "creditorName": "Hanako Yamada",
+        "creditorAccount": {"accountId": "hanako-1"},
+        "remittanceInformationUnstructured": "dinner",
+        "debtorAccount": {"accountId": "taro-1"}
+    }])
+}
+
+/// fapi-bank's POST /transfers body.
+fn transfer_body(amount: u64, to: &str, from: &str) -> Vec<u8> {
+    json!({"from_account": from, "to_account": to, "amount": amount, "currency": "JPY", "reference": "dinner"})
+        .to_string()
+        .into_bytes()
+}
+
+impl World {
+    fn rar_token(&self) -> String {
+        self.token(json!({"authorization_details": granted_transfer()}))
+    }
+
+    /// How many requests for `path` reached the upstream.
+    fn upstream_count(&self, path: &str) -> usize {
+        self.upstream_seen
+            .lock()
+            .map(|s| s.iter().filter(|(p, _)| p == path).count())
+            .unwrap_or(0)
+    }
+}
+
+fn rar_post(token: &str, body: &[u8]) -> Req {
+    Req::post("/rar/transfers")
+        .header("authorization", &format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body)
+}
+
+fn rar_once(w: &mut World) {
+    let t = w.rar_token();
+    let body = transfer_body(5000, "hanako-1", "taro-1");
+    let before = w.upstream_count("/rar/transfers");
+    let (_, echoed) = w.admitted(&w.a, &rar_post(&t, &body));
+    assert_eq!(
+        echoed["body_len"],
+        body.len(),
+        "the body reaches the upstream whole"
+    );
+    assert_eq!(w.upstream_count("/rar/transfers"), before + 1);
+    // The same token and body again, until each worker refused it (the once store is shared).
+    w.on_every_worker(3, 40, |_| {
+        let resp = w.refused(
+            &w.a,
+            &rar_post(&t, &body),
+            403,
+            "insufficient_authorization_details",
+            "authorization_details_used",
+        );
+        assert!(resp
+            .header("www-authenticate")
+            .is_some_and(|c| c.starts_with("Bearer error=\"insufficient_authorization_details\"")));
+    });
+    assert_eq!(
+        w.upstream_count("/rar/transfers"),
+        before + 1,
+        "a refused request never reaches the upstream"
+    );
+}
+
+fn rar_refusals(w: &mut World) {
+    let t = w.rar_token();
+    let before = w.upstream_count("/rar/transfers");
+    let mismatches = [
+        transfer_body(500_000, "hanako-1", "taro-1"),
+        transfer_body(5000, "mallory-1", "taro-1"),
+        transfer_body(5000, "hanako-1", "taro-2"),
+    ];
+    for body in &mismatches {
+        w.refused(
+            &w.a,
+            &rar_post(&t, body),
+            403,
+            "insufficient_authorization_details",
+            "authorization_details_mismatch",
+        );
+    }
+    w.refused(
+        &w.a,
+        &rar_post(&t, b"{\"amount\": 5000, \"to_account\": \"hanako-1\""),
+        403,
+        "insufficient_authorization_details",
+        "body_not_json",
+    );
+    let plain = w.token(json!({}));
+    w.refused(
+        &w.a,
+        &rar_post(&plain, &transfer_body(5000, "hanako-1", "taro-1")),
+        403,
+        "insufficient_authorization_details",
+        "authorization_details_missing",
+    );
+    assert_eq!(
+        w.upstream_count("/rar/transfers"),
+        before,
+        "nothing refused reached the upstream"
+    );
+    // The mismatch log line names the field, never a value of the body or the token.
+    let log = w.envoy.log();
+    assert!(log.contains("\"field\":\"/amount\""), "{}", tail(&log, 10));
+    assert!(!log.contains("500000") && !log.contains("mallory-1") && !log.contains(&t));
+    // The refusals consumed nothing: the consented transfer still passes, once.
+    w.admitted(&w.a, &rar_post(&t, &transfer_body(5000, "hanako-1", "taro-1")));
+}
+
+fn rar_too_large(w: &mut World) {
+    let t = w.rar_token();
+    let before = w.upstream_count("/rar/transfers");
+    let mut big = transfer_body(5000, "hanako-1", "taro-1");
+    big.pop();
+    big.extend_from_slice(format!(",\"pad\":\"{}\"}}", "x".repeat(RAR_MAX_BODY)).as_bytes());
+    let before_stat = w.stat("denied.body_too_large");
+    let resp = w.send(&w.a, &rar_post(&t, &big));
+    assert_eq!(resp.status, 413, "{:?} {}", resp.headers, resp.text());
+    assert_eq!(resp.json().expect("JSON error")["error"], "invalid_request");
+    w.stat_reaches("denied.body_too_large", before_stat + 1);
+    assert_eq!(
+        w.upstream_count("/rar/transfers"),
+        before,
+        "the upstream saw nothing"
+    );
+    // The consent is untouched.
+    w.admitted(&w.a, &rar_post(&t, &transfer_body(5000, "hanako-1", "taro-1")));
+}
+
+fn rar_other_routes(w: &mut World) {
+    let t = w.token(json!({}));
+    // Far over the bound rule's limit, and not JSON: this rule never reads it.
+    let body = vec![b'z'; 4 * RAR_MAX_BODY];
+    let req = Req::post("/rar/other")
+        .header("authorization", &format!("Bearer {t}"))
+        .body(&body);
+    let (_, echoed) = w.admitted(&w.a, &req);
+    assert_eq!(echoed["body_len"], body.len());
 }
 
 fn token_cache(w: &mut World) {

@@ -81,6 +81,10 @@ pub trait Host {
 pub trait RequestHost: Host {
     /// Every request header, in order, names lower-case, values as sent (any octets).
     fn request_headers(&mut self) -> Vec<(String, Vec<u8>)>;
+    /// The request body the proxy has buffered for the engine, `size` bytes (the size the shell
+    /// reported to [`crate::Request::on_request_body`]). Called only for rules that read the body,
+    /// once the whole body is in.
+    fn request_body(&mut self, size: usize) -> Vec<u8>;
     /// The SHA-256 of the TLS peer certificate (DER), lower-case hex, when the client sent one.
     fn peer_certificate_digest(&mut self) -> Option<String>;
     /// Sets (replacing every value of) a request header.

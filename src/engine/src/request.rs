@@ -42,6 +42,16 @@ pub struct Request {
     spoofed: Vec<String>,
     /// A local reply was sent: nothing more happens to this request.
     answered: bool,
+    /// The request's `content-length`, when it sent one (a body known to be too large is refused
+    /// before a byte of it is read).
+    content_length: Option<u64>,
+    /// The matched rule reads the body (RFC 9396 `authorization_details`): the request is held and
+    /// at most this many bytes are buffered before the decision.
+    body_limit: Option<usize>,
+    /// The body the decision reads (only for rules that read one).
+    body: Option<Vec<u8>>,
+    /// The body bytes the proxy reported buffered at the last body event.
+    buffered: usize,
 }
 
 impl Request {
@@ -54,18 +64,98 @@ impl Request {
         &self.interaction_id
     }
 
+    /// The request is held for its body: the shell must buffer it and report its size
+    /// ([`Request::on_request_body`]). Shells ask before they measure the body.
+    pub fn holds_body(&self) -> bool {
+        self.body_limit.is_some()
+    }
+
     /// The callout this request waits for, if any.
     pub fn pending_callout(&self) -> Option<u32> {
         self.pending.as_ref().map(|(t, _)| *t)
     }
 
-    /// The request hook: gather, strip spoofed claim headers, decide, act.
-    pub fn on_request_headers<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
+    /// The request hook: gather, strip spoofed claim headers, decide, act. `end_of_stream`: the
+    /// request has no body.
+    ///
+    /// A rule that reads the body (`authorization_details` with `bind`) is not decided here: the
+    /// request is held ([`Action::Pause`]: the upstream sees nothing, not even the headers) until
+    /// [`Request::on_request_body`] has the whole body; a `content-length` over the rule's limit is
+    /// refused at once (413). Every other rule is decided on the headers and never reads the body.
+    pub fn on_request_headers<H: RequestHost + ?Sized>(
+        &mut self,
+        w: &mut Worker,
+        host: &mut H,
+        end_of_stream: bool,
+    ) -> Action {
         self.gather_facts(w, host);
         for name in std::mem::take(&mut self.spoofed) {
             host.remove_request_header(&name);
         }
+        if let Some(limit) = w.guard.body_limit(&self.facts) {
+            if self.content_length.is_some_and(|n| n > limit as u64) {
+                return self.refuse_body_too_large(w, host);
+            }
+            if !end_of_stream {
+                self.body_limit = Some(limit);
+                return Action::Pause;
+            }
+            // No body at all: decided on an empty one (no binding matches it).
+            self.body = Some(Vec::new());
+        }
         self.decide_and_act(w, host)
+    }
+
+    /// The request body hook: `size` is how many body bytes the proxy has buffered so far,
+    /// `end_of_stream` whether that is all. For a request held for its body: over the limit, 413 at
+    /// once (the bytes are never passed on); the whole body in, the decision ([`Action::Continue`]
+    /// lets the held headers and the body go on together). Any other request: [`Action::Continue`],
+    /// nothing read.
+    pub fn on_request_body<H: RequestHost + ?Sized>(
+        &mut self,
+        w: &mut Worker,
+        host: &mut H,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        if self.answered {
+            return Action::Pause;
+        }
+        let Some(limit) = self.body_limit else {
+            return Action::Continue;
+        };
+        self.buffered = size;
+        if size > limit {
+            self.body_limit = None;
+            return self.refuse_body_too_large(w, host);
+        }
+        if !end_of_stream {
+            // Keep buffering; nothing goes upstream yet.
+            return Action::Pause;
+        }
+        self.body_limit = None;
+        self.body = Some(host.request_body(size));
+        self.decide_and_act(w, host)
+    }
+
+    /// Trailers end a held request's body: decide on what the body events buffered.
+    pub fn on_request_trailers<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
+        if self.body_limit.is_none() {
+            return if self.answered {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
+        }
+        let size = self.buffered;
+        self.on_request_body(w, host, size, true)
+    }
+
+    fn refuse_body_too_large<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
+        if let Decision::Deny(d) = w.guard.refuse_body_too_large(&self.facts) {
+            self.send_deny(w, host, &d);
+        }
+        Action::Pause
     }
 
     /// The response hook: the interaction id goes back to the client (FAPI: echoed or generated).
@@ -107,6 +197,13 @@ impl Request {
                     facts.interaction_id = Some(String::new())
                 }
                 INTERACTION_ID => facts.interaction_id = Some(text(value)),
+                // Unreadable or repeated: unknown (the buffering limit still holds).
+                "content-length" => {
+                    self.content_length = match self.content_length {
+                        None => text(value).trim().parse().ok(),
+                        Some(_) => None,
+                    }
+                }
                 XFCC => xfcc = Some(text(value)),
                 _ => {}
             }
@@ -132,7 +229,7 @@ impl Request {
 
     fn decide_and_act<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
         let now = host.now();
-        let decision = w.decide(host, &self.facts, now);
+        let decision = w.decide_with_body(host, &self.facts, self.body.as_deref(), now);
         match decision {
             Decision::Allow(allow) => self.after_allow(w, host, allow, now),
             Decision::Deny(deny) => {
@@ -388,7 +485,7 @@ impl Request {
 
 /// The one log line per refusal (the same in both shells): never the token.
 pub fn denial_line(interaction_id: &str, deny: &Deny, facts: &RequestFacts) -> String {
-    serde_json::json!({
+    let mut line = serde_json::json!({
         "msg": "fapi-guard denied",
         "interaction_id": interaction_id,
         "status": deny.status,
@@ -397,6 +494,11 @@ pub fn denial_line(interaction_id: &str, deny: &Deny, facts: &RequestFacts) -> S
         "client_id": deny.client_id,
         "method": facts.method,
         "path": facts.path_only(),
-    })
-    .to_string()
+    });
+    // A body that is not what the user consented to: the field (a JSON pointer of the policy), never
+    // a value of the body or of the token.
+    if let (Denial::AuthorizationDetailsMismatch(field), Some(o)) = (&deny.denial, line.as_object_mut()) {
+        o.insert("field".into(), serde_json::Value::String(field.clone()));
+    }
+    line.to_string()
 }

@@ -1,5 +1,6 @@
 //! State every worker shares through the host's shared storage: fetch leases, the published key sets
-//! and revocation list, the DPoP nonce key, and the DPoP replay store (RFC 9449 §11.1).
+//! and revocation list, the DPoP nonce key, the DPoP replay store (RFC 9449 §11.1) and the record of
+//! used `once` authorization details (RFC 9396).
 //!
 //! The storage never deletes a key (proxy-wasm shared data cannot), so every family of keys here is
 //! bounded by construction.
@@ -140,11 +141,50 @@ impl<H: Host + ?Sized> ReplayStore for SharedReplayStore<'_, H> {
     }
 
     fn record_for(&mut self, jkt: &str, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded {
+        self.record_in(&DPOP, jkt, key, remember_until, now)
+    }
+
+    /// RFC 9396 `once`: a used authorization detail is remembered until its token can no longer be
+    /// accepted, in its own family of buckets with 10-minute slots (tokens live minutes, not the
+    /// seconds of a proof), bounded and shared the same way.
+    fn record_use(&mut self, client: &str, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded {
+        self.record_in(&ONCE, client, key, remember_until, now)
+    }
+}
+
+/// A family of buckets: its key prefix and slot width.
+struct Family {
+    name: &'static str,
+    slot_seconds: i64,
+}
+
+const DPOP: Family = Family {
+    name: "dpop",
+    slot_seconds: SLOT_SECONDS,
+};
+const ONCE: Family = Family {
+    name: "once",
+    slot_seconds: ONCE_SLOT_SECONDS,
+};
+
+/// Slot width of the `once` family: 8 slots cover 70 minutes ahead, past the longest token the
+/// policy linter lets through without a warning (an hour).
+const ONCE_SLOT_SECONDS: i64 = 600;
+
+impl<H: Host + ?Sized> SharedReplayStore<'_, H> {
+    fn record_in(
+        &mut self,
+        family: &Family,
+        jkt: &str,
+        key: &[u8; 32],
+        remember_until: i64,
+        now: i64,
+    ) -> Recorded {
         let Some(secret) = self.secret else {
             return Recorded::Full;
         };
         // A replayed proof has the same iat, so the same expiry and the same slot: one bucket to check.
-        let slot_of = |t: i64| t.div_euclid(SLOT_SECONDS);
+        let slot_of = |t: i64| t.div_euclid(family.slot_seconds);
         let target = slot_of(remember_until);
         if target - slot_of(now) >= SLOTS - 1 {
             // A window longer than the store covers: refuse rather than forget early.
@@ -156,7 +196,7 @@ impl<H: Host + ?Sized> ReplayStore for SharedReplayStore<'_, H> {
         let hash = &key[..HASH];
         let share = client_share(self.bucket_capacity);
         for _attempt in 0..8 {
-            let (entries, cas) = read_bucket(&*self.host, target, bucket);
+            let (entries, cas) = read_bucket(&*self.host, family.name, target, bucket);
             let mut entries = entries.unwrap_or_default();
             let mut mine = 0;
             for e in entries.chunks(ENTRY) {
@@ -174,7 +214,7 @@ impl<H: Host + ?Sized> ReplayStore for SharedReplayStore<'_, H> {
             entries.extend_from_slice(tag);
             let mut value = target.to_be_bytes().to_vec();
             value.extend_from_slice(&entries);
-            match set(self.host, &bucket_key(target, bucket), &value, cas) {
+            match set(self.host, &bucket_key(family.name, target, bucket), &value, cas) {
                 Ok(()) => return Recorded::Fresh,
                 Err(SharedError::CasMismatch) => continue,
                 Err(SharedError::Failed) => return Recorded::Full,
@@ -184,13 +224,18 @@ impl<H: Host + ?Sized> ReplayStore for SharedReplayStore<'_, H> {
     }
 }
 
-fn bucket_key(slot: i64, byte: u8) -> String {
-    format!("dpop/{}/{byte:02x}", slot.rem_euclid(SLOTS))
+fn bucket_key(family: &str, slot: i64, byte: u8) -> String {
+    format!("{family}/{}/{byte:02x}", slot.rem_euclid(SLOTS))
 }
 
 /// The entries of a bucket for `slot` (empty if the bucket holds an older slot's entries) and its cas.
-fn read_bucket<H: Host + ?Sized>(host: &H, slot: i64, byte: u8) -> (Option<Vec<u8>>, Option<u32>) {
-    let (value, cas) = get(host, &bucket_key(slot, byte));
+fn read_bucket<H: Host + ?Sized>(
+    host: &H,
+    family: &str,
+    slot: i64,
+    byte: u8,
+) -> (Option<Vec<u8>>, Option<u32>) {
+    let (value, cas) = get(host, &bucket_key(family, slot, byte));
     let entries = value.and_then(|v| {
         let stored_slot = read_i64(&v)?;
         (stored_slot == slot).then(|| v.get(8..).unwrap_or_default().to_vec())

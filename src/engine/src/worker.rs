@@ -171,8 +171,20 @@ impl Worker {
         }
     }
 
-    /// The decision for a request, with this worker's stores.
+    /// The decision for a request without a body, with this worker's stores.
     pub fn decide<H: Host + ?Sized>(&mut self, host: &mut H, facts: &RequestFacts, now: i64) -> Decision {
+        self.decide_with_body(host, facts, None, now)
+    }
+
+    /// The decision for a request and its body (`None`: none read), with this worker's stores; the
+    /// `once` store of authorization details is shared by every worker like the DPoP replay store.
+    pub fn decide_with_body<H: Host + ?Sized>(
+        &mut self,
+        host: &mut H,
+        facts: &RequestFacts,
+        body: Option<&[u8]>,
+        now: i64,
+    ) -> Decision {
         self.sync_revocations(host);
         let feed_current = self.feed_current(now);
         let keys = KeyView {
@@ -194,7 +206,8 @@ impl Worker {
             revocation_feed_current: feed_current,
             now,
         };
-        let mut decision = self.guard.decide(facts, &mut ctx);
+        // `once` authorization details are remembered in the same shared store (RFC 9396 rules only).
+        let mut decision = self.guard.decide_with_body(facts, body, &mut ctx);
         let hit = self.cache.hits > hits_before;
         if let Decision::Allow(a) = &mut decision {
             a.cache_hit = hit;

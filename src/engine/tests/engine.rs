@@ -55,7 +55,15 @@ fn policy(extra_settings: Value) -> Value {
             {"name": "statements", "match": {"prefix": "/statements"},
              "require": {"scopes": ["accounts"], "revocation": "feed"}},
             {"name": "cards", "match": {"prefix": "/cards"},
-             "require": {"scopes": ["accounts"], "revocation": "introspection"}}
+             "require": {"scopes": ["accounts"], "revocation": "introspection"}},
+            {"name": "transfers", "match": {"path": "/transfers", "methods": ["POST"]},
+             "require": {"scopes": ["payments"], "authorization_details": {
+                 "type": "payment_initiation",
+                 "bind": {"/amount": "/instructedAmount/amount",
+                          "/to_account": "/creditorAccount/accountId",
+                          "/from_account": "/debtorAccount/accountId"},
+                 "once": true, "max_body": 256}}},
+            {"name": "payments-other", "match": {"prefix": "/payments"}, "require": {"scopes": ["payments"]}}
         ]
     })
 }
@@ -108,7 +116,7 @@ impl World {
         let digest = cert_hex();
         self.host.request(&all, Some(&digest));
         let mut request = Request::new();
-        let action = request.on_request_headers(&mut self.worker, &mut self.host);
+        let action = request.on_request_headers(&mut self.worker, &mut self.host, true);
         if action == Action::Continue {
             self.host.resumed = true;
         }
@@ -124,6 +132,38 @@ impl World {
             body: body.to_vec(),
         };
         request.on_callout(&mut self.worker, &mut self.host, token, &response);
+    }
+
+    /// A request whose body follows its headers: the headers hook, then the body in `chunks` (each
+    /// hook sees the size buffered so far). Returns the request and the action of the last hook.
+    fn send_body(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        chunks: &[&[u8]],
+    ) -> (Request, Action) {
+        let mut all = vec![
+            (":method", method),
+            (":scheme", "https"),
+            (":authority", "api.engine.example"),
+            (":path", path),
+        ];
+        all.extend_from_slice(headers);
+        let digest = cert_hex();
+        self.host.request(&all, Some(&digest));
+        let mut request = Request::new();
+        let mut action = request.on_request_headers(&mut self.worker, &mut self.host, chunks.is_empty());
+        for (i, chunk) in chunks.iter().enumerate() {
+            if self.host.reply.is_some() {
+                break;
+            }
+            assert_eq!(action, Action::Pause, "the headers are held until the body is in");
+            self.host.body.extend_from_slice(chunk);
+            let size = self.host.body.len();
+            action = request.on_request_body(&mut self.worker, &mut self.host, size, i + 1 == chunks.len());
+        }
+        (request, action)
     }
 
     fn reply_status(&self) -> Option<u16> {
@@ -495,4 +535,191 @@ fn every_denial_reason_has_a_counter() {
             "reason {r} has no counter in fapi_engine::metrics::DENIAL_REASONS"
         );
     }
+}
+
+fn transfer_token(jti: &str, details: Value) -> String {
+    token(json!({"scope": "payments", "jti": jti, "authorization_details": details}))
+}
+
+fn granted() -> Value {
+    json!([{
+        "type": "payment_initiation",
+        "instructedAmount": {"currency": "JPY", "amount": "5000"},
+        "creditorName": "Hanako Yamada", "creditorAccount": {"accountId": "hanako-1"},
+        "debtorAccount": {"accountId": "taro-1"}
+    }])
+}
+
+fn transfer_body(amount: u64, to: &str) -> Vec<u8> {
+    json!({"from_account": "taro-1", "to_account": to, "amount": amount, "currency": "JPY", "reference": "dinner"})
+        .to_string()
+        .into_bytes()
+}
+
+/// Keys loaded, so requests decide without a callout.
+fn world_with_keys() -> World {
+    let mut w = World::new(json!({}));
+    let t = token(json!({}));
+    let mut r = w.send("/accounts/1", &[("authorization", &bearer(&t))]);
+    w.answer(&mut r, "200", &jwks());
+    w
+}
+
+/// RFC 9396 §9.1: a rule with `authorization_details` holds the request until the whole body is in,
+/// admits the consented transfer once (the body goes on with the headers: Continue from the body
+/// hook), and refuses a second use with 403 insufficient_authorization_details.
+#[test]
+fn consented_transfer_passes_once_after_the_whole_body() {
+    let mut w = world_with_keys();
+    let t = transfer_token("pay-1", granted());
+    let auth = bearer(&t);
+    let body = transfer_body(5000, "hanako-1");
+    let (first, rest) = body.split_at(10);
+    let (_, action) = w.send_body("POST", "/transfers", &[("authorization", &auth)], &[first, rest]);
+    assert_eq!(action, Action::Continue, "{:?}", w.host.reply);
+    assert_eq!(w.host.body_reads, 1, "the body is read once, when it is all in");
+    assert_eq!(w.host.set_header("x-fapi-client-id"), Some("tpp-1"));
+
+    let (_, action) = w.send_body("POST", "/transfers", &[("authorization", &auth)], &[&body]);
+    assert_eq!(action, Action::Pause);
+    let (status, headers, reply) = w.host.reply.clone().expect("refused");
+    assert_eq!(status, 403);
+    let challenge = headers
+        .iter()
+        .find(|(n, _)| n == "www-authenticate")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_authorization_details\""),
+        "{challenge}"
+    );
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(reply["error"], "insufficient_authorization_details");
+    assert_eq!(w.host.counter_value("denied.authorization_details_used"), 1);
+    // Another token with its own consent is its own use.
+    let other = transfer_token("pay-2", granted());
+    let (_, action) = w.send_body(
+        "POST",
+        "/transfers",
+        &[("authorization", &bearer(&other))],
+        &[&body],
+    );
+    assert_eq!(action, Action::Continue, "{:?}", w.host.reply);
+}
+
+/// Mismatch, a body that is not JSON, no body at all and a token without details: 403, each with
+/// its own reason; the mismatch's log line names the field, never a value.
+#[test]
+fn transfers_other_than_the_consented_one_are_refused_with_their_reasons() {
+    let mut w = world_with_keys();
+    let t = transfer_token("pay-3", granted());
+    let auth = bearer(&t);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            transfer_body(500_000, "hanako-1"),
+            "authorization_details_mismatch",
+        ),
+        (transfer_body(5000, "mallory-9"), "authorization_details_mismatch"),
+        (b"amount=5000&to_account=hanako-1".to_vec(), "body_not_json"),
+    ];
+    for (body, reason) in cases {
+        let (_, action) = w.send_body("POST", "/transfers", &[("authorization", &auth)], &[&body]);
+        assert_eq!(action, Action::Pause);
+        assert_eq!(w.reply_status(), Some(403), "{reason}");
+        assert_eq!(
+            w.host.logs.last().map(|(_, l)| l.contains(reason)),
+            Some(true),
+            "{reason}"
+        );
+    }
+    let mismatch = w
+        .host
+        .logs
+        .iter()
+        .find(|(_, l)| l.contains("authorization_details_mismatch"))
+        .map(|(_, l)| serde_json::from_str::<Value>(l).unwrap())
+        .unwrap();
+    assert_eq!(mismatch["field"], "/amount");
+    assert!(!w
+        .host
+        .logs
+        .iter()
+        .any(|(_, l)| l.contains("500000") || l.contains("mallory")));
+    // No body at all (end of stream with the headers).
+    let _ = w.send_body("POST", "/transfers", &[("authorization", &auth)], &[]);
+    assert_eq!(w.reply_status(), Some(403));
+    assert_eq!(w.host.counter_value("denied.body_not_json"), 2);
+    // A token without details.
+    let plain = token(json!({"scope": "payments", "jti": "pay-4"}));
+    let body = transfer_body(5000, "hanako-1");
+    let _ = w.send_body(
+        "POST",
+        "/transfers",
+        &[("authorization", &bearer(&plain))],
+        &[&body],
+    );
+    assert_eq!(w.reply_status(), Some(403));
+    assert_eq!(w.host.counter_value("denied.authorization_details_missing"), 1);
+    // None of the refusals used the consent: the right transfer still passes.
+    let (_, action) = w.send_body("POST", "/transfers", &[("authorization", &auth)], &[&body]);
+    assert_eq!(action, Action::Continue, "{:?}", w.host.reply);
+}
+
+/// Over `max_body`: 413 at once, from the content-length before a byte is read, or from the
+/// buffered size as soon as it passes the limit; the body is never read or passed on.
+#[test]
+fn a_body_over_the_limit_is_refused_at_once() {
+    let mut w = world_with_keys();
+    let t = transfer_token("pay-5", granted());
+    let auth = bearer(&t);
+    let big = vec![b' '; 300];
+    let (_, action) = w.send_body(
+        "POST",
+        "/transfers",
+        &[("authorization", &auth), ("content-length", "300")],
+        &[&big],
+    );
+    assert_eq!(action, Action::Pause);
+    assert_eq!(w.reply_status(), Some(413));
+    assert_eq!(w.host.body_reads, 0);
+    // Chunked (no content-length): refused when the buffered size passes the limit.
+    let (_, action) = w.send_body(
+        "POST",
+        "/transfers",
+        &[("authorization", &auth)],
+        &[&big[..200], &big[200..], b"x"],
+    );
+    assert_eq!(action, Action::Pause);
+    assert_eq!(w.reply_status(), Some(413));
+    assert_eq!(w.host.body_reads, 0);
+    assert_eq!(w.host.counter_value("denied.body_too_large"), 2);
+}
+
+/// A rule without the requirement decides on the headers and never reads the body.
+#[test]
+fn other_routes_never_read_the_body() {
+    let mut w = world_with_keys();
+    let t = token(json!({"scope": "payments"}));
+    let body = vec![b'x'; 1000];
+    let mut all = vec![
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", "api.engine.example"),
+        (":path", "/payments/1"),
+    ];
+    let auth = bearer(&t);
+    all.push(("authorization", &auth));
+    w.host.request(&all, Some(&cert_hex()));
+    let mut r = Request::new();
+    assert_eq!(
+        r.on_request_headers(&mut w.worker, &mut w.host, false),
+        Action::Continue
+    );
+    w.host.body = body;
+    assert_eq!(
+        r.on_request_body(&mut w.worker, &mut w.host, 1000, true),
+        Action::Continue
+    );
+    assert_eq!(w.host.body_reads, 0);
+    assert!(w.host.reply.is_none());
 }

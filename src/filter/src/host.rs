@@ -85,6 +85,13 @@ impl RequestHost for WasmHost {
         hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
+    fn request_body(&mut self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
     fn peer_certificate_digest(&mut self) -> Option<String> {
         hostcalls::get_property(vec!["connection", "sha256_peer_certificate_digest"])
             .ok()

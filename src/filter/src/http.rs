@@ -28,19 +28,38 @@ impl Context for Request {
     }
 }
 
+fn wasm_action(a: Action) -> proxy_wasm::types::Action {
+    match a {
+        Action::Continue => proxy_wasm::types::Action::Continue,
+        Action::Pause => proxy_wasm::types::Action::Pause,
+    }
+}
+
 impl HttpContext for Request {
-    fn on_http_request_headers(
-        &mut self,
-        _headers: usize,
-        _end_of_stream: bool,
-    ) -> proxy_wasm::types::Action {
-        match self
-            .engine
-            .on_request_headers(&mut self.worker.borrow_mut(), &mut WasmHost)
-        {
-            Action::Continue => proxy_wasm::types::Action::Continue,
-            Action::Pause => proxy_wasm::types::Action::Pause,
-        }
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> proxy_wasm::types::Action {
+        wasm_action(self.engine.on_request_headers(
+            &mut self.worker.borrow_mut(),
+            &mut WasmHost,
+            end_of_stream,
+        ))
+    }
+
+    /// `body_size` is what Envoy has buffered so far (Pause here is StopIterationAndBuffer); the
+    /// engine reads the bytes only for a request it holds, once they are all in.
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> proxy_wasm::types::Action {
+        wasm_action(self.engine.on_request_body(
+            &mut self.worker.borrow_mut(),
+            &mut WasmHost,
+            body_size,
+            end_of_stream,
+        ))
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> proxy_wasm::types::Action {
+        wasm_action(
+            self.engine
+                .on_request_trailers(&mut self.worker.borrow_mut(), &mut WasmHost),
+        )
     }
 
     fn on_http_response_headers(

@@ -94,8 +94,16 @@ pub const envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIt
 
 pub type envoy_dynamic_module_type_on_http_filter_request_body_status = u32;
 pub const envoy_dynamic_module_type_on_http_filter_request_body_status_Continue: u32 = 0;
+pub const envoy_dynamic_module_type_on_http_filter_request_body_status_StopIterationAndBuffer: u32 = 1;
 pub type envoy_dynamic_module_type_on_http_filter_request_trailers_status = u32;
 pub const envoy_dynamic_module_type_on_http_filter_request_trailers_status_Continue: u32 = 0;
+pub const envoy_dynamic_module_type_on_http_filter_request_trailers_status_StopIteration: u32 = 1;
+
+pub type envoy_dynamic_module_type_http_body_type = u32;
+/// The body piece of the running request-body event.
+pub const envoy_dynamic_module_type_http_body_type_ReceivedRequestBody: u32 = 0;
+/// The request body buffered so far (Envoy's decoding buffer).
+pub const envoy_dynamic_module_type_http_body_type_BufferedRequestBody: u32 = 1;
 pub type envoy_dynamic_module_type_on_http_filter_response_headers_status = u32;
 pub const envoy_dynamic_module_type_on_http_filter_response_headers_status_Continue: u32 = 0;
 pub type envoy_dynamic_module_type_on_http_filter_response_body_status = u32;
@@ -141,6 +149,26 @@ extern "C" {
         body: envoy_dynamic_module_type_module_buffer,
         details: envoy_dynamic_module_type_module_buffer,
     );
+
+    pub fn envoy_dynamic_module_callback_http_get_body_size(
+        filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+        body_type: envoy_dynamic_module_type_http_body_type,
+    ) -> usize;
+
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(
+        filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+        body_type: envoy_dynamic_module_type_http_body_type,
+    ) -> usize;
+
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks(
+        filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+        body_type: envoy_dynamic_module_type_http_body_type,
+        result_buffer_vector: *mut envoy_dynamic_module_type_envoy_buffer,
+    ) -> bool;
+
+    pub fn envoy_dynamic_module_callback_http_received_buffered_request_body(
+        filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    ) -> bool;
 
     pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(
         filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
@@ -218,6 +246,10 @@ pub const IMPORTED_CALLBACKS: &[&str] = &[
     "envoy_dynamic_module_callback_http_get_headers",
     "envoy_dynamic_module_callback_http_set_header",
     "envoy_dynamic_module_callback_http_send_response",
+    "envoy_dynamic_module_callback_http_get_body_size",
+    "envoy_dynamic_module_callback_http_get_body_chunks_size",
+    "envoy_dynamic_module_callback_http_get_body_chunks",
+    "envoy_dynamic_module_callback_http_received_buffered_request_body",
     "envoy_dynamic_module_callback_http_filter_continue_decoding",
     "envoy_dynamic_module_callback_http_filter_get_attribute_string",
     "envoy_dynamic_module_callback_http_filter_http_callout",

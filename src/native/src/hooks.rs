@@ -3,7 +3,9 @@
 //! (that aborts the process), and on the request path it refuses the request (500), never passes it.
 
 use crate::abi::*;
-use crate::host::{callout_response, lock, log_line, ConfigHost, Env, FilterHost, HookState};
+use crate::host::{
+    callout_response, lock, log_line, request_body_size, ConfigHost, Env, FilterHost, HookState,
+};
 use fapi_engine::host::{CalloutResponse, Level};
 use fapi_engine::{Action, Background, Request, Worker};
 use std::ffi::c_void;
@@ -304,48 +306,85 @@ fn fail_closed(config: Option<&Config>, envoy: envoy_dynamic_module_type_http_fi
     Request::fail_closed(&mut host, why);
 }
 
+/// Runs one request event (`event` calls the engine) under the engine's lock, then a callout Envoy
+/// answered inside it; `None` when there is no filter or configuration. A panic is caught by the
+/// caller's `catch_unwind`.
+///
+/// # Safety
+/// `filter_module_ptr` is the filter this module created for the stream, on its thread.
+unsafe fn request_event(
+    filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    event: impl FnOnce(&mut Request, &mut Worker, &mut FilterHost<'_>) -> Action,
+) -> Option<Action> {
+    // SAFETY: Envoy passes the filter this module created for the stream, on its thread.
+    let filter = unsafe { filter_mut(filter_module_ptr) }?;
+    // SAFETY: a filter's configuration outlives it (Envoy destroys filters first).
+    let config = unsafe { filter.config.as_ref() }?;
+    filter.state.in_hook = true;
+    filter.state.resume_requested = false;
+    let mut action = {
+        let mut host = FilterHost {
+            env: &config.env,
+            envoy: filter_envoy_ptr,
+            state: &mut filter.state,
+        };
+        let mut worker = lock(&config.worker);
+        let action = event(&mut filter.request, &mut worker, &mut host);
+        // Counted at once: a counter here is an atomic add, not a VM host call worth batching.
+        worker.metrics.flush(&mut host);
+        action
+    };
+    // A callout Envoy answered inside the call that started it.
+    if let Some((id, response)) = filter.deferred.take() {
+        let mut host = FilterHost {
+            env: &config.env,
+            envoy: filter_envoy_ptr,
+            state: &mut filter.state,
+        };
+        let mut worker = lock(&config.worker);
+        filter.request.on_callout(&mut worker, &mut host, id, &response);
+        worker.metrics.flush(&mut host);
+    }
+    if filter.state.resume_requested {
+        action = Action::Continue;
+    }
+    filter.state.in_hook = false;
+    Some(action)
+}
+
+/// After a request event that failed (a panic, or no state): refuse with a 500.
+///
+/// # Safety
+/// As for [`request_event`].
+unsafe fn refuse_after_failure(
+    filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    why: &str,
+) {
+    // SAFETY: as above; only the configuration is read to count the refusal.
+    let config = unsafe { filter_mut(filter_module_ptr) }.and_then(|f| {
+        // SAFETY: as above.
+        unsafe { f.config.as_ref() }
+    });
+    let _ = catch_unwind(AssertUnwindSafe(|| fail_closed(config, filter_envoy_ptr, why)));
+}
+
 /// # Safety
 /// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
     filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
-    _end_of_stream: bool,
+    end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_request_headers_status {
     let decided = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: Envoy passes the filter this module created for the stream, on its thread.
-        let filter = unsafe { filter_mut(filter_module_ptr) }?;
-        // SAFETY: a filter's configuration outlives it (Envoy destroys filters first).
-        let config = unsafe { filter.config.as_ref() }?;
-        filter.state.in_hook = true;
-        let mut action = {
-            let mut host = FilterHost {
-                env: &config.env,
-                envoy: filter_envoy_ptr,
-                state: &mut filter.state,
-            };
-            let mut worker = lock(&config.worker);
-            let action = filter.request.on_request_headers(&mut worker, &mut host);
-            // Counted at once: a counter here is an atomic add, not a VM host call worth batching.
-            worker.metrics.flush(&mut host);
-            action
-        };
-        // A callout Envoy answered inside the call that started it.
-        if let Some((id, response)) = filter.deferred.take() {
-            let mut host = FilterHost {
-                env: &config.env,
-                envoy: filter_envoy_ptr,
-                state: &mut filter.state,
-            };
-            let mut worker = lock(&config.worker);
-            filter.request.on_callout(&mut worker, &mut host, id, &response);
-            worker.metrics.flush(&mut host);
+        // SAFETY: Envoy passes the live filter of this stream, on its thread.
+        unsafe {
+            request_event(filter_envoy_ptr, filter_module_ptr, |request, worker, host| {
+                request.on_request_headers(worker, host, end_of_stream)
+            })
         }
-        if filter.state.resume_requested {
-            action = Action::Continue;
-        }
-        filter.state.in_hook = false;
-        Some(action)
     }));
     match decided {
         Ok(Some(Action::Continue)) => {
@@ -355,15 +394,77 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
             envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration
         }
         Ok(None) | Err(_) => {
-            // SAFETY: as above; only the configuration is read to count the refusal.
-            let config = unsafe { filter_mut(filter_module_ptr) }.and_then(|f| {
-                // SAFETY: as above.
-                unsafe { f.config.as_ref() }
-            });
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                fail_closed(config, filter_envoy_ptr, "request hook")
-            }));
+            // SAFETY: as above.
+            unsafe { refuse_after_failure(filter_envoy_ptr, filter_module_ptr, "request hook") };
             envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration
+        }
+    }
+}
+
+/// The request body: for a request the engine holds, Envoy buffers it (StopIterationAndBuffer)
+/// until the engine decides; every other request's body passes untouched, never read.
+///
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    end_of_stream: bool,
+) -> envoy_dynamic_module_type_on_http_filter_request_body_status {
+    let decided = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: Envoy passes the live filter of this stream, on its thread.
+        unsafe {
+            request_event(filter_envoy_ptr, filter_module_ptr, |request, worker, host| {
+                if !request.holds_body() {
+                    return request.on_request_body(worker, host, 0, end_of_stream);
+                }
+                let size = request_body_size(filter_envoy_ptr);
+                request.on_request_body(worker, host, size, end_of_stream)
+            })
+        }
+    }));
+    match decided {
+        Ok(Some(Action::Continue)) => envoy_dynamic_module_type_on_http_filter_request_body_status_Continue,
+        Ok(Some(Action::Pause)) => {
+            envoy_dynamic_module_type_on_http_filter_request_body_status_StopIterationAndBuffer
+        }
+        Ok(None) | Err(_) => {
+            // SAFETY: as above.
+            unsafe { refuse_after_failure(filter_envoy_ptr, filter_module_ptr, "request body hook") };
+            envoy_dynamic_module_type_on_http_filter_request_body_status_StopIterationAndBuffer
+        }
+    }
+}
+
+/// Trailers end a held request's body: the engine decides on what was buffered.
+///
+/// # Safety
+/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+) -> envoy_dynamic_module_type_on_http_filter_request_trailers_status {
+    let decided = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: Envoy passes the live filter of this stream, on its thread.
+        unsafe {
+            request_event(filter_envoy_ptr, filter_module_ptr, |request, worker, host| {
+                request.on_request_trailers(worker, host)
+            })
+        }
+    }));
+    match decided {
+        Ok(Some(Action::Continue)) => {
+            envoy_dynamic_module_type_on_http_filter_request_trailers_status_Continue
+        }
+        Ok(Some(Action::Pause)) => {
+            envoy_dynamic_module_type_on_http_filter_request_trailers_status_StopIteration
+        }
+        Ok(None) | Err(_) => {
+            // SAFETY: as above.
+            unsafe { refuse_after_failure(filter_envoy_ptr, filter_module_ptr, "request trailers hook") };
+            envoy_dynamic_module_type_on_http_filter_request_trailers_status_StopIteration
         }
     }
 }
@@ -463,27 +564,6 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
 // Hooks the module does not use: Envoy resolves every one at load, so each is exported, doing
 // nothing (the body, trailers and streams pass untouched).
 // ------------------------------------------------------------------------------------------------
-
-/// # Safety
-/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
-#[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
-    _end_of_stream: bool,
-) -> envoy_dynamic_module_type_on_http_filter_request_body_status {
-    envoy_dynamic_module_type_on_http_filter_request_body_status_Continue
-}
-
-/// # Safety
-/// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.
-#[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
-) -> envoy_dynamic_module_type_on_http_filter_request_trailers_status {
-    envoy_dynamic_module_type_on_http_filter_request_trailers_status_Continue
-}
 
 /// # Safety
 /// Called by Envoy only, with the pointers ABI v0.2.0 describes for this hook.

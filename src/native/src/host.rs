@@ -388,6 +388,15 @@ impl RequestHost for FilterHost<'_> {
             .collect()
     }
 
+    fn request_body(&mut self, size: usize) -> Vec<u8> {
+        let mut body = Vec::with_capacity(size);
+        for kind in request_body_parts(self.envoy) {
+            body.extend_from_slice(&body_chunks(self.envoy, kind));
+        }
+        body.truncate(size);
+        body
+    }
+
     fn peer_certificate_digest(&mut self) -> Option<String> {
         let mut out = envoy_dynamic_module_type_envoy_buffer {
             ptr: std::ptr::null(),
@@ -466,4 +475,57 @@ impl RequestHost for FilterHost<'_> {
         // SAFETY: `self.envoy` is the live filter, paused by this module's request hook.
         unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.envoy) };
     }
+}
+
+/// Where the request body is during a body event: what Envoy buffered for this filter, then the piece
+/// just received, unless that piece is itself the buffered body (an earlier filter buffered it).
+fn request_body_parts(envoy: envoy_dynamic_module_type_http_filter_envoy_ptr) -> Vec<u32> {
+    // SAFETY: `envoy` is the live filter of the running hook.
+    let received_is_buffered =
+        unsafe { envoy_dynamic_module_callback_http_received_buffered_request_body(envoy) };
+    if received_is_buffered {
+        vec![envoy_dynamic_module_type_http_body_type_BufferedRequestBody]
+    } else {
+        vec![
+            envoy_dynamic_module_type_http_body_type_BufferedRequestBody,
+            envoy_dynamic_module_type_http_body_type_ReceivedRequestBody,
+        ]
+    }
+}
+
+/// The request body bytes Envoy holds so far (buffered and received), without reading them.
+pub fn request_body_size(envoy: envoy_dynamic_module_type_http_filter_envoy_ptr) -> usize {
+    request_body_parts(envoy)
+        .into_iter()
+        // SAFETY: `envoy` is the live filter of the running hook.
+        .map(|kind| unsafe { envoy_dynamic_module_callback_http_get_body_size(envoy, kind) })
+        .fold(0usize, usize::saturating_add)
+}
+
+/// One body of the running request, copied out of Envoy's chunks.
+fn body_chunks(envoy: envoy_dynamic_module_type_http_filter_envoy_ptr, kind: u32) -> Vec<u8> {
+    // SAFETY: `envoy` is the live filter of the running hook.
+    let n = unsafe { envoy_dynamic_module_callback_http_get_body_chunks_size(envoy, kind) };
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut chunks = vec![
+        envoy_dynamic_module_type_envoy_buffer {
+            ptr: std::ptr::null(),
+            length: 0,
+        };
+        n
+    ];
+    // SAFETY: `chunks` has room for the `n` buffers Envoy just counted; Envoy fills it with pointers
+    // into its body buffer, valid until the end of the hook or the next setter (none runs here).
+    let ok = unsafe { envoy_dynamic_module_callback_http_get_body_chunks(envoy, kind, chunks.as_mut_ptr()) };
+    if !ok {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for c in &chunks {
+        // SAFETY: each pointer/length pair was just filled in by Envoy; copied at once.
+        out.extend_from_slice(&unsafe { copy_envoy(c.ptr, c.length) });
+    }
+    out
 }

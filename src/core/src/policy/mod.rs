@@ -8,6 +8,7 @@ mod test_cases;
 pub mod whole_number;
 
 use crate::alg::{Algorithm, AlgorithmName};
+use crate::authorization_details::DetailsRequirement;
 use crate::binding::SenderConstraint;
 use crate::denial::Denial;
 use crate::dpop::DpopRules;
@@ -96,6 +97,8 @@ pub struct Effective {
     pub claims: Vec<ClaimCondition>,
     pub revocation: RevocationMode,
     pub dpop: DpopRules,
+    /// RFC 9396: the body must be what the token's `authorization_details` grant.
+    pub authorization_details: Option<DetailsRequirement>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +112,16 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The body this rule must read before deciding, as its byte limit; `None` for rules that never
+    /// read the body (no cost on their requests).
+    pub fn body_limit(&self) -> Option<usize> {
+        self.require
+            .authorization_details
+            .as_ref()
+            .filter(|d| d.needs_body())
+            .map(|d| d.max_body)
+    }
+
     fn matches(&self, method: &str, host: &str, path: &str) -> bool {
         self.hosts
             .as_ref()
@@ -721,6 +734,20 @@ fn check_requirements(r: &Requirements, at: &str, doc: &PolicyDoc, problems: &mu
         }
         _ => {}
     }
+    if let Some(details) = &r.authorization_details {
+        if at == "defaults" {
+            problems.push(Problem::error(
+                format!("{at}.authorization_details"),
+                "authorization_details belongs on the rules that need it (it makes the plugin read the body)",
+            ));
+        }
+        for (field, message) in details.problems() {
+            problems.push(Problem::error(
+                format!("{at}.authorization_details.{field}"),
+                message,
+            ));
+        }
+    }
     if let Some(d) = &r.dpop {
         if d.algorithms.is_empty() {
             problems.push(Problem::error(
@@ -771,6 +798,8 @@ fn effective(defaults: &Requirements, r: &Requirements) -> Effective {
             .clone()
             .or_else(|| defaults.dpop.clone())
             .unwrap_or_default(),
+        // Never from `defaults` (refused there by the linter): only the rule that names it reads bodies.
+        authorization_details: r.authorization_details.clone(),
     }
 }
 

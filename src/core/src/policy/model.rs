@@ -287,6 +287,10 @@ pub struct Requirements {
     pub revocation: Option<RevocationMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop: Option<crate::dpop::DpopRules>,
+    /// The request body must be what the token's RFC 9396 `authorization_details` grant (rules
+    /// only, not `defaults`: it makes the plugin read the body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<crate::authorization_details::DetailsRequirement>,
 }
 
 /// `scopes: [a, b]` (all of them) or `scopes: {all_of: [...], any_of: [...]}`.
@@ -377,6 +381,24 @@ pub struct TestRequest {
     /// The token's `jti` was revoked through the feed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revoked: bool,
+    /// The request body, for rules with `authorization_details`: a string is sent as written (a
+    /// body that is not JSON), any other value as its JSON. Absent: no body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// The same request was admitted once before with this token (a second use of a `once`
+    /// authorization detail).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
+}
+
+impl TestRequest {
+    /// The body bytes the test sends.
+    pub fn body_bytes(&self) -> Option<Vec<u8>> {
+        self.body.as_ref().map(|b| match b {
+            Value::String(s) => s.clone().into_bytes(),
+            other => other.to_string().into_bytes(),
+        })
+    }
 }
 
 fn default_method() -> String {
@@ -408,6 +430,9 @@ pub struct TestToken {
         deserialize_with = "crate::policy::whole_number::optional"
     )]
     pub expires_in: Option<i64>,
+    /// The RFC 9396 `authorization_details` the user consented to (the claim of RFC 9396 §9.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<Value>,
     /// Any other claims, overriding the generated ones (iss, aud, sub, client_id, ...).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub claims: serde_json::Map<String, Value>,

@@ -27,6 +27,10 @@ pub struct FakeHost {
     pub response_set: Vec<(String, String)>,
     pub reply: Option<Reply>,
     pub resumed: bool,
+    /// The request body the proxy has buffered so far.
+    pub body: Vec<u8>,
+    /// How many times the engine read the body.
+    pub body_reads: usize,
 }
 
 impl FakeHost {
@@ -54,6 +58,8 @@ impl FakeHost {
         self.response_set.clear();
         self.reply = None;
         self.resumed = false;
+        self.body.clear();
+        self.body_reads = 0;
     }
 
     pub fn take_calls(&mut self) -> Vec<(u32, Callout)> {
@@ -122,6 +128,11 @@ impl RequestHost for FakeHost {
 
     fn peer_certificate_digest(&mut self) -> Option<String> {
         self.peer_digest.clone()
+    }
+
+    fn request_body(&mut self, size: usize) -> Vec<u8> {
+        self.body_reads += 1;
+        self.body[..size.min(self.body.len())].to_vec()
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) {
