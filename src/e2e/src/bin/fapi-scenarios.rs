@@ -768,9 +768,11 @@ impl World {
     /// Like [`World::refused`] for a request built by hand (a replayed proof, a token in the query).
     fn refused_req(&mut self, http: &HttpsClient, req: &Req, expected: Refusal) -> Result<Resp> {
         let before = self.stat(&expected.counter())?;
+        // The path may carry a token (token-in-query): only the part before the query is named.
+        let path = req.path.split('?').next().unwrap_or("");
         let r = http
             .send(req)
-            .map_err(|e| Error(format!("{} {}: {e}", req.method, req.path)))?;
+            .map_err(|e| Error(format!("{} {path}: {e}", req.method)))?;
         self.check_refusal(&r, expected, before)?;
         Ok(r)
     }
