@@ -160,6 +160,10 @@ pub struct Allow {
     /// The rule asks for the token's status by RFC 7662 introspection (`revocation: introspection`):
     /// the host must ask the authorization server, and get `active`, before it forwards the request.
     pub introspect: bool,
+    /// The rule binds the request body to the token's `authorization_details` (RFC 9396) and the
+    /// body was not read yet ([`crate::Guard::decide_before_body`]): the request is admitted only
+    /// once [`crate::Guard::check_body`] accepts its body, read up to this many bytes (more: 413).
+    pub awaiting_body: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +267,46 @@ mod tests {
         assert!(d.www_authenticate[0].ends_with("algs=\"ES256\""));
         let d = render(Denial::Expired, Some(Scheme::Bearer), BOTH, &[Algorithm::ES256]);
         assert!(d.www_authenticate[0].starts_with("Bearer error=\"invalid_token\""));
+    }
+
+    /// RFC 9396 refusals: 403 insufficient_authorization_details with a challenge in the token's
+    /// scheme; the mismatch names the field only; 413 and 503 for the body limit and the store.
+    #[test]
+    fn authorization_details_refusals() {
+        for (denial, reason) in [
+            (
+                Denial::AuthorizationDetailsMissing,
+                "authorization_details_missing",
+            ),
+            (
+                Denial::AuthorizationDetailsMismatch("/amount".into()),
+                "authorization_details_mismatch",
+            ),
+            (Denial::BodyNotJson, "body_not_json"),
+            (Denial::AuthorizationDetailsUsed, "authorization_details_used"),
+        ] {
+            let d = render(denial, Some(Scheme::DPoP), BOTH, &[Algorithm::ES256]);
+            assert_eq!((d.status, d.reason()), (403, reason));
+            assert!(
+                d.www_authenticate[0].starts_with("DPoP error=\"insufficient_authorization_details\""),
+                "{:?}",
+                d.www_authenticate
+            );
+            let body: serde_json::Value = serde_json::from_str(&d.body).unwrap_or_default();
+            assert_eq!(body["error"], "insufficient_authorization_details");
+        }
+        let d = render(
+            Denial::AuthorizationDetailsMismatch("/to_account".into()),
+            Some(Scheme::Bearer),
+            BOTH,
+            &[],
+        );
+        assert!(d.body.contains("/to_account"));
+        assert!(d.www_authenticate[0].starts_with("Bearer error=\"insufficient_authorization_details\""));
+        let d = render(Denial::BodyTooLarge, Some(Scheme::Bearer), BOTH, &[]);
+        assert_eq!((d.status, d.error), (413, Some("invalid_request")));
+        let d = render(Denial::AuthorizationDetailsStoreFull, None, BOTH, &[]);
+        assert_eq!((d.status, d.error), (503, Some("temporarily_unavailable")));
     }
 
     #[test]

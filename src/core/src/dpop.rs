@@ -326,6 +326,19 @@ pub trait ReplayStore {
     }
 }
 
+/// A store reached through a mutable reference is that store.
+impl<S: ReplayStore + ?Sized> ReplayStore for &mut S {
+    fn record(&mut self, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded {
+        (**self).record(key, remember_until, now)
+    }
+    fn record_for(&mut self, jkt: &str, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded {
+        (**self).record_for(jkt, key, remember_until, now)
+    }
+    fn record_use(&mut self, client: &str, key: &[u8; 32], remember_until: i64, now: i64) -> Recorded {
+        (**self).record_use(client, key, remember_until, now)
+    }
+}
+
 /// A bounded in-memory replay store. Entries leave when their window closes; when full of live
 /// entries, new proofs are refused rather than old ones forgotten (forgetting would open a replay).
 #[derive(Debug)]

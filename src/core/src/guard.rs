@@ -89,7 +89,7 @@ impl Guard {
     /// Decides on one request that brings no body (rules that read one refuse it: see
     /// [`Guard::decide_with_body`]).
     pub fn decide(&self, facts: &RequestFacts, ctx: &mut Context<'_>) -> Decision {
-        self.decide_with_body(facts, None, ctx)
+        self.decide_stage(facts, Some(None), ctx)
     }
 
     /// The body limit of the rule this request matches, when that rule reads the body
@@ -118,6 +118,45 @@ impl Guard {
         &self,
         facts: &RequestFacts,
         body: Option<&[u8]>,
+        ctx: &mut Context<'_>,
+    ) -> Decision {
+        self.decide_stage(facts, Some(body), ctx)
+    }
+
+    /// The decision on the headers, for a host that reads the body only when it must: every check
+    /// except the body's. For a rule whose [`Rule::body_limit`] is set, an admission carries
+    /// [`Allow::awaiting_body`]: the host then buffers the body (over the limit: 413) and must have
+    /// [`Guard::check_body`] accept it before the request goes on. A token refused here is refused
+    /// before a byte of its body is read.
+    pub fn decide_before_body(&self, facts: &RequestFacts, ctx: &mut Context<'_>) -> Decision {
+        self.decide_stage(facts, None, ctx)
+    }
+
+    /// RFC 9396 §9.1: the second half of [`Guard::decide_before_body`], on the body of a request
+    /// it admitted with [`Allow::awaiting_body`]. `replay` remembers `once` uses (shared by every
+    /// worker). A refusal is the denial to render with [`Guard::refuse`].
+    pub fn check_body(
+        &self,
+        allow: &Allow,
+        body: &[u8],
+        replay: &mut dyn ReplayStore,
+        now: i64,
+    ) -> Result<(), Denial> {
+        let rule = self
+            .policy
+            .rules
+            .iter()
+            .find(|r| r.name == allow.rule)
+            .ok_or(Denial::NoMatchingRule)?;
+        check_details(&self.policy, rule, &allow.claims, Some(body), Some(replay), now)
+    }
+
+    /// `body`: `Some(b)` decides with the body `b` (`Some(None)`: none was read); `None` defers the
+    /// body's check ([`Guard::decide_before_body`]).
+    fn decide_stage(
+        &self,
+        facts: &RequestFacts,
+        body: Option<Option<&[u8]>>,
         ctx: &mut Context<'_>,
     ) -> Decision {
         let Some(rule) = self
@@ -164,15 +203,21 @@ impl Guard {
                     ctx.now,
                 )
             })
-            .and_then(|allow| {
-                check_details(
-                    &self.policy,
-                    rule,
-                    &allow.claims,
-                    body,
-                    Some(&mut *ctx.replay),
-                    ctx.now,
-                )?;
+            .and_then(|mut allow| {
+                let now = ctx.now;
+                match (body, rule.body_limit()) {
+                    // Deferred: the host reads the body and asks `check_body`.
+                    (None, Some(limit)) => allow.awaiting_body = Some(limit),
+                    // A `once` rule without bindings reads no body: checked now, as is a given body.
+                    (given, _) => check_details(
+                        &self.policy,
+                        rule,
+                        &allow.claims,
+                        given.flatten(),
+                        Some(&mut *ctx.replay),
+                        now,
+                    )?,
+                }
                 Ok(allow)
             });
         match outcome {
@@ -336,6 +381,7 @@ pub fn after_verification(
         forward,
         cache_hit: false,
         introspect: rule.require.revocation == RevocationMode::Introspection,
+        awaiting_body: None,
     })
 }
 
@@ -476,6 +522,7 @@ fn anonymous(rule: &Rule) -> Decision {
         forward: Vec::new(),
         cache_hit: false,
         introspect: false,
+        awaiting_body: None,
     })
 }
 
@@ -529,4 +576,89 @@ fn forwarded_headers(policy: &Policy, claims: &AccessClaims, binding: BindingKin
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dpop::MemoryReplayStore;
+    use serde_json::json;
+
+    fn policy() -> Policy {
+        let doc = json!({
+            "version": 1,
+            "issuers": [{"issuer": "https://as.example", "audiences": ["https://api.example"],
+                         "jwks": {"uri": "https://as.example/jwks", "cluster": "as"}}],
+            "rules": [{"name": "pay", "match": {"path": "/pay"},
+                       "require": {"authorization_details": {
+                           "type": "payment_initiation", "bind": {"/amount": "/amount"}, "once": true}}},
+                      {"name": "other", "match": {"path": "/other"}}]
+        });
+        let loaded = Policy::from_value(doc);
+        assert!(loaded.is_ok(), "{loaded:?}");
+        match loaded {
+            Ok((p, _)) => p,
+            Err(_) => unreachable!(),
+        }
+    }
+
+    fn claims(extra: serde_json::Value) -> AccessClaims {
+        let mut c = json!({"iss": "https://as.example", "aud": "https://api.example", "exp": 2000,
+                           "iat": 1000, "client_id": "c", "jti": "j-1"});
+        if let (Some(c), serde_json::Value::Object(e)) = (c.as_object_mut(), extra) {
+            c.extend(e);
+        }
+        match c {
+            serde_json::Value::Object(m) => AccessClaims::from_payload(m).unwrap_or_default(),
+            _ => AccessClaims::default(),
+        }
+    }
+
+    #[test]
+    fn body_limit_only_for_rules_that_read_the_body() {
+        let p = policy();
+        let rule = |path: &str| p.match_rule("POST", "api.example", path);
+        assert_eq!(rule("/pay").and_then(Rule::body_limit), Some(16 * 1024));
+        assert_eq!(rule("/other").and_then(Rule::body_limit), None);
+    }
+
+    #[test]
+    fn once_needs_a_jti_and_a_store() {
+        let p = policy();
+        let rule = p.match_rule("POST", "api.example", "/pay");
+        assert!(rule.is_some());
+        let Some(rule) = rule else { return };
+        let details = json!({"authorization_details": [{"type": "payment_initiation", "amount": "10"}]});
+        let body = br#"{"amount": 10}"#;
+        let mut store = MemoryReplayStore::new(8);
+        let c = claims(details.clone());
+        assert_eq!(
+            check_details(&p, rule, &c, Some(body), Some(&mut store), 1500),
+            Ok(())
+        );
+        assert_eq!(
+            check_details(&p, rule, &c, Some(body), Some(&mut store), 1501),
+            Err(Denial::AuthorizationDetailsUsed)
+        );
+        // No jti: the use cannot be remembered.
+        let mut no_jti = claims(details);
+        no_jti.jti = None;
+        assert_eq!(
+            check_details(&p, rule, &no_jti, Some(body), Some(&mut store), 1500),
+            Err(Denial::MissingClaim("jti"))
+        );
+        // No store: refused, never admitted twice.
+        let c2 = claims(
+            json!({"jti": "j-2", "authorization_details": [{"type": "payment_initiation", "amount": 10}]}),
+        );
+        assert_eq!(
+            check_details(&p, rule, &c2, Some(body), None, 1500),
+            Err(Denial::AuthorizationDetailsStoreFull)
+        );
+        // No body read: not JSON.
+        assert_eq!(
+            check_details(&p, rule, &c2, None, Some(&mut store), 1500),
+            Err(Denial::BodyNotJson)
+        );
+    }
 }

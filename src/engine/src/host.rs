@@ -85,6 +85,15 @@ pub trait RequestHost: Host {
     /// reported to [`crate::Request::on_request_body`]). Called only for rules that read the body,
     /// once the whole body is in.
     fn request_body(&mut self, size: usize) -> Vec<u8>;
+    /// Whether the proxy can hold a request's headers while its body is buffered for this filter
+    /// (Envoy's `StopIteration` on headers, then `StopIterationAndBuffer` on data). The native module
+    /// can; a proxy-wasm host cannot: it turns a paused header hook into "stop everything", so the
+    /// body hook would never run. There the headers go on to the router while the body is held: the
+    /// upstream may see the request's headers, never its body, before the decision, and a refused
+    /// request is reset before it is complete.
+    fn holds_headers_for_body(&self) -> bool {
+        true
+    }
     /// The SHA-256 of the TLS peer certificate (DER), lower-case hex, when the client sent one.
     fn peer_certificate_digest(&mut self) -> Option<String>;
     /// Sets (replacing every value of) a request header.

@@ -48,8 +48,10 @@ pub struct Request {
     /// The matched rule reads the body (RFC 9396 `authorization_details`): the request is held and
     /// at most this many bytes are buffered before the decision.
     body_limit: Option<usize>,
-    /// The body the decision reads (only for rules that read one).
+    /// The whole body, read before the headers' decision was made (only for rules that read one).
     body: Option<Vec<u8>>,
+    /// Admitted on its headers, waiting for its body's check.
+    held: Option<Allow>,
     /// The body bytes the proxy reported buffered at the last body event.
     buffered: usize,
 }
@@ -78,10 +80,14 @@ impl Request {
     /// The request hook: gather, strip spoofed claim headers, decide, act. `end_of_stream`: the
     /// request has no body.
     ///
-    /// A rule that reads the body (`authorization_details` with `bind`) is not decided here: the
-    /// request is held ([`Action::Pause`]: the upstream sees nothing, not even the headers) until
-    /// [`Request::on_request_body`] has the whole body; a `content-length` over the rule's limit is
-    /// refused at once (413). Every other rule is decided on the headers and never reads the body.
+    /// A rule that binds the body (RFC 9396 `authorization_details` with `bind`) is decided here on
+    /// everything but the body ([`fapi_core::Guard::decide_before_body`]: a bad token is refused
+    /// before a byte of its body is read, a `content-length` over the rule's limit with 413); an
+    /// admitted request is then held ([`Action::Pause`]: the upstream sees nothing, not even the
+    /// headers) until [`Request::on_request_body`] has the whole body. A host that cannot hold
+    /// headers for a body ([`RequestHost::holds_headers_for_body`], proxy-wasm) gets
+    /// [`Action::Continue`] and the body is held instead: no byte of it passes before the decision.
+    /// Every other rule is decided on the headers and never reads the body.
     pub fn on_request_headers<H: RequestHost + ?Sized>(
         &mut self,
         w: &mut Worker,
@@ -96,21 +102,21 @@ impl Request {
             if self.content_length.is_some_and(|n| n > limit as u64) {
                 return self.refuse_body_too_large(w, host);
             }
-            if !end_of_stream {
+            if end_of_stream {
+                // No body at all: checked as an empty one (no binding matches it).
+                self.body = Some(Vec::new());
+            } else {
                 self.body_limit = Some(limit);
-                return Action::Pause;
             }
-            // No body at all: decided on an empty one (no binding matches it).
-            self.body = Some(Vec::new());
         }
         self.decide_and_act(w, host)
     }
 
     /// The request body hook: `size` is how many body bytes the proxy has buffered so far,
-    /// `end_of_stream` whether that is all. For a request held for its body: over the limit, 413 at
-    /// once (the bytes are never passed on); the whole body in, the decision ([`Action::Continue`]
-    /// lets the held headers and the body go on together). Any other request: [`Action::Continue`],
-    /// nothing read.
+    /// `end_of_stream` whether that is all. For a request whose rule binds the body: over the limit,
+    /// 413 at once (the bytes are never passed on); the whole body in, its check
+    /// ([`Action::Continue`] lets the held request go on with its body). Any other request:
+    /// [`Action::Continue`], nothing read.
     pub fn on_request_body<H: RequestHost + ?Sized>(
         &mut self,
         w: &mut Worker,
@@ -134,8 +140,15 @@ impl Request {
             return Action::Pause;
         }
         self.body_limit = None;
-        self.body = Some(host.request_body(size));
-        self.decide_and_act(w, host)
+        let body = host.request_body(size);
+        match self.held.take() {
+            Some(allow) => self.finish_body(w, host, allow, &body),
+            None => {
+                // The headers' decision waits for a callout: the body is checked when it answers.
+                self.body = Some(body);
+                Action::Pause
+            }
+        }
     }
 
     /// Trailers end a held request's body: decide on what the body events buffered.
@@ -149,6 +162,24 @@ impl Request {
         }
         let size = self.buffered;
         self.on_request_body(w, host, size, true)
+    }
+
+    /// The body's check for a request the headers' decision admitted (RFC 9396 §9.1).
+    fn finish_body<H: RequestHost + ?Sized>(
+        &mut self,
+        w: &mut Worker,
+        host: &mut H,
+        allow: Allow,
+        body: &[u8],
+    ) -> Action {
+        let now = host.now();
+        match w.check_body(host, &allow, body, now) {
+            Ok(()) => {
+                w.metrics.decision(host, "allowed");
+                Action::Continue
+            }
+            Err(denial) => self.refuse(w, host, &allow, denial),
+        }
     }
 
     fn refuse_body_too_large<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
@@ -229,7 +260,8 @@ impl Request {
 
     fn decide_and_act<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
         let now = host.now();
-        let decision = w.decide_with_body(host, &self.facts, self.body.as_deref(), now);
+        // Before the body: a rule that binds it admits with `awaiting_body` (see `admit`).
+        let decision = w.decide_with_body(host, &self.facts, None, now);
         match decision {
             Decision::Allow(allow) => self.after_allow(w, host, allow, now),
             Decision::Deny(deny) => {
@@ -295,8 +327,7 @@ impl Request {
         now: i64,
     ) -> Action {
         if !allow.introspect {
-            self.forward(w, host, &allow);
-            return Action::Continue;
+            return self.admit(w, host, allow);
         }
         let Some(cfg) = w.guard.policy.doc.settings.introspection.clone() else {
             return self.refuse(w, host, &allow, Denial::RevocationStatusUnknown);
@@ -309,8 +340,7 @@ impl Request {
         if let Some((active, until)) = w.introspected.get(&token_hash).copied() {
             if until > now {
                 return if active {
-                    self.forward(w, host, &allow);
-                    Action::Continue
+                    self.admit(w, host, allow)
                 } else {
                     self.refuse(w, host, &allow, Denial::Inactive)
                 };
@@ -386,8 +416,7 @@ impl Request {
                         let until = now.saturating_add(secs as i64).min(allow.claims.exp);
                         w.introspected.insert(token_hash, (active, until));
                         if active {
-                            self.forward(w, host, &allow);
-                            Action::Continue
+                            self.admit(w, host, allow)
                         } else {
                             self.refuse(w, host, &allow, Denial::Inactive)
                         }
@@ -444,6 +473,26 @@ impl Request {
         );
     }
 
+    /// An admitted request: its claim headers are set; it goes on, unless its rule binds the body
+    /// (`awaiting_body`): then the body is checked now if it is already in, else the request is
+    /// held for it.
+    fn admit<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H, allow: Allow) -> Action {
+        self.forward(w, host, &allow);
+        if allow.awaiting_body.is_none() {
+            w.metrics.decision(host, "allowed");
+            return Action::Continue;
+        }
+        if let Some(body) = self.body.take() {
+            return self.finish_body(w, host, allow, &body);
+        }
+        self.held = Some(allow);
+        if host.holds_headers_for_body() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
     fn forward<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H, allow: &Allow) {
         for (name, value) in &allow.forward {
             host.set_request_header(name, value);
@@ -460,7 +509,6 @@ impl Request {
                 host.remove_request_header("dpop");
             }
         }
-        w.metrics.decision(host, "allowed");
     }
 
     fn send_deny<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H, deny: &Deny) {

@@ -173,16 +173,18 @@ impl Worker {
 
     /// The decision for a request without a body, with this worker's stores.
     pub fn decide<H: Host + ?Sized>(&mut self, host: &mut H, facts: &RequestFacts, now: i64) -> Decision {
-        self.decide_with_body(host, facts, None, now)
+        self.decide_with_body(host, facts, Some(None), now)
     }
 
-    /// The decision for a request and its body (`None`: none read), with this worker's stores; the
-    /// `once` store of authorization details is shared by every worker like the DPoP replay store.
+    /// The decision with this worker's stores. `body`: `Some(b)` decides with the body `b`
+    /// (`Some(None)`: none); `None` decides on the headers and leaves a body-bound rule's body to
+    /// [`Worker::check_body`] ([`Guard::decide_before_body`]). The `once` store of authorization
+    /// details is shared by every worker like the DPoP replay store.
     pub fn decide_with_body<H: Host + ?Sized>(
         &mut self,
         host: &mut H,
         facts: &RequestFacts,
-        body: Option<&[u8]>,
+        body: Option<Option<&[u8]>>,
         now: i64,
     ) -> Decision {
         self.sync_revocations(host);
@@ -207,7 +209,10 @@ impl Worker {
             now,
         };
         // `once` authorization details are remembered in the same shared store (RFC 9396 rules only).
-        let mut decision = self.guard.decide_with_body(facts, body, &mut ctx);
+        let mut decision = match body {
+            Some(body) => self.guard.decide_with_body(facts, body, &mut ctx),
+            None => self.guard.decide_before_body(facts, &mut ctx),
+        };
         let hit = self.cache.hits > hits_before;
         if let Decision::Allow(a) = &mut decision {
             a.cache_hit = hit;
@@ -216,6 +221,23 @@ impl Worker {
             self.metrics.cache(hit);
         }
         decision
+    }
+
+    /// RFC 9396: the body of a request admitted with `awaiting_body`, checked against the token's
+    /// `authorization_details` ([`Guard::check_body`]), `once` uses in the shared store.
+    pub fn check_body<H: Host + ?Sized>(
+        &mut self,
+        host: &mut H,
+        allow: &fapi_core::decision::Allow,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), fapi_core::Denial> {
+        let mut replay = SharedReplayStore {
+            host,
+            bucket_capacity: shared::replay_bucket_capacity(self.guard.policy.doc.settings.replay_store_size),
+            secret: self.replay_secret.as_deref(),
+        };
+        self.guard.check_body(allow, body, &mut replay, now)
     }
 
     /// Reloads the revocation list when another worker published a newer one (a cheap version check).

@@ -85,6 +85,12 @@ impl RequestHost for WasmHost {
         hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
+    /// proxy-wasm hosts turn a paused header hook into StopAllIterationAndWatermark (proxy-wasm-cpp-host
+    /// `convertVmCallResultToFilterHeadersStatus`): the body hook would then never run.
+    fn holds_headers_for_body(&self) -> bool {
+        false
+    }
+
     fn request_body(&mut self, size: usize) -> Vec<u8> {
         hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
             .ok()

@@ -3,9 +3,7 @@
 //! (that aborts the process), and on the request path it refuses the request (500), never passes it.
 
 use crate::abi::*;
-use crate::host::{
-    callout_response, lock, log_line, request_body_size, ConfigHost, Env, FilterHost, HookState,
-};
+use crate::host::{callout_response, lock, log_line, ConfigHost, Env, FilterHost, HookState};
 use fapi_engine::host::{CalloutResponse, Level};
 use fapi_engine::{Action, Background, Request, Worker};
 use std::ffi::c_void;
@@ -419,7 +417,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
                 if !request.holds_body() {
                     return request.on_request_body(worker, host, 0, end_of_stream);
                 }
-                let size = request_body_size(filter_envoy_ptr);
+                let size = host.request_body_size();
                 request.on_request_body(worker, host, size, end_of_stream)
             })
         }

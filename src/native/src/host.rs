@@ -285,6 +285,15 @@ pub struct FilterHost<'a> {
 }
 
 impl FilterHost<'_> {
+    /// The request body bytes Envoy holds so far (buffered and received), without reading them.
+    pub fn request_body_size(&self) -> usize {
+        request_body_parts(self.envoy)
+            .into_iter()
+            // SAFETY: `self.envoy` is the live filter of the running hook.
+            .map(|kind| unsafe { envoy_dynamic_module_callback_http_get_body_size(self.envoy, kind) })
+            .fold(0usize, usize::saturating_add)
+    }
+
     fn set_header(
         &mut self,
         kind: envoy_dynamic_module_type_http_header_type,
@@ -491,15 +500,6 @@ fn request_body_parts(envoy: envoy_dynamic_module_type_http_filter_envoy_ptr) ->
             envoy_dynamic_module_type_http_body_type_ReceivedRequestBody,
         ]
     }
-}
-
-/// The request body bytes Envoy holds so far (buffered and received), without reading them.
-pub fn request_body_size(envoy: envoy_dynamic_module_type_http_filter_envoy_ptr) -> usize {
-    request_body_parts(envoy)
-        .into_iter()
-        // SAFETY: `envoy` is the live filter of the running hook.
-        .map(|kind| unsafe { envoy_dynamic_module_callback_http_get_body_size(envoy, kind) })
-        .fold(0usize, usize::saturating_add)
 }
 
 /// One body of the running request, copied out of Envoy's chunks.

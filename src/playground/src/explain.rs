@@ -1,6 +1,7 @@
 //! A decision as the page shows it: the answer Envoy would send, the rule that matched, and the
 //! requirement (with its place in the YAML) that refused the request.
 
+use fapi_core::authorization_details;
 use fapi_core::binding::SenderConstraint;
 use fapi_core::decision::{Decision, Denial};
 use fapi_core::policy::{matcher, Policy, TestCase};
@@ -39,6 +40,7 @@ pub(crate) fn decision_json(policy: &Policy, map: &SourceMap, case: &TestCase, d
         "normalized_path": normalized_path,
         "now": fapi_core::policy_tests::TEST_NOW,
     });
+    out["authorization_details"] = details_view(policy, rule_index, case, &claims);
     match decision {
         Decision::Allow(a) => {
             out["error"] = Value::Null;
@@ -58,6 +60,41 @@ pub(crate) fn decision_json(policy: &Policy, map: &SourceMap, case: &TestCase, d
         }
     }
     out
+}
+
+/// For a rule with `authorization_details` (RFC 9396): field by field, what the body holds and what
+/// the user consented to in each detail of the type (`null` for other rules).
+fn details_view(policy: &Policy, rule_index: Option<usize>, case: &TestCase, claims: &Value) -> Value {
+    let Some(required) =
+        compiled_rule(policy, rule_index).and_then(|r| r.require.authorization_details.as_ref())
+    else {
+        return Value::Null;
+    };
+    let body = case.request.body_bytes().unwrap_or_default();
+    let details = claims.get("authorization_details");
+    let mut view = json!({
+        "type": required.detail_type,
+        "once": required.once,
+        "max_body": required.max_body,
+        "body_bytes": body.len(),
+    });
+    match authorization_details::compare(required, details, &body) {
+        Ok(compared) => {
+            view["matches"] = json!(compared.iter().any(|c| c.matches()));
+            view["details"] = json!(compared);
+        }
+        Err(refusal) => {
+            view["matches"] = json!(false);
+            view["details"] = json!([]);
+            view["refusal"] = json!(Denial::from(refusal).reason());
+        }
+    }
+    view
+}
+
+fn compiled_rule(policy: &Policy, rule_index: Option<usize>) -> Option<&fapi_core::policy::Rule> {
+    let name = &policy.doc.rules.get(rule_index?)?.name;
+    policy.rules.iter().find(|r| &r.name == name)
 }
 
 /// Where a requirement field of rule `i` comes from: the rule, `defaults`, or the built-in default.
@@ -345,6 +382,61 @@ fn failed_requirement(
                 fapi_core::policy_tests::TEST_NOW
             );
             on_issuer(field, required.into(), presented)
+        }
+        AuthorizationDetailsMissing
+        | AuthorizationDetailsMismatch(_)
+        | BodyNotJson
+        | AuthorizationDetailsUsed
+        | BodyTooLarge
+        | AuthorizationDetailsStoreFull => {
+            let d = req?.authorization_details.as_ref()?;
+            let binds: Vec<String> = d
+                .bind
+                .iter()
+                .map(|(b, t)| format!("body {b} = detail {t}"))
+                .collect();
+            let required = format!(
+                "a detail of type {} in authorization_details{}{}; body at most {} bytes",
+                d.detail_type,
+                if binds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", binds.join(", "))
+                },
+                if d.once { ", used once" } else { "" },
+                d.max_body
+            );
+            let body = case.request.body_bytes().unwrap_or_default();
+            let presented = match denial {
+                AuthorizationDetailsMissing => format!(
+                    "no detail of type {} (authorization_details: {})",
+                    d.detail_type,
+                    text(claims.get("authorization_details"))
+                ),
+                AuthorizationDetailsMismatch(field) => {
+                    let body_value = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|b| b.pointer(field).cloned());
+                    let consented = d.bind.get(field).and_then(|t| {
+                        claims
+                            .get("authorization_details")?
+                            .as_array()?
+                            .iter()
+                            .filter(|x| x.get("type").and_then(Value::as_str) == Some(&d.detail_type))
+                            .find_map(|x| x.pointer(t).cloned())
+                    });
+                    format!(
+                        "body {field} = {}, consented {}",
+                        text(body_value.as_ref()),
+                        text(consented.as_ref())
+                    )
+                }
+                BodyNotJson => format!("a body of {} bytes that is not a JSON object", body.len()),
+                AuthorizationDetailsUsed => "the detail already admitted this request once".into(),
+                BodyTooLarge => format!("{} bytes", body.len()),
+                _ => "the store of used details is full".into(),
+            };
+            on_rule("authorization_details", required, presented)
         }
         MissingClaim(c) | MalformedClaim(c) => on_issuer(
             "required_claims",

@@ -247,11 +247,15 @@ pub fn tests(yaml: &str) -> String {
 }
 
 /// Decides one request. `request_json` is a policy test's `request` (`{method, url, scheme,
-/// client_cert, dpop_key, revoked}`), `token_json` its `token` (`{binding, scope, acr, auth_age,
-/// expires_in, claims}`) or `null` for a request without a token. The answer is JSON:
-/// `{status, allowed, error, reason, rule, rule_line, www_authenticate, description, body,
-/// failed_requirement, binding, forward, claims, normalized_path, now}`, or `{errors}` when the
-/// policy or the input is invalid.
+/// client_cert, dpop_key, revoked, body, repeated}`), `token_json` its `token` (`{binding, scope, acr,
+/// auth_age, expires_in, authorization_details, claims}`) or `null` for a request without a token.
+/// The answer is JSON: `{status, allowed, error, reason, rule, rule_line, www_authenticate,
+/// description, body, failed_requirement, binding, forward, claims, normalized_path, now,
+/// authorization_details}`, or `{errors}` when the policy or the input is invalid.
+/// `authorization_details` is `null` unless the matched rule requires them; then `{type, once,
+/// max_body, body_bytes, matches, details: [{index, fields: [{body_field, body_value,
+/// detail_field, detail_value, matches}]}], refusal?}`: field by field, what the body holds and what
+/// the user consented to.
 #[wasm_bindgen]
 pub fn evaluate(yaml: &str, request_json: &str, token_json: &str) -> String {
     let loaded = load(yaml);

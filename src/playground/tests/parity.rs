@@ -319,9 +319,11 @@ fn real_decision(guard: &Guard, policy: &Policy, holder: &Holder, case: &TestCas
             .unwrap()]
     };
     facts.dpop = proof(None);
-    let decide = |facts: &RequestFacts| {
+    let body = r.body_bytes();
+    // One store for the request's attempts: DPoP proofs and `once` authorization details.
+    let mut replay = MemoryReplayStore::new(1024);
+    let mut decide = |facts: &RequestFacts| {
         let mut cache = TokenCache::new(16);
-        let mut replay = MemoryReplayStore::new(1024);
         let mut ctx = Context {
             keys: &guard.policy,
             cache: &mut cache,
@@ -330,8 +332,13 @@ fn real_decision(guard: &Guard, policy: &Policy, holder: &Holder, case: &TestCas
             revocation_feed_current: true,
             now: TEST_NOW,
         };
-        guard.decide(facts, &mut ctx)
+        guard.decide_with_body(facts, body.as_deref(), &mut ctx)
     };
+    if r.repeated {
+        // The same request sent before, with its own fresh DPoP proof (a client never reuses one).
+        let _ = decide(&facts);
+        facts.dpop = proof(None);
+    }
     let mut decision = decide(&facts);
     // A route that requires a server nonce (RFC 9449 §9): the client retries with the one it got.
     if let Decision::Deny(d) = &decision {

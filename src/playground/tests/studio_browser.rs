@@ -1,7 +1,8 @@
 //! The policy studio end to end in headless Chromium: `fapictl policy studio` serves target/studio (the
 //! wasm build of this crate and the page) on 127.0.0.1, and tests/node/studio.mjs drives Debian's
 //! Chromium through playwright-core: load the page, type an error into the policy and see it at its
-//! line, fix it, evaluate a hand-built request and one of the policy's tests, run all the tests,
+//! line, fix it, evaluate a hand-built request (a transfer with its body and the consented
+//! authorization_details, compared field by field) and one of the policy's tests, run all the tests,
 //! download the compiled configuration, switch to English — and no request leaves the page after it
 //! loaded.
 //!
@@ -235,6 +236,10 @@ fn the_studio_in_chromium() {
     );
     assert_eq!(out["testRows"].as_u64(), Some(n as u64));
     assert_eq!(out["pickedDecision"].as_str(), Some("401 binding_not_allowed"));
+    assert_eq!(
+        out["rarDecision"].as_str(),
+        Some("403 authorization_details_mismatch")
+    );
     assert_eq!(
         out["downloadName"].as_str(),
         Some("open-banking-jp.compiled.json")

@@ -26,6 +26,11 @@ const TEXT = {
     policyHasErrors: 'ポリシーにエラーがあるため判定できません', badClaims: '追加クレームが JSON のオブジェクトではありません',
     compileFailed: (n) => `エラーが ${n} 件あるためコンパイルできません`, downloaded: (f) => `${f} を保存しました`,
     ruleLink: (l) => `（${l}行）`,
+    requestBody: 'リクエストボディ（書いたとおりに送信）', repeated: '同じリクエストの2回目',
+    authzDetails: '利用者が同意した内容 (authorization_details, JSON)', badDetails: 'authorization_details が JSON ではありません',
+    cmpTitle: (type) => `ボディと同意内容の比較 (${type})`, cmpBody: 'ボディ', cmpValue: 'ボディの値', cmpDetail: '同意内容',
+    cmpConsented: '同意した値', cmpDetailN: (i) => `authorization_details[${i}]`, cmpNoDetails: '比較できません',
+    cmpOnce: '1回限り', absent: '（なし）',
   },
   en: {
     title: 'Policy studio', runTests: 'Run all tests', download: 'Download compiled configuration', reset: 'Reset to example',
@@ -47,6 +52,11 @@ const TEXT = {
     policyHasErrors: 'The policy has errors: no decision', badClaims: 'Extra claims must be a JSON object',
     compileFailed: (n) => `Not compiled: ${n} error(s)`, downloaded: (f) => `Saved ${f}`,
     ruleLink: (l) => ` (line ${l})`,
+    requestBody: 'Request body (sent as written)', repeated: 'second time the same request is sent',
+    authzDetails: 'What the user consented to (authorization_details, JSON)', badDetails: 'authorization_details must be JSON',
+    cmpTitle: (type) => `Body and consent compared (${type})`, cmpBody: 'Body field', cmpValue: 'Body holds', cmpDetail: 'Consent field',
+    cmpConsented: 'User consented to', cmpDetailN: (i) => `authorization_details[${i}]`, cmpNoDetails: 'Nothing to compare',
+    cmpOnce: 'once', absent: '(absent)',
   },
 };
 
@@ -198,6 +208,8 @@ function pickTest(index) {
   setValue('client-cert', r.client_cert);
   setValue('dpop-key', r.dpop_key);
   $('revoked').checked = !!r.revoked;
+  setValue('request-body', r.body == null ? '' : (typeof r.body === 'string' ? r.body : JSON.stringify(r.body)));
+  $('repeated').checked = !!r.repeated;
   const tok = c.token;
   $('has-token').checked = !!tok;
   const tk = tok || {};
@@ -207,6 +219,7 @@ function pickTest(index) {
   setValue('auth-age', tk.auth_age);
   setValue('expires-in', tk.expires_in);
   setValue('claims', tk.claims ? JSON.stringify(tk.claims) : '');
+  setValue('authz-details', tk.authorization_details ? JSON.stringify(tk.authorization_details) : '');
   state.picked = c;
   renderPickedExpect();
   tokenFieldsEnabled();
@@ -230,6 +243,9 @@ function buildInput() {
   if ($('client-cert').value) request.client_cert = $('client-cert').value;
   if ($('dpop-key').value) request.dpop_key = $('dpop-key').value;
   if ($('revoked').checked) request.revoked = true;
+  // The body is sent exactly as typed (a string body is never re-serialized).
+  if ($('request-body').value !== '') request.body = $('request-body').value;
+  if ($('repeated').checked) request.repeated = true;
   if (!$('has-token').checked) return { request, token: null };
   const token = { binding: $('binding').value };
   if ($('scope').value.trim()) token.scope = $('scope').value.trim();
@@ -237,6 +253,10 @@ function buildInput() {
   for (const [id, key] of [['auth-age', 'auth_age'], ['expires-in', 'expires_in']]) {
     const v = $(id).value.trim();
     if (v !== '') token[key] = Math.trunc(Number(v));
+  }
+  const details = $('authz-details').value.trim();
+  if (details) {
+    try { token.authorization_details = JSON.parse(details); } catch { throw new Error(t('badDetails')); }
   }
   const extra = $('claims').value.trim();
   if (extra) {
@@ -273,6 +293,7 @@ function clearDecision(message) {
   $('decision-error').textContent = '';
   $('decision-description').textContent = '';
   $('failed-requirement').replaceChildren();
+  $('details-comparison').replaceChildren();
   $('decision-headers').textContent = '';
   $('decision-claims').textContent = '';
   $('input-error').textContent = message || '';
@@ -297,6 +318,7 @@ function evaluateNow() {
   $('decision-error').textContent = out.error || '—';
   $('decision-description').textContent = out.description || '';
   renderFailed(out.failed_requirement);
+  renderComparison(out.authorization_details);
   const headers = [];
   for (const h of out.www_authenticate || []) headers.push(`WWW-Authenticate: ${h}`);
   for (const [k, v] of out.forward || []) headers.push(`${k}: ${v}`);
@@ -341,6 +363,48 @@ function renderFailed(f) {
   box.replaceChildren(title, table);
   box.dataset.field = f.field;
   box.dataset.line = f.line == null ? '' : String(f.line);
+}
+
+// RFC 9396: field by field, what the body holds and what the user consented to, per detail of the
+// rule's type (the same comparison the plugin makes).
+function renderComparison(v) {
+  const box = $('details-comparison');
+  if (!v) { box.replaceChildren(); delete box.dataset.matches; return; }
+  const title = document.createElement('strong');
+  title.textContent = `${t('cmpTitle')(v.type)}${v.once ? ` · ${t('cmpOnce')}` : ''}`;
+  const parts = [title];
+  const show = (x) => (x === null || x === undefined ? t('absent') : JSON.stringify(x));
+  if (!v.details.length) {
+    const p = document.createElement('p');
+    p.textContent = `${t('cmpNoDetails')}: ${v.refusal || ''}`;
+    parts.push(p);
+  }
+  for (const d of v.details) {
+    const table = document.createElement('table');
+    table.className = 'cmp';
+    table.dataset.index = String(d.index);
+    const head = document.createElement('tr');
+    for (const h of [t('cmpBody'), t('cmpValue'), t('cmpDetailN')(d.index), t('cmpConsented'), '']) {
+      const th = document.createElement('th');
+      th.textContent = h;
+      head.append(th);
+    }
+    table.append(head);
+    for (const f of d.fields) {
+      const tr = document.createElement('tr');
+      tr.className = f.matches ? 'match' : 'mismatch';
+      tr.dataset.field = f.body_field;
+      for (const text of [f.body_field, show(f.body_value), f.detail_field, show(f.detail_value), f.matches ? '✓' : '✗']) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.append(td);
+      }
+      table.append(tr);
+    }
+    parts.push(table);
+  }
+  box.replaceChildren(...parts);
+  box.dataset.matches = v.matches ? '1' : '0';
 }
 
 // ---- tests and compile --------------------------------------------------------------------------------
@@ -429,7 +493,7 @@ async function main() {
   });
   // Editing the request by hand leaves the picked test: its expectation no longer applies.
   const unpick = () => { if (state.picked) { $('pick-test').value = ''; state.picked = null; renderPickedExpect(); } };
-  for (const id of ['method', 'url', 'scheme', 'client-cert', 'dpop-key', 'revoked', 'binding', 'scope', 'acr', 'auth-age', 'expires-in', 'claims']) {
+  for (const id of ['method', 'url', 'scheme', 'client-cert', 'dpop-key', 'revoked', 'request-body', 'repeated', 'binding', 'scope', 'acr', 'auth-age', 'expires-in', 'authz-details', 'claims']) {
     const later = debounce(evaluateNow, 80);
     $(id).addEventListener('input', () => { unpick(); later(); });
     $(id).addEventListener('change', () => { unpick(); evaluateNow(); });

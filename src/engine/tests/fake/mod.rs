@@ -31,6 +31,8 @@ pub struct FakeHost {
     pub body: Vec<u8>,
     /// How many times the engine read the body.
     pub body_reads: usize,
+    /// Behave like a proxy-wasm host: headers cannot be held while the body is buffered.
+    pub cannot_hold_headers: bool,
 }
 
 impl FakeHost {
@@ -128,6 +130,10 @@ impl RequestHost for FakeHost {
 
     fn peer_certificate_digest(&mut self) -> Option<String> {
         self.peer_digest.clone()
+    }
+
+    fn holds_headers_for_body(&self) -> bool {
+        !self.cannot_hold_headers
     }
 
     fn request_body(&mut self, size: usize) -> Vec<u8> {

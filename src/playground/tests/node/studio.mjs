@@ -109,9 +109,39 @@ try {
   await page.fill('#scope', 'accounts payments');
   await page.fill('#acr', 'urn:bank:acr:passkey');
   await page.fill('#auth-age', '60');
+  // transfer-create binds the body to the consented transfer (RFC 9396): no consent in the token → 403.
+  await page.waitForFunction(() => document.body.dataset.decision === '403 authorization_details_missing');
+  const transfer = (amount) => JSON.stringify({ from_account: 'taro-1', to_account: 'hanako-1', amount, currency: 'JPY', reference: 'dinner' });
+  await page.fill('#authz-details', JSON.stringify([{
+    type: 'payment_initiation', instructedAmount: { currency: 'JPY', amount: '5000' }, creditorName: 'Hanako Yamada',
+    creditorAccount: { accountId: 'hanako-1' }, remittanceInformationUnstructured: 'dinner', debtorAccount: { accountId: 'taro-1' },
+  }]));
+  // The consent, but no body yet.
+  await page.waitForFunction(() => document.body.dataset.decision === '403 body_not_json');
+  await page.fill('#request-body', transfer(5000));
   await page.waitForFunction(() => document.body.dataset.decision === '200 allowed');
   expect((await page.locator('#decision-rule').textContent()).includes('transfer-create'), 'not the transfer-create rule');
-  notes.push('hand-built transfer: 200 allowed, rule transfer-create');
+  const cmp = page.locator('#details-comparison');
+  expect(await cmp.getAttribute('data-matches') === '1', 'the comparison does not show a match');
+  expect((await cmp.locator('tr.match').count()) === 4, `expected 4 matching fields, got ${await cmp.locator('tr.match').count()}`);
+  notes.push('hand-built transfer with its consent: 200 allowed, rule transfer-create, 4 fields match');
+
+  // Field by field: 500,000 JPY against a consent to 5,000 → refused, the amount row marked.
+  await page.fill('#request-body', transfer(500000));
+  await page.waitForFunction(() => document.body.dataset.decision === '403 authorization_details_mismatch');
+  expect(await cmp.getAttribute('data-matches') === '0', 'the comparison still shows a match');
+  const amountRow = cmp.locator('tr[data-field="/amount"]');
+  expect(await amountRow.getAttribute('class') === 'mismatch', 'the amount row is not marked');
+  const amountText = await amountRow.textContent();
+  expect(amountText.includes('500000') && amountText.includes('"5000"'), `amount row: ${amountText}`);
+  expect((await cmp.locator('tr.mismatch').count()) === 1, 'more than the amount differs');
+  expect(await page.locator('#failed-requirement').getAttribute('data-field') === 'authorization_details', 'the failed requirement is not authorization_details');
+  expect((await page.locator('#decision-error').textContent()) === 'insufficient_authorization_details', 'wrong error code');
+  result.rarDecision = await dataset('decision');
+  notes.push(`500,000 JPY: ${result.rarDecision}, row /amount: ${amountText}`);
+  await shot('studio-transfer.png', true);
+  await page.fill('#request-body', transfer(5000));
+  await page.waitForFunction(() => document.body.dataset.decision === '200 allowed');
 
   // The same with a password login: refused by the rule's acr requirement, shown at its line.
   await page.fill('#acr', 'urn:bank:acr:password');
