@@ -745,6 +745,7 @@ fn dynamic_client_registration_round_trip() {
         "grant_types": ["client_credentials"],
         "scope": "accounts",
         "tls_client_certificate_bound_access_tokens": true,
+        "authorization_details_types": ["payment_initiation"],
     });
     let register = |auth: Option<&str>, body: &Value| {
         let mut r = Req::post("/register")
@@ -763,6 +764,13 @@ fn dynamic_client_registration_round_trip() {
         error_of(&register(Some(INITIAL_TOKEN), &bad)),
         "invalid_client_metadata"
     );
+    // RFC 9396 §10: only the types this server supports.
+    let mut bad = metadata.clone();
+    bad["authorization_details_types"] = json!(["account_information"]);
+    assert_eq!(
+        error_of(&register(Some(INITIAL_TOKEN), &bad)),
+        "invalid_client_metadata"
+    );
 
     let r = register(Some(INITIAL_TOKEN), &metadata);
     assert_eq!(r.status, 201, "{}", r.text());
@@ -772,6 +780,11 @@ fn dynamic_client_registration_round_trip() {
     let uri = reg["registration_client_uri"].as_str().unwrap().to_string();
     assert_eq!(uri, format!("{}/register/{client_id}", s.issuer));
     assert_eq!(reg["tls_client_certificate_bound_access_tokens"], true);
+    assert_eq!(
+        reg["authorization_details_types"],
+        json!(["payment_initiation"]),
+        "RFC 9396 §10, returned as registered"
+    );
     let path = format!("/register/{client_id}");
 
     // The new client gets an mTLS-bound token.
@@ -791,6 +804,10 @@ fn dynamic_client_registration_round_trip() {
     let r = with(Req::get(&path), &rat);
     assert_eq!(r.status, 200);
     assert_eq!(r.json().unwrap()["client_name"], "Fintech DCR");
+    assert_eq!(
+        r.json().unwrap()["authorization_details_types"],
+        json!(["payment_initiation"])
+    );
     assert!(r.json().unwrap().get("registration_access_token").is_none());
     assert_eq!(with(Req::get(&path), "wrong").status, 401);
     assert_eq!(with(Req::get(&path), INITIAL_TOKEN).status, 401);

@@ -4,7 +4,8 @@
 //! TOTP and consent (Japanese, then English through the switch link), the redirect to the client
 //! with code, state and iss (RFC 9207) — and Rust exchanges the code at /token and checks the
 //! id_token's `acr`. The passkey test registers a passkey with Chromium's virtual authenticator and
-//! signs in with it alone (`urn:bank:acr:passkey`).
+//! signs in with it alone (`urn:bank:acr:passkey`). The transfer test shows a consent page with an
+//! RFC 9396 transfer, where the person must choose the account it is paid from.
 //!
 //! Chromium accepts the test server's certificate through `--ignore-certificate-errors-spki-list`
 //! (the base64 SHA-256 of that one certificate's SubjectPublicKeyInfo), nothing broader.
@@ -14,7 +15,7 @@
 //! the tests fail with that instruction: they never skip silently.
 //!
 //! Screenshots (sign-in.png, totp.png, consent.png, consent-en.png, passkey-registered.png,
-//! passkey-sign-in.png, failure-*.png) go to `$FAPI_BROWSER_SCREENSHOTS`, else
+//! passkey-sign-in.png, consent-transfer.png, consent-transfer-en.png, failure-*.png) go to `$FAPI_BROWSER_SCREENSHOTS`, else
 //! `target/browser-screenshots/<test>/`; `FAPI_BROWSER_SCREENSHOTS=docs/screenshots` refreshes the
 //! ones in the docs. (Not a `FAPI_AS_*` name: those are the server's config overrides.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -100,6 +101,8 @@ struct Server {
     server_cert_pem: PathBuf,
     mtls: HttpsClient,
     key: SigningKey,
+    /// The `authorization_details` of the last token response [`Server::redeem`] read.
+    last_details: std::sync::Mutex<Option<Value>>,
 }
 
 /// The real binary with the issuer `https://localhost:PORT` (WebAuthn's RP ID must be a domain
@@ -143,6 +146,8 @@ fn start() -> Server {
         jwks.to_str().unwrap(),
         "--scope",
         "openid accounts payments offline_access",
+        "--authorization-details-type",
+        "payment_initiation",
     ]);
     let proc = Process::spawn(
         "fapi-as",
@@ -170,6 +175,7 @@ fn start() -> Server {
         mtls,
         key,
         dir,
+        last_details: std::sync::Mutex::new(None),
     }
 }
 
@@ -212,7 +218,7 @@ impl Server {
         self.mtls.send(&req).unwrap()
     }
 
-    /// PAR (RFC 9126) with PKCE S256 (RFC 7636), state and nonce; `extra` adds parameters.
+    /// PAR (RFC 9126) with PKCE S256 (RFC 7636), state and nonce; `extra` adds (or replaces) parameters.
     fn push(&self, extra: &[(&str, &str)]) -> Pushed {
         let verifier = format!("{}{}", random_id(), random_id());
         let challenge = b64::sha256_b64(&verifier);
@@ -226,6 +232,7 @@ impl Server {
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
         ];
+        params.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
         params.extend_from_slice(extra);
         let r = self.post("/par", &params);
         assert_eq!(r.status, 201, "PAR: {}", r.text());
@@ -256,6 +263,7 @@ impl Server {
             "totpSecret": TARO_TOTP,
             "screenshots": screenshots,
             "chromium": CHROMIUM,
+            "debtor": "taro-1",
         });
         match run_node(&input) {
             Ok(out) => serde_json::from_str(&out).unwrap_or_else(|e| panic!("browser.mjs output {e}: {out}")),
@@ -286,6 +294,7 @@ impl Server {
         assert_eq!(r.status, 200, "token: {}", r.text());
         let body = r.json().unwrap();
         assert_eq!(body["token_type"], json!("Bearer"), "mTLS-bound: {body}");
+        *self.last_details.lock().unwrap() = body.get("authorization_details").cloned();
         let at = CompactJws::parse(body["access_token"].as_str().unwrap()).unwrap();
         assert!(
             at.payload["cnf"]["x5t#S256"].is_string(),
@@ -411,5 +420,29 @@ fn passkey_registration_and_sign_in_in_chromium() {
     assert!(amr.contains(&json!("hwk")), "RFC 8176 hwk: {claims}");
     assert!(!amr.contains(&json!("pwd")), "no password this time: {claims}");
     assert_eq!(claims["sub"], json!("user-taro"), "{claims}");
+    drop(srv.dir);
+}
+
+/// A transfer (RFC 9396 `payment_initiation`, no acr_values): the TOTP step all the same, the consent
+/// page shows it (5,000円, then 5,000 JPY) with the choice of the account it is paid from, which the
+/// form will not send without; taro chooses taro-1, and the token response carries the transfer with
+/// that debtor account.
+#[test]
+fn a_transfer_on_the_consent_page_in_chromium() {
+    require_tools();
+    let srv = start();
+    let transfer = json!({"type": "payment_initiation",
+        "instructedAmount": {"currency": "JPY", "amount": "5000"},
+        "creditorName": "Hanako Yamada", "creditorAccount": {"accountId": "hanako-1"},
+        "remittanceInformationUnstructured": "dinner"});
+    let details = json!([transfer]).to_string();
+    let pushed = srv.push(&[("scope", "openid payments"), ("authorization_details", &details)]);
+    let out = srv.browser("transfer", &[&pushed], &screenshots("transfer"));
+    eprintln!("browser notes: {}", out["notes"]);
+    let claims = srv.redeem(&out, &pushed);
+    assert_eq!(claims["acr"], json!("urn:bank:acr:totp"), "{claims}");
+    let mut granted = transfer;
+    granted["debtorAccount"] = json!({"accountId": "taro-1"});
+    assert_eq!(*srv.last_details.lock().unwrap(), Some(json!([granted])));
     drop(srv.dir);
 }

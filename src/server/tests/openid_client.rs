@@ -6,7 +6,9 @@
 //! introspection (RFC 7662, and RFC 9701 signed responses); the same with mTLS-bound tokens over the
 //! mtls_endpoint_aliases (RFC 8705 §5) with JARM, and with self_signed_tls_client_auth (RFC 8705 §2.2);
 //! and a client it registers itself (RFC 7591) that gets its id_tokens and JARM responses encrypted
-//! (ECDH-ES, A256GCM).
+//! (ECDH-ES, A256GCM); and one Rich Authorization Request (RFC 9396): a transfer pushed in a signed
+//! request object through PAR, consented with a debtor account, carried by the token response and
+//! introspection.
 //! This test registers the clients, hands the script their keys, and checks what openid-client
 //! accepted against what only this side knows (the certificate thumbprint, the feed).
 //!
@@ -143,6 +145,8 @@ fn start() -> Fixture {
             binding,
             "--scope",
             SCOPES,
+            "--authorization-details-type",
+            "payment_initiation",
         ];
         args.extend(grants);
         run(&args);
@@ -197,6 +201,9 @@ fn start() -> Fixture {
         "redirect_uri": REDIRECT,
         "initial_access_token": INITIAL_TOKEN,
         "user": {"username": "taro", "password": "demo-password-2026", "totp_secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"},
+        "rar_user": {"username": "hanako", "password": "demo-password-2026", "totp_secret": "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"},
+        "rar_debtor": "hanako-2",
+        "rar_details": rar_details(),
         "clients": {
             "dpop": {"client_id": "oc-dpop", "jwk": private_jwk(&dpop_key)},
             "mtls": {"client_id": "oc-mtls", "jwk": private_jwk(&mtls_key)},
@@ -211,6 +218,14 @@ fn start() -> Fixture {
         client_x5t: identity.x5t_s256(),
         input,
     }
+}
+
+/// The transfer the RAR flow asks for (RFC 9396 §2): hanako pays taro 5,000 yen.
+fn rar_details() -> Value {
+    json!([{"type": "payment_initiation",
+            "instructedAmount": {"currency": "JPY", "amount": "5000"},
+            "creditorName": "Taro Yamada", "creditorAccount": {"accountId": "taro-1"},
+            "remittanceInformationUnstructured": "lunch"}])
 }
 
 /// Runs the node script; its JSON report.
@@ -280,7 +295,7 @@ fn openid_client_6_drives_the_fapi2_flows() {
     let report = run_flows(&f.input);
     let pretty = serde_json::to_string_pretty(&report).unwrap();
     println!("openid-client report:\n{pretty}");
-    for flow in ["dpop", "mtls", "self_signed", "registered"] {
+    for flow in ["rar", "dpop", "mtls", "self_signed", "registered"] {
         assert!(
             report[flow].get("error").is_none(),
             "openid-client refused something in the {flow} flow:\n{pretty}\n--- server log ---\n{}",
@@ -454,6 +469,45 @@ fn openid_client_6_drives_the_fapi2_flows() {
     assert_eq!(jarm["enc"], json!("A256GCM"));
     assert_eq!(jarm["cty"], json!("JWT"));
     assert_eq!(jarm["kid"], json!("dcr-enc"));
+
+    // RFC 9396: the transfer in a request object (a JSON array, §3) through PAR; consent with
+    // hanako's second account; the token response (§7), the access token (§9.1) and introspection
+    // (§9.2) carry it with that debtor account.
+    let rar = &report["rar"];
+    assert_eq!(
+        rar["discovery"]["authorization_details_types_supported"],
+        json!(["payment_initiation"])
+    );
+    assert_eq!(rar["request_object_details"], rar_details(), "{rar}");
+    let steps: Vec<&str> = rar["browser"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for s in [
+        "post /login/totp",
+        "consent shows transfers [\"5,000 JPY\"]",
+        "consent offers debtor accounts [\"hanako-1\",\"hanako-2\"]",
+        "post /consent",
+    ] {
+        assert!(steps.contains(&s), "{s} in {steps:?}");
+    }
+    let mut granted = rar_details();
+    granted[0]["debtorAccount"] = json!({"accountId": "hanako-2"});
+    assert_eq!(rar["code_grant"]["authorization_details"], granted, "{rar}");
+    assert_eq!(
+        rar["code_grant"]["access_claims"]["authorization_details"],
+        granted
+    );
+    assert_eq!(rar["code_grant"]["access_claims"]["sub"], json!("user-hanako"));
+    assert_eq!(
+        rar["code_grant"]["access_claims"]["acr"],
+        json!("urn:bank:acr:totp")
+    );
+    check_access_token("rar", &rar["code_grant"], issuer, "oc-mtls");
+    assert_eq!(rar["introspection"]["active"], json!(true));
+    assert_eq!(rar["introspection"]["authorization_details"], granted);
 
     // The revocations openid-client made reach the plugin's feed.
     let listed = feed_jtis(&f);

@@ -339,6 +339,51 @@ struct TokenData {
     scope: String,
 }
 
+/// RFC 9396 details stored with a grant: on a database made before the column existed (a grants table
+/// without `authorization_details`) the column is added at start-up, twice harmlessly, old grants
+/// have none, and a grant stored with details reads them back.
+async fn grant_details(url: String) -> Result<()> {
+    {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&url).await?;
+        sqlx::query("CREATE TABLE grants (grant_id TEXT PRIMARY KEY, client_id TEXT NOT NULL, user_id TEXT NOT NULL, scope TEXT NOT NULL, created_at BIGINT NOT NULL, last_used_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0)")
+            .execute(&pool)
+            .await?;
+        sqlx::query("INSERT INTO grants VALUES ('old', 'c1', 'u1', 'openid', 1, 1, 0)")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+    }
+    let (s, again) = open2(&url).await?;
+    ensure!(s.grant("old").await?.is_some_and(|g| g.scope == "openid"));
+    ensure!(s.grant_details("old").await?.is_none());
+    let g = |id: &str| Grant {
+        grant_id: id.into(),
+        client_id: "c1".into(),
+        user_id: "u1".into(),
+        scope: "payments".into(),
+        created_at: NOW,
+        last_used_at: NOW,
+        revoked: false,
+    };
+    let details = vec![serde_json::json!({
+        "type": "payment_initiation",
+        "instructedAmount": {"currency": "JPY", "amount": "5000"},
+        "creditorName": "Hanako <b>Yamada</b> ✓", "creditorAccount": {"accountId": "hanako-1"},
+        "debtorAccount": {"accountId": "taro-1"},
+    })];
+    s.put_grant_with_details(&g("new"), &details).await?;
+    ensure!(again.grant_details("new").await? == Some(details.clone()));
+    ensure!(again.grant("new").await? == Some(g("new")));
+    s.put_grant(&g("plain")).await?;
+    ensure!(again.grant_details("plain").await?.is_none());
+    ensure!(again.grant_details("missing").await?.is_none());
+    // Revoking leaves the record of what was granted.
+    s.revoke_grant("new", NOW_MS).await?;
+    ensure!(again.grant_details("new").await? == Some(details));
+    Ok(())
+}
+
 fn data(scope: &str) -> TokenData {
     TokenData { scope: scope.into() }
 }
@@ -787,6 +832,7 @@ const CHECKS: &[(&str, Check)] = checks![
     take_concurrently,
     replay,
     grants_and_revocation,
+    grant_details,
     revocation_feed,
     signin_throttle,
     password_rehash,

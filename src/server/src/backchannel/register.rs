@@ -560,6 +560,35 @@ mod tests {
     }
 
     #[test]
+    fn authorization_details_types_rfc9396_section_10() {
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", "kid": "k1"}]});
+        let mut m = json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "redirect_uris": ["https://app.example/cb"]});
+        assert!(matches!(validate(&m, "c1", "ES256"), Ok(c) if c.authorization_details_types.is_empty()));
+        m["authorization_details_types"] = json!(["payment_initiation"]);
+        let c = validate(&m, "c1", "ES256");
+        assert!(matches!(&c, Ok(c) if c.authorization_details_types == ["payment_initiation"]));
+        // Stored and returned under the RFC 9396 name.
+        let stored = c
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .unwrap_or_default();
+        assert_eq!(
+            stored["authorization_details_types"],
+            json!(["payment_initiation"])
+        );
+        for bad in [
+            json!(["account_information"]),
+            json!("payment_initiation"),
+            json!([1]),
+        ] {
+            m["authorization_details_types"] = bad.clone();
+            assert!(
+                matches!(validate(&m, "c1", "ES256"), Err(e) if e.error == "invalid_client_metadata"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn validation() {
         let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", "kid": "k1"}]});
         let ok = json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "redirect_uris": ["https://app.example/cb"], "dpop_bound_access_tokens": true});

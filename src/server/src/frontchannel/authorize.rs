@@ -380,6 +380,26 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_needs_totp_or_passkey_whatever_acr_values_says() {
+        let transfer = json!({"type": "payment_initiation",
+            "instructedAmount": {"currency": "JPY", "amount": "5000"},
+            "creditorName": "Hanako Yamada", "creditorAccount": {"accountId": "hanako-1"}});
+        let mut p = request(None, "https://app.example/cb");
+        assert_eq!(request_level(&p), Level::Password);
+        p.authorization_details = Some(vec![transfer]);
+        assert_eq!(request_level(&p), Level::Totp);
+        p.acr_values = Some(ACR_PASSWORD.into());
+        assert_eq!(request_level(&p), Level::Totp);
+        p.acr_values = Some(ACR_PASSKEY.into());
+        assert_eq!(request_level(&p), Level::Totp);
+        // A password-only sign-in does not reach it; TOTP and passkeys do.
+        let amr = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(achieved_level(&amr(&["pwd"])) < Some(request_level(&p)));
+        assert!(achieved_level(&amr(&["pwd", "otp"])) >= Some(request_level(&p)));
+        assert!(achieved_level(&amr(&["hwk", "user"])) >= Some(request_level(&p)));
+    }
+
+    #[test]
     fn max_age() {
         assert!(!too_old(Some(100), None, 10_000));
         assert!(!too_old(Some(100), Some(60), 160));

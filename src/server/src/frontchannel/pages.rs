@@ -769,6 +769,104 @@ mod tests {
     }
 
     #[test]
+    fn consent_shows_each_transfer_and_asks_for_the_debtor_account() {
+        let details = [serde_json::json!({"type": "payment_initiation",
+            "instructedAmount": {"currency": "JPY", "amount": "5000"},
+            "creditorName": "Hanako Yamada", "creditorAccount": {"accountId": "hanako-1"},
+            "remittanceInformationUnstructured": "dinner"})];
+        let transfers = crate::authorization_details::summaries(&details);
+        let accounts = [account("taro-1"), account("taro-2")];
+        let page = |lang, chosen| {
+            consent(
+                lang,
+                &ConsentPage {
+                    csrf: "c",
+                    client_name: "Fintech",
+                    scopes: &["payments"],
+                    accounts: &accounts,
+                    transfers: &transfers,
+                    chosen,
+                    user_name: "taro",
+                    passkey_register: false,
+                    notice: None,
+                    error: None,
+                },
+            )
+        };
+        let ja = html_of(&page(Lang::Ja, None)).to_string();
+        assert!(
+            ja.contains("data-testid=\"transfer-amount\">5,000円</dd>"),
+            "{ja}"
+        );
+        assert!(ja.contains("出金口座を選んでください"), "{ja}");
+        let en = html_of(&page(Lang::En, None)).to_string();
+        for want in [
+            "data-testid=\"transfer-amount\">5,000 JPY</dd>",
+            "data-testid=\"transfer-payee\">Hanako Yamada</dd>",
+            "data-testid=\"transfer-payee-account\">hanako-1</dd>",
+            "data-testid=\"transfer-reference\">dinner</dd>",
+            "Choose the account to pay from",
+            "formnovalidate",
+        ] {
+            assert!(en.contains(want), "{want}: {en}");
+        }
+        // One required radio button per account, none chosen for the user.
+        assert_eq!(en.matches("type=\"radio\" name=\"debtor_account\"").count(), 2);
+        assert_eq!(en.matches(" required ").count(), 2, "{en}");
+        assert!(!en.contains(" checked"), "{en}");
+        assert!(
+            !en.contains("Your accounts"),
+            "the choice replaces the plain list"
+        );
+        let again = html_of(&page(Lang::En, Some("taro-2"))).to_string();
+        assert!(
+            again.contains("value=\"taro-2\" required data-testid=\"debtor-account\" checked>"),
+            "{again}"
+        );
+        // Without transfers: the plain account list, no choice.
+        let plain = html_of(&consent(
+            Lang::En,
+            &ConsentPage {
+                csrf: "c",
+                client_name: "Fintech",
+                scopes: &["accounts"],
+                accounts: &accounts,
+                transfers: &[],
+                chosen: None,
+                user_name: "taro",
+                passkey_register: false,
+                notice: None,
+                error: None,
+            },
+        ))
+        .to_string();
+        assert!(
+            plain.contains("Your accounts") && !plain.contains("debtor_account"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn connected_apps_show_the_granted_transfers() {
+        let g = grant("g1");
+        let mut t = transfer("x");
+        t.amount = "5,000".into();
+        t.currency = "JPY".into();
+        t.debtor_account = Some("taro-1".into());
+        let connected = [ConnectedApp {
+            grant: &g,
+            client_name: "Fintech".into(),
+            transfers: vec![t],
+        }];
+        let html = html_of(&apps(Lang::Ja, "c", "u", &connected, &AppsExtras::default())).to_string();
+        assert!(html.contains(">5,000円</dd>"), "{html}");
+        assert!(
+            html.contains("data-testid=\"transfer-debtor\">taro-1</dd>"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn an_undefined_variable_is_an_error_not_an_empty_string() {
         let page = render("error.html", Lang::En, Switch::None, false, context! {});
         assert!(page.html().is_none(), "{page:?}");

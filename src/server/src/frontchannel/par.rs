@@ -648,6 +648,112 @@ mod tests {
         );
     }
 
+    fn transfer() -> Value {
+        json!({"type": "payment_initiation",
+               "instructedAmount": {"currency": "JPY", "amount": 5000},
+               "creditorName": "Hanako Yamada", "creditorAccount": {"accountId": "hanako-1"},
+               "remittanceInformationUnstructured": "dinner"})
+    }
+
+    #[test]
+    fn authorization_details_checked_for_the_client_rfc9396_section_5() {
+        let c = client(None);
+        let text = json!([transfer()]).to_string();
+        let p = validate(&params(&[("authorization_details", &text)], &[]), &c);
+        let details = p.map(|p| p.authorization_details).unwrap_or_default();
+        let mut canonical = transfer();
+        canonical["instructedAmount"]["amount"] = json!("5000");
+        assert_eq!(details, Some(vec![canonical]));
+        assert!(matches!(validate(&params(&[], &[]), &c), Ok(p) if p.authorization_details.is_none()));
+        // Each defect is invalid_authorization_details (400) naming the field.
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut t = transfer();
+            f(&mut t);
+            error_of(validate(
+                &params(&[("authorization_details", &json!([t]).to_string())], &[]),
+                &c,
+            ))
+        };
+        for (got, want) in [
+            (
+                with(&|t| t["type"] = json!("account_information")),
+                "unknown type",
+            ),
+            (
+                with(&|t| t["instructedAmount"]["amount"] = json!("0")),
+                "positive whole number",
+            ),
+            (
+                with(&|t| t["instructedAmount"]["amount"] = json!(12.5)),
+                "whole number",
+            ),
+            (
+                with(&|t| t["instructedAmount"]["currency"] = json!("USD")),
+                "JPY only",
+            ),
+            (
+                with(&|t| t["debtorAccount"] = json!({"accountId": "taro-1"})),
+                "debtorAccount",
+            ),
+            (with(&|t| t["extra"] = json!(1)), "unknown field"),
+            (
+                with(&|t| {
+                    t.as_object_mut().map(|o| o.remove("creditorAccount"));
+                }),
+                "creditorAccount is missing",
+            ),
+        ] {
+            assert_eq!(got.0, "invalid_authorization_details", "{}", got.1);
+            assert!(got.1.contains(want), "{} should say {want}", got.1);
+        }
+        for bad in ["not json", "{}", "[]", "\"text\""] {
+            let (e, _) = error_of(validate(&params(&[("authorization_details", bad)], &[]), &c));
+            assert_eq!(e, "invalid_authorization_details", "{bad}");
+        }
+        // A client registered without the type (RFC 9396 §10) may not ask for it.
+        let mut plain = client(None);
+        plain.authorization_details_types.clear();
+        let (e, d) = error_of(validate(
+            &params(&[("authorization_details", &text)], &[]),
+            &plain,
+        ));
+        assert_eq!(e, "invalid_authorization_details");
+        assert!(d.contains("not allowed for this client"), "{d}");
+    }
+
+    #[test]
+    fn authorization_details_in_a_request_object_is_an_array_rfc9396_section_3(
+    ) -> std::result::Result<(), String> {
+        let now = 1_700_000_000;
+        let key = SigningKey::generate(Algorithm::ES256, Some("k1".into())).map_err(|e| e.0)?;
+        let c = client(Some(&key));
+        let mut claims = ro_claims(now);
+        claims["authorization_details"] = json!([transfer()]);
+        let jwt = key.sign_jwt(None, &claims).map_err(|e| e.0)?;
+        let ro = verify_request_object(&jwt, &c, ISSUER, now).map_err(|e| e.description)?;
+        let p = validate(&ro.params, &c).map_err(|e| e.description)?;
+        assert_eq!(
+            p.authorization_details.map(|d| d.len()),
+            Some(1),
+            "the array claim is taken"
+        );
+        // The claim as text (form encoding inside a JWT) is refused.
+        claims["authorization_details"] = json!(json!([transfer()]).to_string());
+        claims["jti"] = json!("j2");
+        let jwt = key.sign_jwt(None, &claims).map_err(|e| e.0)?;
+        let err = ro_error(verify_request_object(&jwt, &c, ISSUER, now));
+        assert!(err.starts_with("invalid_authorization_details: "), "{err}");
+        // An invalid detail inside the array: the same error as in a form.
+        claims["authorization_details"] = json!([{"type": "payment_initiation"}]);
+        let jwt = key.sign_jwt(None, &claims).map_err(|e| e.0)?;
+        let ro = verify_request_object(&jwt, &c, ISSUER, now).map_err(|e| e.description)?;
+        assert_eq!(
+            error_of(validate(&ro.params, &c)).0,
+            "invalid_authorization_details"
+        );
+        Ok(())
+    }
+
     #[test]
     fn repeated_parameters_refused() {
         let pairs = vec![

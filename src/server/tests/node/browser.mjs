@@ -3,14 +3,16 @@
 // virtual authenticator (CDP WebAuthn domain).
 //
 // stdin: {
-//   "scenario": "totp" | "passkey",
+//   "scenario": "totp" | "passkey" | "transfer",
 //   "authorizeUrl": "https://localhost:PORT/authorize?client_id=..&request_uri=..",
 //   "authorizeUrl2": "..",            // passkey: the second authorization, signed in with the passkey alone
 //   "redirectPrefix": "https://localhost:PORT2/cb",   // served by nothing: the navigation is intercepted
 //   "serverCertPem": "<PEM path>",   // its SPKI is the only certificate error Chromium ignores
 //   "clientName": "...", "username": "taro", "password": "...", "totpSecret": "<base32>",
 //   "screenshots": "<dir>"            // where PNGs go (sign-in.png, totp.png, consent.png, consent-en.png,
-//                                     // passkey-registered.png, passkey-sign-in.png; failure-<scenario>.png)
+//                                     // passkey-registered.png, passkey-sign-in.png, consent-transfer.png,
+//                                     // consent-transfer-en.png; failure-<scenario>.png)
+//   "debtor": "taro-1"                // transfer: the account chosen on the consent page
 //   "chromium": "/usr/bin/chromium", "certMode": "spki" (default) | "ignore-all"
 // }
 // stdout: {"redirect": "<the URL the browser was sent to>", "query": {code, state, iss, ...}, "notes": [...]}
@@ -211,6 +213,41 @@ async function totpScenario(browser) {
   return result(await approve(page, redirected));
 }
 
+/// A transfer (RFC 9396 payment_initiation) on the consent page: password and TOTP (a transfer needs
+/// it), the transfer in Japanese (5,000円) with the debtor-account choice; Approve without a choice is
+/// held back by the form (nothing is sent); the account chosen, the page in English (5,000 JPY),
+/// approve.
+async function transferScenario(browser) {
+  const { page, redirected } = await newContext(browser, 'ja-JP');
+  current = page;
+  await page.goto(input.authorizeUrl);
+  await signInWithPassword(page, 'ja');
+  await enterTotp(page);
+  await page.waitForSelector('[data-testid="transfer"]');
+  const amount = await text(page, '[data-testid="transfer-amount"]');
+  expect(amount === '5,000円', `amount in Japanese: ${amount}`);
+  const payee = await text(page, '[data-testid="transfer-payee"]');
+  expect(payee === 'Hanako Yamada', `payee: ${payee}`);
+  const account = await text(page, '[data-testid="transfer-payee-account"]');
+  expect(account === 'hanako-1', `payee account: ${account}`);
+  const offered = await page.locator('[data-testid="debtor-account"]').evaluateAll((els) => els.map((e) => e.value));
+  expect(offered.includes(input.debtor), `debtor ${input.debtor} offered: ${offered}`);
+  notes.push(`debtor accounts offered: ${offered.join(', ')}`);
+  await shot(page, 'consent-transfer.png');
+  // Approve with no account chosen: the browser's form validation keeps the form from being sent.
+  const before = page.url();
+  await page.click('[data-testid="approve"]');
+  await page.waitForTimeout(500);
+  const valid = await page.locator('form[action="/consent"]').evaluate((f) => f.checkValidity());
+  expect(!valid && page.url() === before, `approve without an account must not submit (valid=${valid}, url=${page.url()})`);
+  await Promise.all([page.waitForNavigation(), page.click('a.lang[hreflang=en]')]);
+  const en = await text(page, '[data-testid="transfer-amount"]');
+  expect(en === '5,000 JPY', `amount in English: ${en}`);
+  await page.check(`[data-testid="debtor-account"][value="${input.debtor}"]`);
+  await shot(page, 'consent-transfer-en.png');
+  return result(await approve(page, redirected));
+}
+
 /// A CTAP2 platform authenticator with resident keys and user verification (a passkey provider),
 /// holding `credentials` (from WebAuthn.getCredentials of another one) when given.
 async function virtualAuthenticator(context, page, credentials = []) {
@@ -300,6 +337,9 @@ try {
       break;
     case 'passkey':
       out = await passkeyScenario(browser);
+      break;
+    case 'transfer':
+      out = await transferScenario(browser);
       break;
     default:
       fail(`unknown scenario ${input.scenario}`);

@@ -20,6 +20,12 @@
 // - self_signed: self_signed_tls_client_auth (RFC 8705 §2.2), client_credentials, revocation.
 // - registered: dynamic client registration (RFC 7591) with an initial access token, a client that
 //   asks for encrypted id_tokens (ECDH-ES, A256GCM), which openid-client decrypts and verifies.
+// - rar: Rich Authorization Requests (RFC 9396): the mtls client pushes a transfer
+//   (`authorization_details`, payment_initiation) in a signed request object (JAR, where
+//   oauth4webapi puts it as a JSON array, §3) through PAR; `rar_user` (another demo user, so that
+//   the TOTP code of `user` is not spent twice) signs in with TOTP, which transfers need, and picks
+//   `rar_debtor` on the consent page; the token response (§7) and introspection (§9.2) carry the
+//   transfer enriched with that debtor account.
 
 import * as client from 'openid-client'
 import { Agent, fetch as undiciFetch } from 'undici'
@@ -90,10 +96,13 @@ const decodeEntities = (s) =>
  * (field names from src/frontchannel/pages.rs). Returns the redirect to the client's redirect URI.
  */
 class Browser {
-  constructor(base) {
+  /** `user`: who signs in (default input.user); `debtor`: the account chosen for a transfer. */
+  constructor(base, { user, debtor } = {}) {
     this.base = base
     this.cookies = new Map()
     this.steps = []
+    this.user = user ?? input.user
+    this.debtor = debtor
   }
 
   async request(url, init = {}) {
@@ -143,14 +152,22 @@ class Browser {
         if (!inner.includes('id="username"') || !inner.includes('id="password"')) {
           throw new Error('sign-in form without username/password fields')
         }
-        fields.set('username', input.user.username)
-        fields.set('password', input.user.password)
+        fields.set('username', this.user.username)
+        fields.set('password', this.user.password)
       } else if (action === '/login/totp') {
         if (!inner.includes('name="code"')) throw new Error('TOTP form without a code field')
-        fields.set('code', totp(input.user.totp_secret))
+        fields.set('code', totp(this.user.totp_secret))
       } else {
         if (!inner.includes('id="approve"')) throw new Error('consent form without an approve button')
         this.steps.push(`consent shows ${JSON.stringify(scopeItems(html))}`)
+        const transfers = [...html.matchAll(/<dd class="amount" data-testid="transfer-amount">([^<]*)<\/dd>/g)].map((m) => m[1])
+        if (transfers.length) this.steps.push(`consent shows transfers ${JSON.stringify(transfers)}`)
+        const debtors = [...inner.matchAll(/name="debtor_account" value="([^"]*)"/g)].map((m) => m[1])
+        if (debtors.length) {
+          this.steps.push(`consent offers debtor accounts ${JSON.stringify(debtors)}`)
+          if (!debtors.includes(this.debtor)) throw new Error(`debtor ${this.debtor} not offered: ${debtors}`)
+          fields.set('debtor_account', this.debtor)
+        }
         fields.set('decision', 'approve')
       }
       this.steps.push(`post ${action}`)
@@ -501,8 +518,54 @@ async function registeredFlow(out) {
   out.code_grant.client_id = meta.client_id
 }
 
+async function rarFlow(out) {
+  const c = input.clients.mtls
+  const stats = { nonce_challenges: [], introspection_content_types: [] }
+  const config = await step(out, 'discovery', async () =>
+    client.discovery(
+      new URL(input.issuer),
+      c.client_id,
+      { use_mtls_endpoint_aliases: true },
+      client.PrivateKeyJwt(await privateKey(c.jwk)),
+      { [client.customFetch]: fetcher(mtlsAgent, stats) },
+    ),
+  )
+  out.discovery = {
+    authorization_details_types_supported: config.serverMetadata().authorization_details_types_supported,
+  }
+  const verifier = client.randomPKCECodeVerifier()
+  const state = client.randomState()
+  const params = {
+    redirect_uri: input.redirect_uri,
+    scope: 'payments',
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    ui_locales: 'en',
+    authorization_details: JSON.stringify(input.rar_details),
+  }
+  // JAR (RFC 9101) then PAR: the request object goes through the PAR endpoint.
+  const url = await step(out, 'par', async () => {
+    const jar = await client.buildAuthorizationUrlWithJAR(config, params, await privateKey(c.jwk))
+    out.request_object_details = claimsOf(jar.searchParams.get('request')).authorization_details
+    return client.buildAuthorizationUrlWithPAR(config, jar.searchParams)
+  })
+  const browser = new Browser(input.issuer, { user: input.rar_user, debtor: input.rar_debtor })
+  const callback = await step(out, 'browser', () => browser.authorize(url, input.redirect_uri))
+  out.browser = { steps: browser.steps, callback_keys: [...callback.searchParams.keys()].sort() }
+  const tokens = await step(out, 'code_grant', () =>
+    client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state }),
+  )
+  out.code_grant = { ...describeTokens(tokens), authorization_details: tokens.authorization_details }
+  out.introspection = await step(out, 'introspection', async () => {
+    const r = await client.tokenIntrospection(config, tokens.access_token)
+    return { active: r.active, authorization_details: r.authorization_details }
+  })
+}
+
 const result = {}
 for (const [name, flow] of [
+  ['rar', rarFlow],
   ['dpop', dpopFlow],
   ['mtls', mtlsFlow],
   ['self_signed', selfSignedFlow],
