@@ -25,6 +25,11 @@ use std::collections::BTreeMap;
 /// The largest body a rule may ask to buffer (1 MiB); a policy asking more does not load.
 pub const MAX_BODY_LIMIT: usize = 1 << 20;
 
+/// How far ahead (seconds) the plugin's shared store remembers a `once` use at least: a token whose
+/// lifetime plus the issuer's `leeway_past` is longer may be refused (store full) rather than
+/// remembered too briefly. The policy linter warns about issuers that allow such tokens.
+pub const ONCE_HORIZON: u64 = 3600;
+
 /// What a rule requires of the token's `authorization_details` and the request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,8 +44,12 @@ pub struct DetailsRequirement {
     /// Each detail admits one request.
     #[serde(default)]
     pub once: bool,
-    /// The largest body read, in bytes (default 16 KiB); a larger one is refused (413).
-    #[serde(default = "default_max_body")]
+    /// The largest body read, in bytes (default 16 KiB); a larger one is refused (413). A mesh may
+    /// deliver it as `4096.0`: whole numbers only.
+    #[serde(
+        default = "default_max_body",
+        deserialize_with = "crate::policy::whole_number::exact"
+    )]
     pub max_body: usize,
 }
 

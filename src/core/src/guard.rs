@@ -614,6 +614,30 @@ mod tests {
         }
     }
 
+    /// `once` warns about issuers whose tokens may outlive what the plugin's store remembers.
+    #[test]
+    fn once_warns_about_long_lived_tokens() {
+        let doc = |max_lifetime: serde_json::Value| {
+            json!({
+                "version": 1,
+                "issuers": [{"issuer": "https://as.example", "audiences": ["https://api.example"],
+                             "max_lifetime": max_lifetime,
+                             "jwks": {"uri": "https://as.example/jwks", "cluster": "as"}}],
+                "rules": [{"name": "pay", "match": {"path": "/pay"},
+                           "require": {"authorization_details": {"type": "t", "once": true}}}]
+            })
+        };
+        let warnings = |v| match Policy::from_value(v) {
+            Ok((_, w)) => w.into_iter().map(|p| p.path).collect::<Vec<_>>(),
+            Err(e) => e.into_iter().map(|p| format!("error {p}")).collect(),
+        };
+        assert_eq!(
+            warnings(doc(json!(3600))),
+            vec!["rules[0].require.authorization_details.once".to_string()]
+        );
+        assert!(warnings(doc(json!(600))).is_empty());
+    }
+
     #[test]
     fn body_limit_only_for_rules_that_read_the_body() {
         let p = policy();

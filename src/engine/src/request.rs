@@ -66,10 +66,11 @@ impl Request {
         &self.interaction_id
     }
 
-    /// The request is held for its body: the shell must buffer it and report its size
-    /// ([`Request::on_request_body`]). Shells ask before they measure the body.
-    pub fn holds_body(&self) -> bool {
-        self.body_limit.is_some()
+    /// Whether the body events of this request need the engine at all: only for a request whose
+    /// rule binds the body, or one already answered. Shells skip the engine (and its lock) for every
+    /// other request's body: [`Action::Continue`].
+    pub fn wants_body_events(&self) -> bool {
+        self.body_limit.is_some() || self.answered
     }
 
     /// The callout this request waits for, if any.

@@ -6,6 +6,7 @@
 //! bounded by construction.
 
 use crate::host::{Host, SharedError};
+use fapi_core::authorization_details::ONCE_HORIZON;
 use fapi_core::dpop::{Recorded, ReplayStore};
 use fapi_core::sha256;
 
@@ -167,9 +168,10 @@ const ONCE: Family = Family {
     slot_seconds: ONCE_SLOT_SECONDS,
 };
 
-/// Slot width of the `once` family: 8 slots cover 70 minutes ahead, past the longest token the
-/// policy linter lets through without a warning (an hour).
-const ONCE_SLOT_SECONDS: i64 = 600;
+/// Slot width of the `once` family: a use up to [`ONCE_HORIZON`] ahead lands at most 6 slots on, so
+/// it always fits the 8 slots (the current one and one spare); the policy linter warns about issuers
+/// whose tokens may live longer.
+const ONCE_SLOT_SECONDS: i64 = ONCE_HORIZON as i64 / (SLOTS - 2);
 
 impl<H: Host + ?Sized> SharedReplayStore<'_, H> {
     fn record_in(

@@ -776,3 +776,24 @@ fn without_held_headers_the_body_is_held_and_checked() {
     assert_eq!(w.reply_status(), Some(403));
     assert_eq!(w.host.counter_value("denied.authorization_details_used"), 1);
 }
+
+/// The body may be complete before the headers' decision (a key fetch under way): it is kept, and
+/// checked when the callout answers; only then does the request go on.
+#[test]
+fn a_body_that_arrives_during_a_key_fetch_is_checked_when_it_answers() {
+    let mut w = World::new(json!({}));
+    let t = transfer_token("pay-8", granted());
+    let auth = bearer(&t);
+    let body = transfer_body(5000, "hanako-1");
+    let (mut r, action) = w.send_body("POST", "/transfers", &[("authorization", &auth)], &[&body]);
+    assert_eq!(action, Action::Pause, "held: keys are being fetched");
+    assert!(w.host.reply.is_none() && !w.host.resumed);
+    assert_eq!(w.host.body_reads, 1);
+    w.answer(&mut r, "200", &jwks());
+    assert!(w.host.resumed, "{:?}", w.host.reply);
+    assert_eq!(w.host.set_header("x-fapi-subject"), Some("alice"));
+    // The same again: used.
+    let (_, action) = w.send_body("POST", "/transfers", &[("authorization", &auth)], &[&body]);
+    assert_eq!(action, Action::Pause);
+    assert_eq!(w.reply_status(), Some(403));
+}

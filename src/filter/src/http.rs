@@ -47,6 +47,9 @@ impl HttpContext for Request {
     /// `body_size` is what Envoy has buffered so far (Pause here is StopIterationAndBuffer); the
     /// engine reads the bytes only for a request it holds, once they are all in.
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> proxy_wasm::types::Action {
+        if !self.engine.wants_body_events() {
+            return proxy_wasm::types::Action::Continue;
+        }
         wasm_action(self.engine.on_request_body(
             &mut self.worker.borrow_mut(),
             &mut WasmHost,

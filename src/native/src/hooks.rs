@@ -412,11 +412,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
 ) -> envoy_dynamic_module_type_on_http_filter_request_body_status {
     let decided = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: Envoy passes the live filter of this stream, on its thread.
+        let wanted = unsafe { filter_mut(filter_module_ptr) }.map(|f| f.request.wants_body_events())?;
+        if !wanted {
+            // Every other rule: the body passes untouched, the engine (and its lock) not involved.
+            return Some(Action::Continue);
+        }
+        // SAFETY: as above.
         unsafe {
             request_event(filter_envoy_ptr, filter_module_ptr, |request, worker, host| {
-                if !request.holds_body() {
-                    return request.on_request_body(worker, host, 0, end_of_stream);
-                }
                 let size = host.request_body_size();
                 request.on_request_body(worker, host, size, end_of_stream)
             })
@@ -446,6 +449,11 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
 ) -> envoy_dynamic_module_type_on_http_filter_request_trailers_status {
     let decided = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: Envoy passes the live filter of this stream, on its thread.
+        let wanted = unsafe { filter_mut(filter_module_ptr) }.map(|f| f.request.wants_body_events())?;
+        if !wanted {
+            return Some(Action::Continue);
+        }
+        // SAFETY: as above.
         unsafe {
             request_event(filter_envoy_ptr, filter_module_ptr, |request, worker, host| {
                 request.on_request_trailers(worker, host)

@@ -747,6 +747,24 @@ fn check_requirements(r: &Requirements, at: &str, doc: &PolicyDoc, problems: &mu
                 message,
             ));
         }
+        if details.once {
+            let horizon = crate::authorization_details::ONCE_HORIZON;
+            for spec in &doc.issuers {
+                let leeway = spec.leeway_past.unwrap_or(60);
+                if spec
+                    .max_lifetime
+                    .is_none_or(|m| m.saturating_add(leeway) > horizon)
+                {
+                    problems.push(Problem::warning(
+                        format!("{at}.authorization_details.once"),
+                        format!(
+                            "tokens of {} may live longer than {horizon} s (max_lifetime plus leeway_past): `once` then refuses them (authorization_details_store_full) rather than remember their use too briefly",
+                            spec.issuer
+                        ),
+                    ));
+                }
+            }
+        }
     }
     if let Some(d) = &r.dpop {
         if d.algorithms.is_empty() {
