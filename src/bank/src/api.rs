@@ -404,9 +404,23 @@ struct TransferBody {
     from_account: String,
     to_account: String,
     amount: i64,
+    /// ISO 4217 code; optional, and only `JPY` (the only currency of this bank's accounts). A client
+    /// whose token carries an RFC 9396 `payment_initiation` detail sends the detail's
+    /// `instructedAmount.currency` here so the plugin can compare it.
+    /// Absent is JPY; `null` is refused like any other non-string.
+    #[serde(default, deserialize_with = "present_string")]
+    currency: Option<String>,
     #[serde(default)]
     reference: String,
 }
+
+/// A field that, when present, must be a string (`null` included in what is refused).
+fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+/// The one currency POST /transfers accepts.
+const TRANSFER_CURRENCY: &str = "JPY";
 
 fn bad_request(code: &'static str, description: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, description)
@@ -437,6 +451,15 @@ fn parse_transfer(body: &[u8]) -> Result<TransferRequest, ApiError> {
         return Err(bad_request(
             "invalid_amount",
             "amount must be a positive integer number of yen",
+        ));
+    }
+    if let Some(c) = b.currency.as_deref().filter(|c| *c != TRANSFER_CURRENCY) {
+        return Err(bad_request(
+            "unsupported_currency",
+            format!(
+                "currency {:?} is not supported: transfers are in {TRANSFER_CURRENCY} only",
+                c.chars().take(8).collect::<String>()
+            ),
         ));
     }
     if b.from_account.is_empty() || b.to_account.is_empty() {

@@ -455,6 +455,45 @@ fn a_transfer_moves_money_between_users_and_keeps_the_total() -> Result<()> {
 }
 
 #[test]
+fn currency_is_optional_and_only_jpy() -> Result<()> {
+    let bank = Bank::start()?;
+    let taro = user(TARO, "payments");
+    // The body a client with an RFC 9396 payment_initiation detail sends: currency included.
+    let with_jpy = json!({"from_account": "taro-1", "to_account": "hanako-1", "amount": 5_000,
+        "currency": "JPY", "reference": "dinner"});
+    let r = bank.transfer(&taro, "k-jpy", &with_jpy)?;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()?["currency"], "JPY");
+    assert_eq!(r.json()?["amount"], 5_000);
+    assert_eq!(bank.balances()?, [1_245_000, 3_000_000, 1_255_000, 3_000_000]);
+    // Without currency the request is the same transfer (JPY is implied): the key replays it.
+    let mut without = with_jpy.clone();
+    without.as_object_mut().map(|o| o.remove("currency"));
+    let r = bank.transfer(&taro, "k-jpy", &without)?;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("idempotent-replayed"), Some("true"));
+    assert_eq!(bank.balances()?, [1_245_000, 3_000_000, 1_255_000, 3_000_000]);
+
+    // Any other currency, a lower-case code or a non-string: 400, nothing moves, key not used up.
+    for currency in [json!("USD"), json!("jpy"), json!(""), json!(1), json!(null)] {
+        let mut body = with_jpy.clone();
+        body["currency"] = currency.clone();
+        let r = bank.transfer(&taro, "k-cur", &body)?;
+        assert_eq!(r.status, 400, "{currency}");
+        let expected = if currency.is_string() {
+            "unsupported_currency"
+        } else {
+            "invalid_request"
+        };
+        assert_eq!(r.error()?, expected, "{currency}");
+    }
+    assert_eq!(bank.balances()?, [1_245_000, 3_000_000, 1_255_000, 3_000_000]);
+    let r = bank.transfer(&taro, "k-cur", &transfer_body("taro-1", "hanako-1", 1))?;
+    assert_eq!(r.status, 201);
+    Ok(())
+}
+
+#[test]
 fn an_overdraft_is_refused_and_nothing_moves() -> Result<()> {
     let bank = Bank::start()?;
     let taro = user(TARO, "payments");

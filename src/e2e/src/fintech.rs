@@ -6,9 +6,12 @@
 //!   private_key_jwt key, client certificate).
 //! - Authorization server: pushed authorization request (RFC 9126) with PKCE (RFC 7636) and
 //!   private_key_jwt (RFC 7523; FAPI 2.0 SP §5.3.2.1), over mTLS (RFC 8705) or with DPoP proofs
-//!   (RFC 9449, server nonces §8); a person's sign-in, TOTP and consent over HTTP
-//!   ([`Stack::sign_in`]); the code exchange with the RFC 9207 `iss` and `state` checks; refresh;
-//!   revocation (RFC 7009).
+//!   (RFC 9449, server nonces §8), optionally asking for one transfer as an RFC 9396
+//!   `payment_initiation` authorization detail ([`Payment`]); a person's sign-in, TOTP and consent
+//!   over HTTP, choosing the debtor account of the transfer at consent ([`Stack::sign_in`]); the
+//!   code exchange with the RFC 9207 `iss` and `state` checks; refresh; revocation (RFC 7009).
+//! - The transfer the user consented to, as the bank's `POST /transfers` body
+//!   ([`transfer_body_for`]): what the plugin compares with the token's granted detail.
 //! - The bank API through Envoy ([`Stack::api`]): the client certificate on every connection, the
 //!   token in the Authorization header, a fresh DPoP proof per request for DPoP-bound tokens.
 //!
@@ -61,6 +64,129 @@ pub struct Pending {
     /// PKCE code verifier (RFC 7636 §4.1).
     pub verifier: String,
     pub redirect_uri: String,
+}
+
+/// A transfer the fintech asks the user to consent to (RFC 9396 §2, type `payment_initiation`,
+/// docs/authorization-details.md), and the debtor account the user picks on the consent page.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    /// The detail as requested: no `debtorAccount` (the user chooses it).
+    pub detail: Value,
+    /// The account the person chooses at consent (one of their own).
+    pub debtor: String,
+}
+
+impl Payment {
+    /// `amount` yen to `creditor_account` (`creditor_name`), remittance information `remittance`,
+    /// paid from `debtor` (chosen at consent).
+    pub fn new(
+        amount: i64,
+        creditor_account: &str,
+        creditor_name: &str,
+        remittance: &str,
+        debtor: &str,
+    ) -> Self {
+        Payment {
+            detail: json!({
+                "type": "payment_initiation",
+                "instructedAmount": {"currency": "JPY", "amount": amount.to_string()},
+                "creditorName": creditor_name,
+                "creditorAccount": {"accountId": creditor_account},
+                "remittanceInformationUnstructured": remittance,
+            }),
+            debtor: debtor.to_string(),
+        }
+    }
+
+    /// The demo's transfer: 5,000 JPY to hanako-1 (Hanako Yamada) for dinner, from `debtor`.
+    pub fn demo(debtor: &str) -> Self {
+        Payment::new(5_000, "hanako-1", "Hanako Yamada", "dinner", debtor)
+    }
+
+    /// The `authorization_details` request parameter: a JSON array of this one detail.
+    pub fn request_parameter(&self) -> String {
+        Value::Array(vec![self.detail.clone()]).to_string()
+    }
+}
+
+/// The granted `payment_initiation` details of a token response (RFC 9396 §7), else of the JWT
+/// access token's `authorization_details` claim (§9.1).
+pub fn granted_payments(token_response: &Value) -> Vec<Value> {
+    let from_claims = || {
+        token_response["access_token"]
+            .as_str()
+            .and_then(|t| claims_of(t).ok())
+            .map(|c| c["authorization_details"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let list = match &token_response["authorization_details"] {
+        Value::Array(a) => Value::Array(a.clone()),
+        _ => from_claims(),
+    };
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|d| d["type"] == "payment_initiation")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The bank's `POST /transfers` body (`src/bank/README.md`) for a granted `payment_initiation`
+/// detail: exactly the transfer the user consented to (debtor account, creditor account, amount in
+/// whole yen, currency, the remittance information as the reference).
+pub fn transfer_body_for(detail: &Value) -> Result<Value> {
+    let field = |pointer: &str| {
+        detail
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error(format!("the granted detail has no {pointer}")))
+    };
+    let amount: i64 = field("/instructedAmount/amount")?
+        .parse()
+        .map_err(|_| Error("the granted amount is not a whole number of yen".into()))?;
+    let mut body = json!({
+        "from_account": field("/debtorAccount/accountId")?,
+        "to_account": field("/creditorAccount/accountId")?,
+        "amount": amount,
+        "currency": field("/instructedAmount/currency")?,
+    });
+    if let Some(r) = detail["remittanceInformationUnstructured"].as_str() {
+        body["reference"] = json!(r);
+    }
+    Ok(body)
+}
+
+/// The form controls of an HTML page that offer a choice: `(name, value)` of each `<option>` of a
+/// `<select name=..>` and of each radio button. A test's reading of the consent page, not an HTML
+/// parser: attribute values in double quotes, as fapi-as writes them.
+pub fn choices(page: &str) -> Vec<(String, String)> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let marker = format!(" {name}=\"");
+        let start = tag.find(&marker)? + marker.len();
+        tag[start..].split('"').next().map(|v| v.replace("&amp;", "&"))
+    };
+    let mut out = Vec::new();
+    let mut select: Option<String> = None;
+    for piece in page.split('<').skip(1) {
+        let tag = piece.split('>').next().unwrap_or("");
+        let lower = tag.to_ascii_lowercase();
+        if lower.starts_with("select") {
+            select = attr(tag, "name");
+        } else if lower.starts_with("/select") {
+            select = None;
+        } else if lower.starts_with("option") {
+            if let (Some(n), Some(v)) = (&select, attr(tag, "value")) {
+                out.push((n.clone(), v));
+            }
+        } else if lower.starts_with("input") && attr(tag, "type").as_deref() == Some("radio") {
+            if let (Some(n), Some(v)) = (attr(tag, "name"), attr(tag, "value")) {
+                out.push((n, v));
+            }
+        }
+    }
+    out
 }
 
 pub fn read_json(path: &Path) -> Result<Value> {
@@ -259,13 +385,15 @@ impl Stack {
     }
 
     /// A pushed authorization request (RFC 9126) with PKCE S256, `state`, `nonce` and `acr_values`;
-    /// `scope` defaults to the stack's (`endpoints.json` `scope`).
+    /// `scope` defaults to the stack's (`endpoints.json` `scope`); with `payment`, its detail as
+    /// `authorization_details` (RFC 9396 §2).
     pub fn par(
         &self,
         client: &Client,
         dpop: Option<&SigningKey>,
         scope: Option<&str>,
         acr: &str,
+        payment: Option<&Payment>,
     ) -> Result<Pending> {
         let redirect_uri = self.str("/callback/redirect_uri")?;
         let default_scope = self.str("/scope")?;
@@ -274,22 +402,21 @@ impl Stack {
         let challenge = b64::sha256_b64(&verifier);
         let state = random_id();
         let nonce = random_id();
-        let r = self.as_post(
-            client,
-            dpop,
-            None,
-            "/par",
-            &[
-                ("response_type", "code"),
-                ("redirect_uri", &redirect_uri),
-                ("scope", scope),
-                ("state", &state),
-                ("nonce", &nonce),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("acr_values", acr),
-            ],
-        )?;
+        let details = payment.map(Payment::request_parameter);
+        let mut pairs = vec![
+            ("response_type", "code"),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("scope", scope),
+            ("state", &state),
+            ("nonce", &nonce),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("acr_values", acr),
+        ];
+        if let Some(d) = &details {
+            pairs.push(("authorization_details", d));
+        }
+        let r = self.as_post(client, dpop, None, "/par", &pairs)?;
         if r.status != 201 {
             bail!("PAR refused: {} {}", r.status, r.text());
         }
@@ -314,8 +441,16 @@ impl Stack {
     /// What the person does in the browser, over HTTP: opens the authorization URL, signs in as
     /// demo user `user` with the password, enters the TOTP code when the server asks for one (a code
     /// works once, RFC 6238 §5.2: if this user's current one was used already, waits for the next,
-    /// as a person would), and approves. Returns the redirect (`Location`) to the redirect URI.
-    pub fn sign_in(&self, url: &str, user: &str, step: &dyn Fn(&str)) -> Result<String> {
+    /// as a person would), and approves. With `payment`, the consent page must show the transfer
+    /// (its payee account) and offer the debtor account to choose: `payment.debtor` is chosen (it
+    /// must be among the offered ones). Returns the redirect (`Location`) to the redirect URI.
+    pub fn sign_in(
+        &self,
+        url: &str,
+        user: &str,
+        payment: Option<&Payment>,
+        step: &dyn Fn(&str),
+    ) -> Result<String> {
         let issuer = self.issuer()?;
         let path = url
             .strip_prefix(&issuer)
@@ -373,9 +508,38 @@ impl Stack {
                 page.chars().take(400).collect::<String>()
             );
         }
-        step("consent page: approving");
         let token = csrf(&page).ok_or_else(|| Error("no csrf field on the consent page".into()))?;
-        see_other(&b.post("/consent", &[("csrf", &token), ("decision", "approve")])?)
+        let mut fields = vec![("csrf".to_string(), token), ("decision".into(), "approve".into())];
+        if let Some(payment) = payment {
+            let account = payment.debtor.as_str();
+            let payee = payment.detail["creditorAccount"]["accountId"]
+                .as_str()
+                .unwrap_or("");
+            if payee.is_empty() || !page.contains(payee) {
+                bail!("the consent page does not show the transfer's payee account {payee:?}");
+            }
+            // RFC 9396 §7: the user enriches the detail with the account it is paid from; the
+            // choice is a form control offering the user's own accounts.
+            let offered: Vec<(String, String)> = choices(&page)
+                .into_iter()
+                .filter(|(n, _)| n.contains("debtor") || n.contains("account"))
+                .collect();
+            let Some((name, _)) = offered.iter().find(|(_, v)| v == account) else {
+                bail!(
+                    "the consent page does not offer debtor account {account} (offered: {:?})",
+                    offered.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>()
+                );
+            };
+            step(&format!(
+                "consent page shows the transfer; choosing debtor account {account} of {} offered",
+                offered.len()
+            ));
+            fields.push((name.clone(), account.to_string()));
+        } else {
+            step("consent page: approving");
+        }
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        see_other(&b.post("/consent", &pairs)?)
     }
 
     /// The redirect's query for `pending`: RFC 9207 `iss` must be the issuer and `state` ours;
@@ -424,7 +588,9 @@ impl Stack {
         r.json()
     }
 
-    /// PAR, sign-in as `user`, consent and code exchange in one go: the token response.
+    /// PAR, sign-in as `user`, consent (choosing `payment`'s debtor account) and code exchange in
+    /// one go: the token response.
+    #[allow(clippy::too_many_arguments)]
     pub fn authorize(
         &self,
         client: &Client,
@@ -432,10 +598,11 @@ impl Stack {
         user: &str,
         scope: Option<&str>,
         acr: &str,
+        payment: Option<&Payment>,
         step: &dyn Fn(&str),
     ) -> Result<Value> {
-        let pending = self.par(client, dpop, scope, acr)?;
-        let location = self.sign_in(&pending.url, user, step)?;
+        let pending = self.par(client, dpop, scope, acr, payment)?;
+        let location = self.sign_in(&pending.url, user, payment, step)?;
         let (_, query) = location
             .split_once('?')
             .ok_or_else(|| Error(format!("redirect without a query: {location}")))?;
@@ -544,5 +711,75 @@ impl Stack {
             }
         }
         last.ok_or_else(|| ClientError::Io("no response".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_payment_is_the_contracts_detail() {
+        let p = Payment::demo("taro-1");
+        let asked: Value = serde_json::from_str(&p.request_parameter()).unwrap_or_default();
+        assert_eq!(
+            asked,
+            json!([{"type": "payment_initiation",
+                    "instructedAmount": {"currency": "JPY", "amount": "5000"},
+                    "creditorName": "Hanako Yamada",
+                    "creditorAccount": {"accountId": "hanako-1"},
+                    "remittanceInformationUnstructured": "dinner"}])
+        );
+        // The client never names the debtor account: the user chooses it at consent.
+        assert!(asked[0].get("debtorAccount").is_none());
+        assert_eq!(p.debtor, "taro-1");
+    }
+
+    #[test]
+    fn the_transfer_body_is_the_granted_detail() {
+        let mut granted = Payment::demo("taro-1").detail;
+        granted["debtorAccount"] = json!({"accountId": "taro-2"});
+        assert_eq!(
+            transfer_body_for(&granted).ok(),
+            Some(
+                json!({"from_account": "taro-2", "to_account": "hanako-1", "amount": 5000,
+                        "currency": "JPY", "reference": "dinner"})
+            )
+        );
+        // Without the debtor account (not granted yet) or with a fractional amount: no body.
+        assert!(transfer_body_for(&Payment::demo("taro-1").detail).is_err());
+        granted["instructedAmount"]["amount"] = json!("5000.5");
+        assert!(transfer_body_for(&granted).is_err());
+    }
+
+    #[test]
+    fn granted_details_come_from_the_token_response_else_the_access_token() {
+        let mut granted = Payment::demo("taro-1").detail;
+        granted["debtorAccount"] = json!({"accountId": "taro-1"});
+        let other = json!({"type": "account_information"});
+        let response = json!({"authorization_details": [other.clone(), granted.clone()]});
+        assert_eq!(granted_payments(&response), vec![granted.clone()]);
+        let claims = b64::encode(json!({"authorization_details": [granted.clone()]}).to_string());
+        let response = json!({"access_token": format!("e30.{claims}.sig")});
+        assert_eq!(granted_payments(&response), vec![granted]);
+        assert!(granted_payments(&json!({"access_token": "e30.e30.sig"})).is_empty());
+    }
+
+    #[test]
+    fn choices_reads_selects_and_radio_buttons() {
+        let page = r#"<form><input type="hidden" name="csrf" value="x">
+            <select name="debtor_account"><option value="taro-1">普通 taro-1</option>
+            <option value="taro-2" selected>taro-2</option></select>
+            <input type="radio" name="debtor_account_1" value="taro-1">
+            <input type="text" name="note" value="n"></form>
+            <option value="stray">"#;
+        assert_eq!(
+            choices(page),
+            vec![
+                ("debtor_account".to_string(), "taro-1".to_string()),
+                ("debtor_account".into(), "taro-2".into()),
+                ("debtor_account_1".into(), "taro-1".into()),
+            ]
+        );
     }
 }

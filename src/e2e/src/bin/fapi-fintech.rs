@@ -4,9 +4,14 @@
 //!
 //! - `par`: a pushed authorization request (RFC 9126) with PKCE (RFC 7636) and private_key_jwt
 //!   (RFC 7523; FAPI 2.0 SP §5.3.2.1), over mTLS (RFC 8705) or with a DPoP proof binding the code
-//!   (RFC 9449 §10); prints the authorization URL to open in a browser.
+//!   (RFC 9449 §10); prints the authorization URL to open in a browser. With `--transfer`, it asks
+//!   for one transfer, 5,000 JPY to hanako-1 by default, as an RFC 9396 `payment_initiation`
+//!   authorization detail: the consent page shows it and the user picks the account it is paid from.
 //! - `callback`: the redirect URI (`http://127.0.0.1:PORT/cb`): checks `iss` (RFC 9207) and `state`,
-//!   exchanges the code, and calls the bank API through Envoy with the bound token.
+//!   exchanges the code, and calls the bank API through Envoy with the bound token: for a transfer
+//!   grant, it posts exactly the transfer the user consented to (`pay`), else it reads a balance.
+//! - `pay`: posts the saved token's granted transfer (its `authorization_details`) to
+//!   `POST /transfers` through Envoy; the plugin admits that body once.
 //! - `exchange URL`: the same for a redirect URL pasted by hand.
 //! - `browse URL`: a robot in place of the person (sign-in, TOTP, consent), for `scripts/demo --check`.
 //! - `call METHOD PATH`: one bank API request through Envoy with the saved token (mTLS certificate,
@@ -18,7 +23,10 @@ use fapi_core::alg::Algorithm;
 use fapi_core::sign::SigningKey;
 use fapi_e2e::client::{http_get, Resp};
 use fapi_e2e::fapi_as::decode_query;
-use fapi_e2e::fintech::{claims_of, port_of, read_json, write_private, Client, Pending, Stack};
+use fapi_e2e::fintech::{
+    claims_of, granted_payments, port_of, read_json, transfer_body_for, write_private, Client, Payment,
+    Pending, Stack,
+};
 use fapi_e2e::server::{HttpServer, Request, Response};
 use fapi_e2e::util::{unix_now, workspace_root};
 use fapi_e2e::{bail, Context as _, Error, Result};
@@ -33,11 +41,16 @@ const USAGE: &str = "\
 fapi-fintech: the demo fintech client of the native stack (test-harness/up)
 
 usage: fapi-fintech [--run DIR] COMMAND [options]
-  par [--client mtls|dpop] [--scope S] [--acr ACR]   PAR; prints the URL to open in a browser
+  par [--client mtls|dpop] [--scope S] [--acr ACR] [--transfer [--amount YEN] [--to ACCOUNT]
+      [--payee NAME] [--reference TEXT]]              PAR; prints the URL to open in a browser; --transfer
+                                                     asks for one transfer (RFC 9396 authorization_details,
+                                                     default 5000 JPY to hanako-1, Hanako Yamada, dinner)
   callback [--count N]                               serve the redirect URI (N callbacks, default: until Ctrl-C)
   exchange REDIRECT_URL                              exchange the code of a redirect URL pasted by hand
-  browse AUTHORIZE_URL [--user NAME]                 sign in, TOTP and approve like a person, then follow
+  browse AUTHORIZE_URL [--user NAME] [--account A]   sign in, TOTP and approve like a person (for a transfer,
+                                                     choosing debtor account A, default NAME-1), then follow
                                                      the redirect to the callback (for scripts/demo --check)
+  pay [--client mtls|dpop] [--idempotency-key K]     post the transfer the saved token was granted for
   call METHOD PATH [--client mtls|dpop] [--data JSON] [--idempotency-key K] [--bearer]
                                                      a bank API request through Envoy with the saved token
   token-info [--client mtls|dpop]                    the saved token's claims (not the token)
@@ -72,7 +85,7 @@ impl Opts {
         let mut it = args.iter();
         while let Some(a) = it.next() {
             if let Some(name) = a.strip_prefix("--") {
-                if name == "bearer" || name == "help" {
+                if name == "bearer" || name == "help" || name == "transfer" {
                     o.flags.push(name.to_string());
                     continue;
                 }
@@ -120,10 +133,26 @@ fn run(mut args: Vec<String>) -> Result<i32> {
     let app = App::load(&run_dir)?;
     match command.as_str() {
         "par" => {
+            let transfer = if opts.flag("transfer") {
+                let amount = match opts.get("amount") {
+                    Some(a) => a.parse::<i64>().ctx("--amount (whole yen)")?,
+                    None => 5_000,
+                };
+                Some(Payment::new(
+                    amount,
+                    opts.get("to").unwrap_or("hanako-1"),
+                    opts.get("payee").unwrap_or("Hanako Yamada"),
+                    opts.get("reference").unwrap_or("dinner"),
+                    "",
+                ))
+            } else {
+                None
+            };
             let url = app.par(
                 opts.get("client").unwrap_or("mtls"),
                 opts.get("scope"),
                 opts.get("acr").unwrap_or("urn:bank:acr:totp"),
+                transfer.as_ref(),
             )?;
             println!("{url}");
             Ok(0)
@@ -150,7 +179,19 @@ fn run(mut args: Vec<String>) -> Result<i32> {
                 .positional
                 .first()
                 .ok_or_else(|| Error("browse needs the authorization URL".into()))?;
-            app.browse(url, opts.get("user").unwrap_or("taro"))
+            let user = opts.get("user").unwrap_or("taro");
+            let account = opts
+                .get("account")
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{user}-1"));
+            app.browse(url, user, &account)
+        }
+        "pay" => {
+            let client = opts.get("client").unwrap_or("mtls");
+            let key = opts.get("idempotency-key").map(str::to_string);
+            let (text, ok) = app.pay(client, key)?;
+            println!("{text}");
+            Ok(if ok { 0 } else { 1 })
         }
         "call" => {
             let (method, path) = match opts.positional.as_slice() {
@@ -264,12 +305,15 @@ impl App {
         Ok(Some(key))
     }
 
-    fn par(&self, key: &str, scope: Option<&str>, acr: &str) -> Result<String> {
+    /// A PAR (with `transfer`'s detail as `authorization_details`); the pending request is saved
+    /// under its `state`, with the URL (so that `browse` knows a transfer is to be consented to).
+    fn par(&self, key: &str, scope: Option<&str>, acr: &str, transfer: Option<&Payment>) -> Result<String> {
         let client = self.client(key)?;
         let dpop = self.dpop_key(&client)?;
-        let p = self.stack.par(&client, dpop.as_ref(), scope, acr)?;
+        let p = self.stack.par(&client, dpop.as_ref(), scope, acr, transfer)?;
         let pending = json!({"client": key, "verifier": p.verifier, "nonce": p.nonce,
-                             "redirect_uri": p.redirect_uri, "created": unix_now()});
+                             "redirect_uri": p.redirect_uri, "created": unix_now(), "url": p.url,
+                             "authorization_details": transfer.map(|t| vec![t.detail.clone()])});
         write_private(
             &self
                 .state_dir()?
@@ -281,6 +325,16 @@ impl App {
             "PAR for {} ({}-bound): request_uri valid for a short while (RFC 9126)",
             client.id, client.binding
         );
+        if let Some(t) = transfer {
+            eprintln!(
+                "asking for one transfer (RFC 9396 authorization_details): {} {} to {} ({}), \"{}\"; the user picks the account at consent",
+                t.detail["instructedAmount"]["amount"].as_str().unwrap_or("?"),
+                t.detail["instructedAmount"]["currency"].as_str().unwrap_or("?"),
+                t.detail["creditorAccount"]["accountId"].as_str().unwrap_or("?"),
+                t.detail["creditorName"].as_str().unwrap_or("?"),
+                t.detail["remittanceInformationUnstructured"].as_str().unwrap_or(""),
+            );
+        }
         Ok(p.url)
     }
 
@@ -336,6 +390,12 @@ impl App {
             if claims["cnf"]["jkt"].is_string() { "DPoP key (cnf.jkt)" } else { "client certificate (cnf.x5t#S256)" },
             saved.display()
         );
+        if !granted_payments(&body).is_empty() {
+            // A transfer grant: the fintech makes exactly the transfer the user consented to.
+            let (paid, ok) = self.pay(key, Some(format!("demo-{state}")))?;
+            text.push_str(&paid);
+            return Ok(Report { ok, text });
+        }
         let account = claims["sub"]
             .as_str()
             .and_then(|s| s.strip_prefix("user-"))
@@ -353,6 +413,48 @@ impl App {
             ok: r.status == 200,
             text,
         })
+    }
+
+    /// Posts the transfer the saved token was granted (RFC 9396 §7: the detail the user approved,
+    /// with the debtor account they chose) to `POST /transfers` through Envoy, with `idempotency_key`
+    /// (else a fresh one); then reads the debtor account's balance. A text for the terminal, and
+    /// whether the transfer was made (201).
+    fn pay(&self, key: &str, idempotency_key: Option<String>) -> Result<(String, bool)> {
+        let saved = self.saved_token(key)?;
+        let granted = granted_payments(&saved);
+        let [detail] = granted.as_slice() else {
+            bail!(
+                "the saved token of client {key} carries {} payment_initiation details (one expected): run `fapi-fintech par --transfer` first",
+                granted.len()
+            );
+        };
+        let body = transfer_body_for(detail)?;
+        let idempotency_key =
+            idempotency_key.unwrap_or_else(|| format!("demo-{}", fapi_core::sign::random_id()));
+        let mut text = format!(
+            "\nthe user consented to: {} {} to {} ({}), from {}, \"{}\"\n",
+            detail["instructedAmount"]["amount"].as_str().unwrap_or("?"),
+            detail["instructedAmount"]["currency"].as_str().unwrap_or("?"),
+            detail["creditorAccount"]["accountId"].as_str().unwrap_or("?"),
+            detail["creditorName"].as_str().unwrap_or("?"),
+            detail["debtorAccount"]["accountId"].as_str().unwrap_or("?"),
+            detail["remittanceInformationUnstructured"].as_str().unwrap_or(""),
+        );
+        let data = body.to_string();
+        let extra = [("idempotency-key".to_string(), idempotency_key)];
+        let r = self.call(key, "POST", "/transfers", Some(&data), &extra, false)?;
+        text.push_str(&format!(
+            "\nPOST {} through Envoy {data} -> {}\n{}\n",
+            self.envoy_url("/transfers"),
+            r.status,
+            pretty(&r)
+        ));
+        let from = body["from_account"].as_str().unwrap_or("");
+        let path = format!("/accounts/{from}/balances");
+        if let Ok(b) = self.call(key, "GET", &path, None, &[], false) {
+            text.push_str(&format!("\nGET {path} -> {}\n{}\n", b.status, pretty(&b)));
+        }
+        Ok((text, r.status == 201))
     }
 
     fn saved_token(&self, key: &str) -> Result<Value> {
@@ -403,7 +505,9 @@ impl App {
                     // A fresh PAR each time, so the request_uri (valid 60 s) never goes stale.
                     let q = decode_query(req.path.split_once('?').map(|(_, q)| q).unwrap_or(""));
                     let key = q.get("client").map(String::as_str).unwrap_or("mtls");
-                    return match app.par(key, None, "urn:bank:acr:totp") {
+                    let transfer =
+                        (q.get("transfer").map(String::as_str) == Some("demo")).then(|| Payment::demo(""));
+                    return match app.par(key, None, "urn:bank:acr:totp", transfer.as_ref()) {
                         Ok(url) => Response {
                             status: 303,
                             headers: vec![("location".into(), url)],
@@ -430,7 +534,7 @@ impl App {
                  <h1>{}</h1><pre style=\"background:#f4f4f4;padding:1em;white-space:pre-wrap\">{}</pre>\
                  <p>Try more calls in the terminal: <code>test-harness/native/fintech call GET /accounts</code> \
                  · <a href=\"/\">start again</a></p>",
-                if ok { "Connected to the bank: balance call succeeded through Envoy" } else { "Something went wrong" },
+                if !ok { "Something went wrong" } else if text.contains("POST ") { "Paid: the transfer you consented to went through Envoy" } else { "Connected to the bank: balance call succeeded through Envoy" },
                 html_escape(&text)
             );
             Response {
@@ -460,11 +564,25 @@ impl App {
         Ok(if all_ok { 0 } else { 1 })
     }
 
+    /// The transfer detail the pending request of authorization URL `url` asked for, if any.
+    fn asked_detail(&self, url: &str) -> Option<Value> {
+        let dir = std::fs::read_dir(self.dir.join("fintech").join("pending")).ok()?;
+        dir.filter_map(|e| e.ok())
+            .filter_map(|e| read_json(&e.path()).ok())
+            .find(|p| p["url"] == url)
+            .and_then(|p| p["authorization_details"].get(0).cloned())
+    }
+
     /// What the person does in the browser, over HTTP: open the authorization URL, sign in with
-    /// password and TOTP, approve, and follow the redirect to the callback.
-    fn browse(&self, url: &str, user: &str) -> Result<i32> {
+    /// password and TOTP, approve (for a transfer, paid from `account`), and follow the redirect to
+    /// the callback.
+    fn browse(&self, url: &str, user: &str, account: &str) -> Result<i32> {
         let step = |what: &str| eprintln!("browser: {what}");
-        let location = self.stack.sign_in(url, user, &step)?;
+        let payment = self.asked_detail(url).map(|detail| Payment {
+            detail,
+            debtor: account.to_string(),
+        });
+        let location = self.stack.sign_in(url, user, payment.as_ref(), &step)?;
         let (base, query) = location
             .split_once('?')
             .ok_or_else(|| Error(format!("redirect without a query: {location}")))?;
@@ -499,6 +617,8 @@ fn start_page() -> Response {
         private_key_jwt, sender-constrained tokens):</p><ul>\
         <li><a href=\"/start?client=mtls\">Connect with the mTLS-bound client</a> (demo-fintech-mtls)</li>\
         <li><a href=\"/start?client=dpop\">Connect with the DPoP-bound client</a> (demo-fintech-dpop)</li>\
+        <li><a href=\"/start?client=mtls&amp;transfer=demo\">Pay 5,000 JPY to hanako-1 (Hanako Yamada) for dinner</a> \
+        (one transfer, RFC 9396 authorization_details; you choose the account on the bank's consent page)</li>\
         </ul><p>Sign in as <b>taro</b> / <b>demo-password-2026</b>; the TOTP code: \
         <code>test-harness/native/totp taro</code></p>";
     Response {
