@@ -152,7 +152,7 @@ impl Guard {
     /// Signature and claims, through the cache.
     fn verified_claims(&self, token: &str, ctx: &mut Context<'_>) -> Result<Arc<AccessClaims>, Denial> {
         if let Some(cached) = ctx.cache.get(token) {
-            let claims = cached.claims.clone();
+            let claims = cached.claims;
             let issuer = self.policy.issuer(&claims.iss).ok_or(Denial::UnknownIssuer)?;
             if let Err(e) = claims.check_time(&issuer.rules, ctx.now) {
                 ctx.cache.remove(token);
