@@ -132,18 +132,25 @@ impl Request {
 
     fn decide_and_act<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
         let now = host.now();
+        if let Some(allow) = w.cached_allow(host, &self.facts, now) {
+            self.forward(w, host, &allow);
+            return Action::Continue;
+        }
         let decision = w.decide(host, &self.facts, now);
         match decision {
-            Decision::Allow(allow) => self.after_allow(w, host, allow, now),
+            Decision::Allow(allow) => {
+                w.remember(&self.facts, &allow, now);
+                self.after_allow(w, host, allow, now)
+            }
             Decision::Deny(deny) => {
                 if let Some(issuer) = deny.refetch_issuer.clone() {
                     if !self.refetched {
                         // Another worker may have fetched newer keys since this one last synced:
                         // take them and decide again (at most once: the flag is set here).
                         self.refetched = true;
-                        let before = w.fetched.get(&issuer).map(|f| f.version);
+                        let before = w.fetched(&issuer).map(|f| f.version);
                         w.sync_keys(host, &issuer);
-                        if w.fetched.get(&issuer).map(|f| f.version) != before {
+                        if w.fetched(&issuer).map(|f| f.version) != before {
                             return self.decide_and_act(w, host);
                         }
                         if self.refetch_keys(w, host, &issuer, &deny, now) {
