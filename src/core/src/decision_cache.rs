@@ -186,9 +186,7 @@ impl DecisionCache {
         if self.capacity == 0 {
             return None;
         }
-        let Some((authorization, cert)) = request_key(facts) else {
-            return None;
-        };
+        let (authorization, cert) = request_key(facts)?;
         let slot = self.slot(facts, authorization, cert);
         let found = match self.entries.get(&slot) {
             Some(e) if e.matches(facts, authorization, cert) => (now < e.until).then(|| e.allow.clone()),

@@ -1,6 +1,12 @@
 //! The event hooks Envoy calls (`envoy_dynamic_module_on_*`, ABI v0.2.0), each passing its event to
 //! fapi-engine. Every hook runs its body under `catch_unwind`: a panic must not unwind into Envoy
 //! (that aborts the process), and on the request path it refuses the request (500), never passes it.
+//!
+//! Worker threads do not wait on each other's checks: a request hook takes an idle engine worker
+//! from the configuration's pool (a lock held for a pop), runs on it alone, and puts it back (a
+//! push). Every pooled worker is a [`Worker::sibling`] of the main thread's: one key set, one
+//! verified-token cache, one DPoP replay store (in [`Env`]'s shared storage) for all of them. The
+//! pool holds at most as many workers as hooks ever ran at once (Envoy's worker threads).
 
 use crate::abi::*;
 use crate::host::{callout_response, lock, log_line, ConfigHost, Env, FilterHost, HookState};
@@ -16,7 +22,10 @@ use std::time::Duration;
 pub struct Config {
     env: Env,
     envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    /// The main thread's worker: the tick and its callouts.
     worker: Mutex<Worker>,
+    /// Idle workers for request hooks (see the module comment).
+    idle: Mutex<Vec<Worker>>,
     background: Mutex<Background>,
     /// The main thread is inside the tick: callout answers Envoy gives inline wait in `deferred`.
     in_tick: AtomicBool,
@@ -103,10 +112,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         let bytes = bytes_of(config);
         let mut env = Env::default();
         let worker = {
-            let mut host = ConfigHost {
-                env: &env,
-                envoy: filter_config_envoy_ptr,
-            };
+            let mut host = ConfigHost::config(&env, filter_config_envoy_ptr);
             fapi_engine::load(&mut host, Some(&bytes))?
         };
         env.define_counters(filter_config_envoy_ptr);
@@ -114,6 +120,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             env,
             envoy: filter_config_envoy_ptr,
             worker: Mutex::new(worker),
+            idle: Mutex::new(Vec::new()),
             background: Mutex::new(Background::default()),
             in_tick: AtomicBool::new(false),
             deferred: Mutex::new(Vec::new()),
@@ -174,10 +181,7 @@ fn start_ticker(config: envoy_dynamic_module_type_http_filter_config_envoy_ptr) 
 fn run_tick(config: &Config) {
     config.in_tick.store(true, Ordering::Release);
     {
-        let mut host = ConfigHost {
-            env: &config.env,
-            envoy: config.envoy,
-        };
+        let mut host = ConfigHost::config(&config.env, config.envoy);
         let mut worker = lock(&config.worker);
         lock(&config.background).tick(&mut worker, &mut host);
     }
@@ -189,12 +193,23 @@ fn run_tick(config: &Config) {
 }
 
 fn background_answer(config: &Config, id: u32, response: &CalloutResponse) {
-    let mut host = ConfigHost {
-        env: &config.env,
-        envoy: config.envoy,
-    };
+    let mut host = ConfigHost::config(&config.env, config.envoy);
     let mut worker = lock(&config.worker);
     lock(&config.background).on_callout(&mut worker, &mut host, id, response);
+}
+
+/// An idle worker for a request hook, or a new sibling of the main thread's worker.
+fn take_worker(config: &Config, host: &mut FilterHost<'_>) -> Worker {
+    let idle = lock(&config.idle).pop();
+    match idle {
+        Some(w) => w,
+        None => lock(&config.worker).sibling(host),
+    }
+}
+
+/// Back to the pool once the hook is done with it (a hook that panicked drops its worker instead).
+fn put_back(config: &Config, worker: Worker) {
+    lock(&config.idle).push(worker);
 }
 
 /// # Safety
@@ -296,11 +311,7 @@ fn fail_closed(config: Option<&Config>, envoy: envoy_dynamic_module_type_http_fi
     let fallback = Env::default();
     let env = config.map_or(&fallback, |c| &c.env);
     let mut state = HookState::default();
-    let mut host = FilterHost {
-        env,
-        envoy,
-        state: &mut state,
-    };
+    let mut host = FilterHost::filter(env, envoy, &mut state);
     Request::fail_closed(&mut host, why);
 }
 
@@ -318,29 +329,18 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         // SAFETY: a filter's configuration outlives it (Envoy destroys filters first).
         let config = unsafe { filter.config.as_ref() }?;
         filter.state.in_hook = true;
-        let mut action = {
-            let mut host = FilterHost {
-                env: &config.env,
-                envoy: filter_envoy_ptr,
-                state: &mut filter.state,
-            };
-            let mut worker = lock(&config.worker);
-            let action = filter.request.on_request_headers(&mut worker, &mut host);
-            // Counted at once: a counter here is an atomic add, not a VM host call worth batching.
-            worker.metrics.flush(&mut host);
-            action
-        };
+        let mut host = FilterHost::filter(&config.env, filter_envoy_ptr, &mut filter.state);
+        let mut worker = take_worker(config, &mut host);
+        #[cfg(feature = "test-panic")]
+        crate::test_panic::on_request(&mut host);
+        let mut action = filter.request.on_request_headers(&mut worker, &mut host);
         // A callout Envoy answered inside the call that started it.
         if let Some((id, response)) = filter.deferred.take() {
-            let mut host = FilterHost {
-                env: &config.env,
-                envoy: filter_envoy_ptr,
-                state: &mut filter.state,
-            };
-            let mut worker = lock(&config.worker);
             filter.request.on_callout(&mut worker, &mut host, id, &response);
-            worker.metrics.flush(&mut host);
         }
+        // Counted at once: a counter here is an atomic add, not a VM host call worth batching.
+        worker.metrics.flush(&mut host);
+        put_back(config, worker);
         if filter.state.resume_requested {
             action = Action::Continue;
         }
@@ -392,18 +392,15 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
         let response =
             unsafe { callout_response(result, headers, headers_size, body_chunks, body_chunks_size) };
         if filter.state.in_hook {
-            // Inside the request hook that started it (which holds the engine's lock).
+            // Inside the request hook that started it (which runs the engine): handled after it.
             filter.deferred = Some((id, response));
             return Some(());
         }
-        let mut host = FilterHost {
-            env: &config.env,
-            envoy: filter_envoy_ptr,
-            state: &mut filter.state,
-        };
-        let mut worker = lock(&config.worker);
+        let mut host = FilterHost::filter(&config.env, filter_envoy_ptr, &mut filter.state);
+        let mut worker = take_worker(config, &mut host);
         filter.request.on_callout(&mut worker, &mut host, id, &response);
         worker.metrics.flush(&mut host);
+        put_back(config, worker);
         Some(())
     }));
     if !matches!(handled, Ok(Some(()))) {
@@ -435,11 +432,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
         let Some(config) = (unsafe { filter.config.as_ref() }) else {
             return;
         };
-        let mut host = FilterHost {
-            env: &config.env,
-            envoy: filter_envoy_ptr,
-            state: &mut filter.state,
-        };
+        let mut host = FilterHost::filter(&config.env, filter_envoy_ptr, &mut filter.state);
         filter.request.on_response_headers(&mut host);
     }));
     envoy_dynamic_module_type_on_http_filter_response_headers_status_Continue
