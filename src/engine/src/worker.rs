@@ -154,6 +154,7 @@ pub fn load<H: Host + ?Sized>(host: &mut H, config: Option<&[u8]>) -> Option<Wor
         issuer.inline_keys = issuer.inline_keys.take().map(Jwks::prepared);
     }
     // The ES256 generator table is built once, here, not by a request.
+    #[cfg(feature = "p256-tables")]
     let _ = fapi_core::p256_tables::generator_table();
     Some(Worker::new(host, Guard::new(policy, None)))
 }

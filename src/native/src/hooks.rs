@@ -184,6 +184,11 @@ fn run_tick(config: &Config) {
         let mut host = ConfigHost::config(&config.env, config.envoy);
         let mut worker = lock(&config.worker);
         lock(&config.background).tick(&mut worker, &mut host);
+        drop(worker);
+        // What the request workers counted since the last tick (those busy now: at the next one).
+        for w in lock(&config.idle).iter_mut() {
+            w.metrics.flush(&mut host);
+        }
     }
     config.in_tick.store(false, Ordering::Release);
     let deferred = std::mem::take(&mut *lock(&config.deferred));
@@ -338,8 +343,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         if let Some((id, response)) = filter.deferred.take() {
             filter.request.on_callout(&mut worker, &mut host, id, &response);
         }
-        // Counted at once: a counter here is an atomic add, not a VM host call worth batching.
-        worker.metrics.flush(&mut host);
+        // The batched counters (allowed, token cache) go out on the tick, not per request.
         put_back(config, worker);
         if filter.state.resume_requested {
             action = Action::Continue;
@@ -399,7 +403,6 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
         let mut host = FilterHost::filter(&config.env, filter_envoy_ptr, &mut filter.state);
         let mut worker = take_worker(config, &mut host);
         filter.request.on_callout(&mut worker, &mut host, id, &response);
-        worker.metrics.flush(&mut host);
         put_back(config, worker);
         Some(())
     }));
