@@ -180,6 +180,14 @@ impl RevocationList {
             .insert(jti.to_string(), until);
     }
 
+    /// Whether this list revokes a token `older` does not (what makes remembered admissions stale;
+    /// entries that only expired do not).
+    pub fn revokes_more_than(&self, older: &RevocationList) -> bool {
+        self.revoked
+            .iter()
+            .any(|(iss, jtis)| jtis.keys().any(|jti| !older.is_revoked(iss, jti)))
+    }
+
     pub fn sweep(&mut self, now: i64) {
         for jtis in self.revoked.values_mut() {
             jtis.retain(|_, until| *until >= now);
@@ -298,5 +306,21 @@ mod tests {
         assert!(!r.is_revoked("https://other", "j1"));
         r.sweep(101);
         assert!(!r.is_revoked("https://as", "j1"));
+    }
+
+    #[test]
+    fn a_list_revokes_more_only_with_a_new_entry() {
+        let mut old = RevocationList::new();
+        old.revoke("https://as", "j1", 100);
+        old.revoke("https://as", "j2", 100);
+        let mut same = old.clone();
+        assert!(!same.revokes_more_than(&old));
+        // An entry that expired and left: nothing newly revoked.
+        same.sweep(101);
+        assert!(!same.revokes_more_than(&old));
+        let mut more = old.clone();
+        more.revoke("https://other", "j1", 100);
+        assert!(more.revokes_more_than(&old));
+        assert!(!old.revokes_more_than(&more));
     }
 }

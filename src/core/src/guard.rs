@@ -160,13 +160,15 @@ impl Guard {
             }
             return Ok(claims);
         }
-        let (unverified, rules) = parse_unverified(token, |iss| self.policy.issuer(iss).map(|i| &i.rules))?;
-        // Expired or not-yet-valid tokens are refused before any signature work.
-        let early = AccessClaims::from_payload(unverified.jws.payload.clone())?;
-        early.check_time(rules, ctx.now)?;
+        let (mut unverified, rules) =
+            parse_unverified(token, |iss| self.policy.issuer(iss).map(|i| &i.rules))?;
+        // The claims are read once, from the payload the signature covers (`verify` checks the
+        // signing input, not this copy); expired or not-yet-valid tokens are refused before any
+        // signature work.
+        let claims = AccessClaims::from_payload(std::mem::take(&mut unverified.jws.payload))?;
+        claims.check_time(rules, ctx.now)?;
         let keys = ctx.keys.keys(&unverified.iss).ok_or(Denial::KeysUnavailable)?;
-        let payload = unverified.verify(keys)?;
-        let claims = AccessClaims::from_payload(payload)?;
+        unverified.verify(keys)?;
         claims.check_static(rules)?;
         let claims = Arc::new(claims);
         ctx.cache.insert(

@@ -87,15 +87,14 @@ impl Request {
         let mut spoofed = Vec::new();
         // As bytes: a header value may hold any octet (RFC 9110 §5.5 obs-text). Values the decision
         // reads are taken as text with anything not UTF-8 replaced, which no check accepts (fail closed).
-        let text = |v: Vec<u8>| {
-            String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-        };
-        for (name, value) in host.request_headers() {
-            if claim_headers.values().any(|h| *h == name) {
-                spoofed.push(name);
-                continue;
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        // Only the headers read here are copied (the host may lend its own buffers).
+        host.for_each_request_header(&mut |name, value| {
+            if claim_headers.values().any(|h| h == name) {
+                spoofed.push(name.to_string());
+                return;
             }
-            match name.as_str() {
+            match name {
                 ":method" => facts.method = text(value),
                 ":scheme" => facts.scheme = text(value),
                 ":authority" => facts.authority = text(value),
@@ -110,7 +109,7 @@ impl Request {
                 XFCC => xfcc = Some(text(value)),
                 _ => {}
             }
-        }
+        });
         facts.client_cert = if trust_xfcc {
             xfcc.as_deref().and_then(xfcc_client_cert)
         } else {

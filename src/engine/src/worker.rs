@@ -345,9 +345,13 @@ impl Worker {
         }
         if let Some(p) = shared::read_published(host, REVOKED_KEY) {
             if let Some(state) = RevokedState::parse(&p.body) {
-                self.revocations = state.list();
-                // A token just revoked may have a remembered allow: forget them all.
-                self.decisions.clear();
+                let list = state.list();
+                // A token just revoked may have a remembered allow: forget them all (every poll
+                // publishes the list; one that revokes nothing new keeps them).
+                if list.revokes_more_than(&self.revocations) {
+                    self.decisions.clear();
+                }
+                self.revocations = list;
                 self.feed_cursor = Some(state.cursor);
                 self.feed_ok_at = p.at;
                 self.revocations_version = version;

@@ -416,12 +416,17 @@ fn a_revocation_from_the_feed_makes_the_next_request_miss_and_be_refused() {
         "{:?}",
         w.host.set
     );
+    // Polls that bring no new revocation keep the remembered allow.
+    run_background(&mut w, 6, 3);
+    let _ = w.send("/accounts/1", &[("authorization", &auth)]);
+    assert!(w.host.resumed);
+    assert_eq!(w.worker.decisions.hits, 2, "still served from the cache");
     // The feed now lists r3 too: the next poll (within one interval) brings it.
     run_background(&mut w, 6, 4);
     let _ = w.send("/accounts/1", &[("authorization", &auth)]);
     assert_eq!(w.reply_status(), Some(401));
     assert_eq!(w.host.counter_value("denied.token_revoked"), 1);
-    assert_eq!(w.worker.decisions.hits, 1, "no hit after the revocation");
+    assert_eq!(w.worker.decisions.hits, 2, "no hit after the revocation");
 }
 
 /// A new key set drops the remembered allows too (a key removed from the set must stop admitting).

@@ -365,8 +365,8 @@ impl FilterHost<'_> {
     ) {
         let value = value.map_or(NULL_BUFFER, |v| module_buffer(v.as_bytes()));
         // SAFETY: `self.side.envoy` is the live filter of the running hook; key and value point
-        // into module memory alive for the call (no Envoy buffer is passed back: headers were
-        // copied by `request_headers` before any write); a null value removes the header.
+        // into module memory alive for the call (no Envoy buffer is passed back: header values were
+        // copied out of the lent buffers before any write); a null value removes the header.
         unsafe {
             envoy_dynamic_module_callback_http_set_header(
                 self.side.envoy,
@@ -378,39 +378,68 @@ impl FilterHost<'_> {
     }
 }
 
+/// Lends `f` every request header as Envoy holds it, without copying.
+///
+/// # Safety
+/// `envoy` must be the live filter of the running hook. `f` must not reach Envoy (no setter may run
+/// while Envoy's buffers are lent: a setter invalidates them); it copies what it keeps.
+unsafe fn lend_request_headers(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    f: &mut dyn FnMut(&str, &[u8]),
+) {
+    let kind = envoy_dynamic_module_type_http_header_type_RequestHeader;
+    // SAFETY: `envoy` is the live filter of the running hook (the caller's contract).
+    let n = unsafe { envoy_dynamic_module_callback_http_get_headers_size(envoy, kind) };
+    let empty = envoy_dynamic_module_type_envoy_http_header {
+        key_ptr: std::ptr::null(),
+        key_length: 0,
+        value_ptr: std::ptr::null(),
+        value_length: 0,
+    };
+    let mut raw = vec![empty; n];
+    // SAFETY: `raw` has room for the `n` headers Envoy just counted; Envoy fills it with pointers
+    // into its header map, valid until the end of the hook or the next setter.
+    let ok = unsafe { envoy_dynamic_module_callback_http_get_headers(envoy, kind, raw.as_mut_ptr()) };
+    if !ok {
+        return;
+    }
+    for h in &raw {
+        // SAFETY: each pointer/length pair was just filled in by Envoy, and no setter runs while
+        // they are lent (the caller's contract): the slices live only for this iteration.
+        let (k, v) = unsafe {
+            (
+                envoy_bytes(h.key_ptr, h.key_length),
+                envoy_bytes(h.value_ptr, h.value_length),
+            )
+        };
+        f(&String::from_utf8_lossy(k), v);
+    }
+}
+
+/// A view of an Envoy buffer.
+///
+/// # Safety
+/// `ptr` must be null or point to `len` readable bytes that outlive the returned slice's use.
+unsafe fn envoy_bytes<'a>(ptr: *const std::ffi::c_char, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: per the function's contract.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
+}
+
 impl RequestHost for FilterHost<'_> {
     fn request_headers(&mut self) -> Vec<(String, Vec<u8>)> {
-        let kind = envoy_dynamic_module_type_http_header_type_RequestHeader;
-        // SAFETY: `self.side.envoy` is the live filter of the running hook.
-        let n = unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.side.envoy, kind) };
-        let empty = envoy_dynamic_module_type_envoy_http_header {
-            key_ptr: std::ptr::null(),
-            key_length: 0,
-            value_ptr: std::ptr::null(),
-            value_length: 0,
-        };
-        let mut raw = vec![empty; n];
-        // SAFETY: `raw` has room for the `n` headers Envoy just counted; Envoy fills it with
-        // pointers into its header map, valid until the end of the hook or the next setter.
-        let ok = unsafe {
-            envoy_dynamic_module_callback_http_get_headers(self.side.envoy, kind, raw.as_mut_ptr())
-        };
-        if !ok {
-            return Vec::new();
-        }
-        // Copied now, before the engine writes any header (a setter invalidates Envoy's buffers).
-        raw.iter()
-            .map(|h| {
-                // SAFETY: each pointer/length pair was just filled in by Envoy and no setter has run.
-                let (k, v) = unsafe {
-                    (
-                        copy_envoy(h.key_ptr, h.key_length),
-                        copy_envoy(h.value_ptr, h.value_length),
-                    )
-                };
-                (String::from_utf8_lossy(&k).into_owned(), v)
-            })
-            .collect()
+        let mut out = Vec::new();
+        // SAFETY: the live filter of this hook; the closure only copies (it cannot reach Envoy).
+        unsafe { lend_request_headers(self.side.envoy, &mut |k, v| out.push((k.to_string(), v.to_vec()))) };
+        out
+    }
+
+    fn for_each_request_header(&mut self, f: &mut dyn FnMut(&str, &[u8])) {
+        // SAFETY: the live filter of this hook; `f` cannot reach Envoy (`self` is borrowed by this
+        // call), so no setter runs while the buffers are lent, and it copies what it keeps.
+        unsafe { lend_request_headers(self.side.envoy, f) }
     }
 
     fn peer_certificate_digest(&mut self) -> Option<String> {
