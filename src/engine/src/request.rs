@@ -87,7 +87,10 @@ impl Request {
         let mut spoofed = Vec::new();
         // As bytes: a header value may hold any octet (RFC 9110 §5.5 obs-text). Values the decision
         // reads are taken as text with anything not UTF-8 replaced, which no check accepts (fail closed).
-        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        let text = |v: &[u8]| match std::str::from_utf8(v) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(v).into_owned(),
+        };
         // Only the headers read here are copied (the host may lend its own buffers).
         host.for_each_request_header(&mut |name, value| {
             if claim_headers.values().any(|h| h == name) {

@@ -412,7 +412,11 @@ unsafe fn lend_request_headers(
                 envoy_bytes(h.value_ptr, h.value_length),
             )
         };
-        f(&String::from_utf8_lossy(k), v);
+        // Names are ASCII in practice: the fast check first, the replacing copy only if needed.
+        match std::str::from_utf8(k) {
+            Ok(name) => f(name, v),
+            Err(_) => f(&String::from_utf8_lossy(k), v),
+        }
     }
 }
 
