@@ -11,7 +11,7 @@
 use crate::token::AccessClaims;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A verified token's claims and the issuer rules they were checked against.
 #[derive(Debug, Clone)]
@@ -52,29 +52,56 @@ impl Hasher for TokenHasher {
 
 /// A bounded cache of verified tokens. Entries leave at their `exp` (plus leeway, checked by the
 /// caller) and in insertion order when full.
+///
+/// A `TokenCache` is a handle: [`TokenCache::share`] gives another handle on the same entries (the
+/// native module's worker threads share one cache, bounded once by `token_cache_size`), each handle
+/// with its own `hits` / `misses`. Every operation holds the entries' lock only for the table
+/// operation itself, never during a signature check.
 #[derive(Debug)]
 pub struct TokenCache {
+    shared: Arc<Mutex<Entries>>,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+#[derive(Debug)]
+struct Entries {
     capacity: usize,
     entries: HashMap<Arc<str>, CachedToken, BuildHasherDefault<TokenHasher>>,
     order: VecDeque<Arc<str>>,
-    pub hits: u64,
-    pub misses: u64,
 }
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
         TokenCache {
-            capacity,
-            entries: HashMap::default(),
-            order: VecDeque::new(),
+            shared: Arc::new(Mutex::new(Entries {
+                capacity,
+                entries: HashMap::default(),
+                order: VecDeque::new(),
+            })),
             hits: 0,
             misses: 0,
         }
     }
 
+    /// Another handle on the same entries (its own hit and miss counts).
+    pub fn share(&self) -> TokenCache {
+        TokenCache {
+            shared: self.shared.clone(),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, Entries> {
+        // The table is consistent after every operation (each is a single insert or remove), so a
+        // lock poisoned by a panic elsewhere is still safe to use.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The entry for exactly this token text.
-    pub fn get(&mut self, token: &str) -> Option<&CachedToken> {
-        let found = self.entries.get(token);
+    pub fn get(&mut self, token: &str) -> Option<CachedToken> {
+        let found = self.entries().entries.get(token).cloned();
         if found.is_some() {
             self.hits += 1;
         } else {
@@ -84,20 +111,21 @@ impl TokenCache {
     }
 
     pub fn insert(&mut self, token: &str, entry: CachedToken) {
-        if self.capacity == 0 {
+        let mut t = self.entries();
+        if t.capacity == 0 {
             return;
         }
-        if let Some(old) = self.entries.get_mut(token) {
+        if let Some(old) = t.entries.get_mut(token) {
             *old = entry;
             return;
         }
         let key: Arc<str> = Arc::from(token);
-        self.entries.insert(key.clone(), entry);
-        self.order.push_back(key);
-        while self.entries.len() > self.capacity {
-            match self.order.pop_front() {
+        t.entries.insert(key.clone(), entry);
+        t.order.push_back(key);
+        while t.entries.len() > t.capacity {
+            match t.order.pop_front() {
                 Some(old) => {
-                    self.entries.remove(&old);
+                    t.entries.remove(&old);
                 }
                 None => break,
             }
@@ -105,22 +133,23 @@ impl TokenCache {
     }
 
     pub fn remove(&mut self, token: &str) {
-        self.entries.remove(token);
+        self.entries().entries.remove(token);
     }
 
     /// Drops tokens whose `exp` is before `horizon`.
     pub fn sweep(&mut self, horizon: i64) {
-        self.entries.retain(|_, t| t.claims.exp >= horizon);
-        let entries = &self.entries;
-        self.order.retain(|k| entries.contains_key(k));
+        let mut t = self.entries();
+        t.entries.retain(|_, t| t.claims.exp >= horizon);
+        let Entries { entries, order, .. } = &mut *t;
+        order.retain(|k| entries.contains_key(k));
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }
 
@@ -149,6 +178,14 @@ impl RevocationList {
             .entry(iss.to_string())
             .or_default()
             .insert(jti.to_string(), until);
+    }
+
+    /// Whether this list revokes a token `older` does not (what makes remembered admissions stale;
+    /// entries that only expired do not).
+    pub fn revokes_more_than(&self, older: &RevocationList) -> bool {
+        self.revoked
+            .iter()
+            .any(|(iss, jtis)| jtis.keys().any(|jti| !older.is_revoked(iss, jti)))
     }
 
     pub fn sweep(&mut self, now: i64) {
@@ -245,6 +282,23 @@ mod tests {
     }
 
     #[test]
+    fn shared_handles_see_one_bounded_table_and_count_their_own_hits() {
+        let mut a = TokenCache::new(2);
+        let mut b = a.share();
+        a.insert("a.b.one", tok(10));
+        assert_eq!(b.get("a.b.one").map(|t| t.claims.exp), Some(10));
+        b.insert("a.b.two", tok(20));
+        b.insert("a.b.three", tok(30));
+        // One bound for both handles: the oldest entry left.
+        assert_eq!((a.len(), b.len()), (2, 2));
+        assert!(a.get("a.b.one").is_none());
+        assert_eq!((a.hits, a.misses), (0, 1));
+        assert_eq!((b.hits, b.misses), (1, 0));
+        a.remove("a.b.two");
+        assert!(b.get("a.b.two").is_none());
+    }
+
+    #[test]
     fn revocations_expire_with_the_token() {
         let mut r = RevocationList::new();
         r.revoke("https://as", "j1", 100);
@@ -252,5 +306,21 @@ mod tests {
         assert!(!r.is_revoked("https://other", "j1"));
         r.sweep(101);
         assert!(!r.is_revoked("https://as", "j1"));
+    }
+
+    #[test]
+    fn a_list_revokes_more_only_with_a_new_entry() {
+        let mut old = RevocationList::new();
+        old.revoke("https://as", "j1", 100);
+        old.revoke("https://as", "j2", 100);
+        let mut same = old.clone();
+        assert!(!same.revokes_more_than(&old));
+        // An entry that expired and left: nothing newly revoked.
+        same.sweep(101);
+        assert!(!same.revokes_more_than(&old));
+        let mut more = old.clone();
+        more.revoke("https://other", "j1", 100);
+        assert!(more.revokes_more_than(&old));
+        assert!(!old.revokes_more_than(&more));
     }
 }

@@ -241,7 +241,7 @@ impl Guard {
     /// Signature and claims, through the cache.
     fn verified_claims(&self, token: &str, ctx: &mut Context<'_>) -> Result<Arc<AccessClaims>, Denial> {
         if let Some(cached) = ctx.cache.get(token) {
-            let claims = cached.claims.clone();
+            let claims = cached.claims;
             let issuer = self.policy.issuer(&claims.iss).ok_or(Denial::UnknownIssuer)?;
             if let Err(e) = claims.check_time(&issuer.rules, ctx.now) {
                 ctx.cache.remove(token);
@@ -249,13 +249,15 @@ impl Guard {
             }
             return Ok(claims);
         }
-        let (unverified, rules) = parse_unverified(token, |iss| self.policy.issuer(iss).map(|i| &i.rules))?;
-        // Expired or not-yet-valid tokens are refused before any signature work.
-        let early = AccessClaims::from_payload(unverified.jws.payload.clone())?;
-        early.check_time(rules, ctx.now)?;
+        let (mut unverified, rules) =
+            parse_unverified(token, |iss| self.policy.issuer(iss).map(|i| &i.rules))?;
+        // The claims are read once, from the payload the signature covers (`verify` checks the
+        // signing input, not this copy); expired or not-yet-valid tokens are refused before any
+        // signature work.
+        let claims = AccessClaims::from_payload(std::mem::take(&mut unverified.jws.payload))?;
+        claims.check_time(rules, ctx.now)?;
         let keys = ctx.keys.keys(&unverified.iss).ok_or(Denial::KeysUnavailable)?;
-        let payload = unverified.verify(keys)?;
-        let claims = AccessClaims::from_payload(payload)?;
+        unverified.verify(keys)?;
         claims.check_static(rules)?;
         let claims = Arc::new(claims);
         ctx.cache.insert(

@@ -8,7 +8,7 @@
 //! Stages, one module each: [`extract`] (where the token is), [`policy`] (which rule, what it requires),
 //! [`token`] (access tokens: JWS header, signature via [`jwks`], claims), [`binding`] (RFC 8705
 //! certificate thumbprint), [`dpop`] (RFC 9449 proofs), [`cache`] (verified tokens, revocations),
-//! [`decision`] (the answer), with its refusals in [`denial`].
+//! [`decision`] (the answer), [`decision_cache`] (whole allows served again), with its refusals in [`denial`].
 //!
 //! One JWT validator, [`verify`], holds the header and time rules of every signed JWT: access tokens,
 //! DPoP proofs, and for the authorization server client assertions, request objects and its own
@@ -20,6 +20,7 @@ pub mod b64;
 pub mod binding;
 pub mod cache;
 pub mod decision;
+pub mod decision_cache;
 pub mod denial;
 pub mod dpop;
 pub mod extract;

@@ -1488,3 +1488,112 @@ fn native_module_refuses_to_start_on_envoy_1_39() {
     }
     assert!(std::net::TcpStream::connect(("127.0.0.1", listener_port)).is_err());
 }
+
+// ============================================================================================
+// A panic in a hook (native module)
+// ============================================================================================
+
+/// The native module built with its `test-panic` feature (a request carrying
+/// `x-fapi-guard-test-panic` makes the request hook panic), into its own target directory so that
+/// neither the release module nor the debug one ever carries the trigger. Returns its directory.
+fn panic_test_module() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("panic-test");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "-p",
+            "fapi-native",
+            "--features",
+            "test-panic",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .status()
+        .expect("cargo build of the test-panic module");
+    assert!(
+        status.success(),
+        "cargo build -p fapi-native --features test-panic failed"
+    );
+    let dir = target.join("debug");
+    assert!(dir.join(format!("lib{NATIVE_MODULE_NAME}.so")).exists());
+    dir
+}
+
+/// Issue 11 item 3: a panic inside a hook is caught at the boundary and refuses the request with a
+/// 500 local reply (fail closed), never passes it to the upstream; the module goes on serving.
+#[test]
+fn native_module_panic_in_a_hook_is_a_500_never_a_pass() {
+    let module = panic_test_module();
+    let dir = ScratchDir::new("panic").expect("scratch dir");
+    let pki = TestPki::generate(dir.path(), &["client-a"]).expect("test PKI");
+    let upstream = HttpServer::start(echo()).expect("upstream");
+    let config = EnvoyConfig {
+        listener_port: free_port().expect("port"),
+        admin_port: free_port().expect("port"),
+        upstream_port: upstream.port(),
+        clusters: vec![("jwks".into(), 9), ("as".into(), 9)],
+        wasm: plugin_wasm(),
+        native_module: Some(module),
+        plugin_config: checked_policy(&policy(9, 9)),
+        server_cert: pki.server.cert_pem.clone(),
+        server_key: pki.server.key_pem.clone(),
+        client_ca: pki.ca_pem.clone(),
+        concurrency: 1,
+        forward_client_cert_details: "SANITIZE".into(),
+    };
+    let envoy = Envoy::start(config, dir.path(), "envoy-panic", READY).unwrap_or_else(|e| panic!("{e}"));
+    let client = HttpsClient::new(
+        envoy.listener_port(),
+        &pki.ca_der,
+        Some(&pki.clients[0]),
+        TlsVersion::Default,
+    )
+    .expect("client");
+    let send = |req: &Req| {
+        client
+            .send(req)
+            .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", tail(&envoy.log(), 30)))
+    };
+    // `/health` is anonymous: without the trigger the module admits it to the upstream.
+    let resp = send(&Req::get("/health"));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        resp.json().is_ok_and(|e| e["path"] == "/health"),
+        "{}",
+        resp.text()
+    );
+    // With it, the request hook panics: a 500 from the module, not the upstream's echo.
+    let resp = send(&Req::get("/health").header("x-fapi-guard-test-panic", "1"));
+    assert_eq!(resp.status, 500, "{:?} {}", resp.headers, resp.text());
+    assert_eq!(
+        resp.json().expect("JSON body"),
+        json!({"error": "server_error"}),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(resp.header("cache-control"), Some("no-store"));
+    wait_until(Duration::from_secs(3), "denied.internal_error", || {
+        match envoy.plugin_stat("denied.internal_error") {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        envoy
+            .log()
+            .contains("internal error (request hook); request refused"),
+        "{}",
+        tail(&envoy.log(), 30)
+    );
+    // Envoy and the module go on serving (the worker that panicked was dropped, not reused).
+    for _ in 0..3 {
+        let resp = send(&Req::get("/health"));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+}

@@ -93,8 +93,7 @@ impl Background {
         for (issuer, remote) in remotes {
             w.sync_keys(host, &issuer);
             let due = w
-                .fetched
-                .get(&issuer)
+                .fetched(&issuer)
                 .is_none_or(|f| now.saturating_sub(f.fetched_at) >= remote.refresh as i64);
             if due && shared::take_lease(host, &format!("jwks/{issuer}"), now, FETCH_LEASE_SECONDS) {
                 let started = split_uri(&remote.uri).and_then(|(authority, path)| {

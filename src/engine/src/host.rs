@@ -94,6 +94,14 @@ pub trait RequestHost: Host {
     fn holds_headers_for_body(&self) -> bool {
         true
     }
+    /// Calls `f` with every request header, in order, as [`RequestHost::request_headers`] gives
+    /// them; `f` copies what it keeps. A shell whose proxy can lend its own buffers overrides this
+    /// to save the copies (no header is written while `f` runs).
+    fn for_each_request_header(&mut self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (name, value) in self.request_headers() {
+            f(&name, &value);
+        }
+    }
     /// The SHA-256 of the TLS peer certificate (DER), lower-case hex, when the client sent one.
     fn peer_certificate_digest(&mut self) -> Option<String>;
     /// Sets (replacing every value of) a request header.

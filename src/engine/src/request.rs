@@ -209,15 +209,17 @@ impl Request {
         let mut spoofed = Vec::new();
         // As bytes: a header value may hold any octet (RFC 9110 §5.5 obs-text). Values the decision
         // reads are taken as text with anything not UTF-8 replaced, which no check accepts (fail closed).
-        let text = |v: Vec<u8>| {
-            String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        let text = |v: &[u8]| match std::str::from_utf8(v) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(v).into_owned(),
         };
-        for (name, value) in host.request_headers() {
-            if claim_headers.values().any(|h| *h == name) {
-                spoofed.push(name);
-                continue;
+        // Only the headers read here are copied (the host may lend its own buffers).
+        host.for_each_request_header(&mut |name, value| {
+            if claim_headers.values().any(|h| h == name) {
+                spoofed.push(name.to_string());
+                return;
             }
-            match name.as_str() {
+            match name {
                 ":method" => facts.method = text(value),
                 ":scheme" => facts.scheme = text(value),
                 ":authority" => facts.authority = text(value),
@@ -239,7 +241,7 @@ impl Request {
                 XFCC => xfcc = Some(text(value)),
                 _ => {}
             }
-        }
+        });
         facts.client_cert = if trust_xfcc {
             xfcc.as_deref().and_then(xfcc_client_cert)
         } else {
@@ -261,19 +263,26 @@ impl Request {
 
     fn decide_and_act<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
         let now = host.now();
+        if let Some(allow) = w.cached_allow(host, &self.facts, now) {
+            self.forward(w, host, &allow);
+            return Action::Continue;
+        }
         // Before the body: a rule that binds it admits with `awaiting_body` (see `admit`).
         let decision = w.decide_with_body(host, &self.facts, None, now);
         match decision {
-            Decision::Allow(allow) => self.after_allow(w, host, allow, now),
+            Decision::Allow(allow) => {
+                w.remember(&self.facts, &allow, now);
+                self.after_allow(w, host, allow, now)
+            }
             Decision::Deny(deny) => {
                 if let Some(issuer) = deny.refetch_issuer.clone() {
                     if !self.refetched {
                         // Another worker may have fetched newer keys since this one last synced:
                         // take them and decide again (at most once: the flag is set here).
                         self.refetched = true;
-                        let before = w.fetched.get(&issuer).map(|f| f.version);
+                        let before = w.fetched(&issuer).map(|f| f.version);
                         w.sync_keys(host, &issuer);
-                        if w.fetched.get(&issuer).map(|f| f.version) != before {
+                        if w.fetched(&issuer).map(|f| f.version) != before {
                             return self.decide_and_act(w, host);
                         }
                         if self.refetch_keys(w, host, &issuer, &deny, now) {

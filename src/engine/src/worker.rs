@@ -3,19 +3,30 @@
 //! for their freshness: a fetched key set is used while it is younger than `max_stale`, the feed is
 //! current while it answered within three intervals.
 //!
-//! The proxy-wasm plugin has one per worker VM (synchronised through shared storage); the native
-//! module one per process, behind a lock.
+//! The proxy-wasm plugin has one per worker VM (synchronised through shared storage). The native
+//! module has one per request in flight on a worker thread (taken from a pool, never held by two
+//! threads at once), all made with [`Worker::sibling`]: they share one parsed key set ([`KeySets`])
+//! and one verified-token cache, and the DPoP replay store lives in the host's shared storage, so
+//! each is bounded once by the policy's settings; locks are held only to copy a pointer or for one
+//! table operation, never during a signature or proof check.
+//!
+//! Each worker also keeps its own [`DecisionCache`] of whole allows (fapi-core says which and for
+//! how long), dropped whenever a key set or the revocation list changes.
 
 use crate::host::{Host, Level};
 use crate::ids::IdGenerator;
 use crate::metrics::Metrics;
 use crate::shared::{self, SharedReplayStore};
 use fapi_core::cache::{RevocationList, TokenCache};
+use fapi_core::decision::Allow;
+use fapi_core::decision_cache::DecisionCache;
 use fapi_core::guard::{Context, KeySource};
 use fapi_core::jwks::Jwks;
 use fapi_core::policy::{Policy, Severity};
 use fapi_core::{Decision, Guard, RequestFacts};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Shared-storage key of the revocation list (JSON, see [`RevokedState`]).
 pub const REVOKED_KEY: &str = "revoked";
@@ -35,10 +46,53 @@ pub struct FetchedKeys {
     pub version: Option<u32>,
 }
 
+/// Fetched key sets by issuer, parsed once for every worker that shares this object. Readers copy
+/// the current map's pointer when the generation moved (one atomic load per request otherwise).
+#[derive(Default)]
+pub struct KeySets {
+    current: Mutex<Arc<KeyMap>>,
+    generation: AtomicU64,
+}
+
+pub type KeyMap = HashMap<String, Arc<FetchedKeys>>;
+
+impl KeySets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Arc<KeyMap>> {
+        // Each update is one pointer assignment: a poisoned lock still holds a consistent map.
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current map and its generation.
+    pub fn snapshot(&self) -> (u64, Arc<KeyMap>) {
+        let current = self.lock();
+        (self.generation.load(Ordering::Acquire), current.clone())
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Replaces the issuer's key set (a new map: readers keep the one they copied).
+    pub fn insert(&self, issuer: &str, keys: FetchedKeys) {
+        let mut current = self.lock();
+        let mut next = KeyMap::clone(&current);
+        next.insert(issuer.to_string(), Arc::new(keys));
+        *current = Arc::new(next);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 pub struct Worker {
     pub guard: Guard,
-    pub fetched: HashMap<String, FetchedKeys>,
+    /// The key sets, shared with this worker's siblings.
+    pub keys: Arc<KeySets>,
+    /// This worker's copy of the current key map, and the generation it was taken at.
+    key_view: Arc<KeyMap>,
+    key_generation: u64,
+    /// Verified tokens, shared with this worker's siblings.
     pub cache: TokenCache,
+    /// Whole allow decisions of this worker.
+    pub decisions: DecisionCache,
     pub revocations: RevocationList,
     pub revocations_version: Option<u32>,
     /// When the revocation feed last answered (from shared storage), for `revocation: feed` routes.
@@ -100,13 +154,14 @@ pub fn load<H: Host + ?Sized>(host: &mut H, config: Option<&[u8]>) -> Option<Wor
         issuer.inline_keys = issuer.inline_keys.take().map(Jwks::prepared);
     }
     // The ES256 generator table is built once, here, not by a request.
+    #[cfg(feature = "p256-tables")]
     let _ = fapi_core::p256_tables::generator_table();
     Some(Worker::new(host, Guard::new(policy, None)))
 }
 
 /// Inline keys from the policy, else the fetched set while it is younger than `max_stale`.
 struct KeyView<'a> {
-    fetched: &'a HashMap<String, FetchedKeys>,
+    fetched: &'a KeyMap,
     guard: &'a Guard,
     now: i64,
 }
@@ -126,12 +181,36 @@ impl KeySource for KeyView<'_> {
 impl Worker {
     pub fn new<H: Host + ?Sized>(host: &mut H, guard: Guard) -> Self {
         let settings = &guard.policy.doc.settings;
+        let cache = TokenCache::new(settings.token_cache_size);
+        Self::with_shared(host, guard, Arc::new(KeySets::default()), cache)
+    }
+
+    /// Another worker on the same policy that shares this one's key sets and verified-token cache
+    /// (its own decision cache, revocation copy, counters and ids).
+    pub fn sibling<H: Host + ?Sized>(&self, host: &mut H) -> Self {
+        let guard = Guard::new(self.guard.policy.clone(), None);
+        Self::with_shared(host, guard, self.keys.clone(), self.cache.share())
+    }
+
+    fn with_shared<H: Host + ?Sized>(
+        host: &mut H,
+        guard: Guard,
+        keys: Arc<KeySets>,
+        cache: TokenCache,
+    ) -> Self {
+        let settings = &guard.policy.doc.settings;
         let mut seed = [0x5a; 32];
         let _ = host.random(&mut seed);
+        let mut table_seed = [0u8; 8];
+        let _ = host.random(&mut table_seed);
+        let (key_generation, key_view) = keys.snapshot();
         let mut w = Worker {
-            cache: TokenCache::new(settings.token_cache_size),
+            decisions: DecisionCache::new(settings.token_cache_size, u64::from_le_bytes(table_seed)),
+            cache,
             guard,
-            fetched: HashMap::new(),
+            keys,
+            key_view,
+            key_generation,
             revocations: RevocationList::new(),
             revocations_version: None,
             feed_ok_at: i64::MIN,
@@ -165,10 +244,58 @@ impl Worker {
     /// Whether `revocation: feed` routes may rely on the list: the feed answered within three
     /// intervals (stale after three missed polls: those routes then fail closed).
     pub fn feed_current(&self, now: i64) -> bool {
-        match &self.guard.policy.doc.settings.revocation_feed {
-            Some(feed) => now.saturating_sub(self.feed_ok_at) <= 3 * feed.interval as i64 + 1,
-            None => false,
+        self.feed_current_until().is_some_and(|until| now < until)
+    }
+
+    /// The first second at which the feed is no longer current (`None`: no feed configured).
+    pub fn feed_current_until(&self) -> Option<i64> {
+        let feed = self.guard.policy.doc.settings.revocation_feed.as_ref()?;
+        Some(
+            self.feed_ok_at
+                .saturating_add(3 * feed.interval as i64)
+                .saturating_add(2),
+        )
+    }
+
+    /// Takes the current key map when another worker (or the background) changed it; a change drops
+    /// the decision cache.
+    pub fn refresh_keys(&mut self) {
+        if self.keys.generation() != self.key_generation {
+            let (generation, view) = self.keys.snapshot();
+            self.key_generation = generation;
+            self.key_view = view;
+            self.decisions.clear();
         }
+    }
+
+    /// The fetched key set of `issuer` as this worker sees it.
+    pub fn fetched(&self, issuer: &str) -> Option<&FetchedKeys> {
+        self.key_view.get(issuer).map(|k| &**k)
+    }
+
+    /// An allow this worker remembers for exactly this request (see fapi-core's `decision_cache`),
+    /// after taking the current revocation list and key sets (either changing drops them all).
+    pub fn cached_allow<H: Host + ?Sized>(
+        &mut self,
+        host: &H,
+        facts: &RequestFacts,
+        now: i64,
+    ) -> Option<Arc<Allow>> {
+        self.sync_revocations(host);
+        self.refresh_keys();
+        self.sweep(now);
+        let hit = self.decisions.lookup(facts, now);
+        if hit.is_some() {
+            self.metrics.cache(true);
+        }
+        hit
+    }
+
+    /// Remembers an allow [`Worker::decide`] gave for `facts`, when core says it may be served again.
+    pub fn remember(&mut self, facts: &RequestFacts, allow: &Allow, now: i64) {
+        let feed_until = self.feed_current_until();
+        self.decisions
+            .remember(&self.guard.policy, facts, allow, feed_until, now);
     }
 
     /// The decision for a request without a body, with this worker's stores.
@@ -188,9 +315,10 @@ impl Worker {
         now: i64,
     ) -> Decision {
         self.sync_revocations(host);
+        self.refresh_keys();
         let feed_current = self.feed_current(now);
         let keys = KeyView {
-            fetched: &self.fetched,
+            fetched: &self.key_view,
             guard: &self.guard,
             now,
         };
@@ -252,7 +380,13 @@ impl Worker {
         }
         if let Some(p) = shared::read_published(host, REVOKED_KEY) {
             if let Some(state) = RevokedState::parse(&p.body) {
-                self.revocations = state.list();
+                let list = state.list();
+                // A token just revoked may have a remembered allow: forget them all (every poll
+                // publishes the list; one that revokes nothing new keeps them).
+                if list.revokes_more_than(&self.revocations) {
+                    self.decisions.clear();
+                }
+                self.revocations = list;
                 self.feed_cursor = Some(state.cursor);
                 self.feed_ok_at = p.at;
                 self.revocations_version = version;
@@ -262,21 +396,23 @@ impl Worker {
 
     /// Takes a key set another worker published, if newer than ours.
     pub fn sync_keys<H: Host + ?Sized>(&mut self, host: &H, issuer: &str) {
+        self.refresh_keys();
         let key = jwks_key(issuer);
         let version = shared::version(host, &key);
-        if version.is_none() || self.fetched.get(issuer).is_some_and(|f| f.version == version) {
+        if version.is_none() || self.fetched(issuer).is_some_and(|f| f.version == version) {
             return;
         }
         if let Some(p) = shared::read_published(host, &key) {
             if let Ok(jwks) = Jwks::parse(&p.body).map(Jwks::prepared) {
-                self.fetched.insert(
-                    issuer.to_string(),
+                self.keys.insert(
+                    issuer,
                     FetchedKeys {
                         jwks,
                         fetched_at: p.at,
                         version: p.cas,
                     },
                 );
+                self.refresh_keys();
             }
         }
     }
@@ -313,14 +449,15 @@ impl Worker {
                 }
                 let _ = shared::publish(host, &jwks_key(issuer), now, body, None);
                 let version = shared::version(host, &jwks_key(issuer));
-                self.fetched.insert(
-                    issuer.to_string(),
+                self.keys.insert(
+                    issuer,
                     FetchedKeys {
                         jwks,
                         fetched_at: now,
                         version,
                     },
                 );
+                self.refresh_keys();
                 host.counter("jwks.fetched", 1);
                 true
             }
@@ -348,6 +485,7 @@ impl Worker {
         if now.saturating_sub(self.last_sweep) >= 60 {
             self.last_sweep = now;
             self.cache.sweep(now - 300);
+            self.decisions.sweep(now);
             self.revocations.sweep(now);
             self.introspected.retain(|_, (_, until)| *until > now);
         }

@@ -445,6 +445,84 @@ fn revoked_token_is_refused_and_a_stale_feed_fails_closed() {
     assert_eq!(w.reply_status(), Some(503));
 }
 
+/// Issue 11 item 4: an allow is remembered and served again without deciding; a revocation arriving
+/// through the feed drops the remembered allows, so the next request misses and is refused.
+#[test]
+fn a_revocation_from_the_feed_makes_the_next_request_miss_and_be_refused() {
+    let mut w = World::new(json!({}));
+    run_background(&mut w, 1, 3);
+    let t = token(json!({"jti": "r3"}));
+    let auth = bearer(&t);
+    let _ = w.send("/accounts/1", &[("authorization", &auth)]);
+    assert!(w.host.resumed);
+    assert_eq!(w.worker.decisions.len(), 1);
+    let _ = w.send("/accounts/1", &[("authorization", &auth)]);
+    assert!(w.host.resumed);
+    assert_eq!(
+        w.worker.decisions.hits, 1,
+        "the second request was served from the cache"
+    );
+    assert_eq!(
+        w.host.set_header("x-fapi-subject"),
+        Some("alice"),
+        "{:?}",
+        w.host.set
+    );
+    // Polls that bring no new revocation keep the remembered allow.
+    run_background(&mut w, 6, 3);
+    let _ = w.send("/accounts/1", &[("authorization", &auth)]);
+    assert!(w.host.resumed);
+    assert_eq!(w.worker.decisions.hits, 2, "still served from the cache");
+    // The feed now lists r3 too: the next poll (within one interval) brings it.
+    run_background(&mut w, 6, 4);
+    let _ = w.send("/accounts/1", &[("authorization", &auth)]);
+    assert_eq!(w.reply_status(), Some(401));
+    assert_eq!(w.host.counter_value("denied.token_revoked"), 1);
+    assert_eq!(w.worker.decisions.hits, 2, "no hit after the revocation");
+}
+
+/// A new key set drops the remembered allows too (a key removed from the set must stop admitting).
+#[test]
+fn a_new_key_set_drops_the_decision_cache() {
+    let mut w = World::new(json!({}));
+    run_background(&mut w, 1, 0);
+    let auth = bearer(&token(json!({})));
+    let _ = w.send("/accounts/1", &[("authorization", &auth)]);
+    assert!(w.host.resumed);
+    assert_eq!(w.worker.decisions.len(), 1);
+    let now = w.host.now;
+    assert!(w.worker.store_jwks(&mut w.host, ISS, "200", &jwks(), now));
+    assert!(w.worker.decisions.is_empty());
+    // A sibling (the native module's other workers) sees the new set and drops its own entries.
+    let mut sibling = w.worker.sibling(&mut w.host);
+    let facts_path = "/accounts/1";
+    let _ = w.send(facts_path, &[("authorization", &auth)]);
+    assert!(w.host.resumed);
+    let mut request = Request::new();
+    w.host.request(
+        &[
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", "api.engine.example"),
+            (":path", facts_path),
+            ("authorization", &auth),
+        ],
+        Some(&cert_hex()),
+    );
+    assert_eq!(
+        request.on_request_headers(&mut sibling, &mut w.host, true),
+        Action::Continue
+    );
+    assert_eq!(sibling.decisions.len(), 1);
+    assert!(w.worker.store_jwks(&mut w.host, ISS, "200", &jwks(), now));
+    assert!(sibling
+        .cached_allow(&w.host, &fapi_core::RequestFacts::default(), now)
+        .is_none());
+    assert!(sibling.decisions.is_empty());
+    // The sibling shares the verified-token cache: its decision was a token-cache hit.
+    assert!(sibling.cache.hits >= 1);
+}
+
 fn recorded(host: &mut FakeHost, capacity: usize, jkt: &str, key: [u8; 32], secret: &[u8]) -> Recorded {
     let mut store = SharedReplayStore {
         host,

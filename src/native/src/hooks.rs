@@ -1,6 +1,12 @@
 //! The event hooks Envoy calls (`envoy_dynamic_module_on_*`, ABI v0.2.0), each passing its event to
 //! fapi-engine. Every hook runs its body under `catch_unwind`: a panic must not unwind into Envoy
 //! (that aborts the process), and on the request path it refuses the request (500), never passes it.
+//!
+//! Worker threads do not wait on each other's checks: a request hook takes an idle engine worker
+//! from the configuration's pool (a lock held for a pop), runs on it alone, and puts it back (a
+//! push). Every pooled worker is a [`Worker::sibling`] of the main thread's: one key set, one
+//! verified-token cache, one DPoP replay store (in [`Env`]'s shared storage) for all of them. The
+//! pool holds at most as many workers as hooks ever ran at once (Envoy's worker threads).
 
 use crate::abi::*;
 use crate::host::{callout_response, lock, log_line, ConfigHost, Env, FilterHost, HookState};
@@ -16,7 +22,10 @@ use std::time::Duration;
 pub struct Config {
     env: Env,
     envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    /// The main thread's worker: the tick and its callouts.
     worker: Mutex<Worker>,
+    /// Idle workers for request hooks (see the module comment).
+    idle: Mutex<Vec<Worker>>,
     background: Mutex<Background>,
     /// The main thread is inside the tick: callout answers Envoy gives inline wait in `deferred`.
     in_tick: AtomicBool,
@@ -103,10 +112,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         let bytes = bytes_of(config);
         let mut env = Env::default();
         let worker = {
-            let mut host = ConfigHost {
-                env: &env,
-                envoy: filter_config_envoy_ptr,
-            };
+            let mut host = ConfigHost::config(&env, filter_config_envoy_ptr);
             fapi_engine::load(&mut host, Some(&bytes))?
         };
         env.define_counters(filter_config_envoy_ptr);
@@ -114,6 +120,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             env,
             envoy: filter_config_envoy_ptr,
             worker: Mutex::new(worker),
+            idle: Mutex::new(Vec::new()),
             background: Mutex::new(Background::default()),
             in_tick: AtomicBool::new(false),
             deferred: Mutex::new(Vec::new()),
@@ -174,12 +181,14 @@ fn start_ticker(config: envoy_dynamic_module_type_http_filter_config_envoy_ptr) 
 fn run_tick(config: &Config) {
     config.in_tick.store(true, Ordering::Release);
     {
-        let mut host = ConfigHost {
-            env: &config.env,
-            envoy: config.envoy,
-        };
+        let mut host = ConfigHost::config(&config.env, config.envoy);
         let mut worker = lock(&config.worker);
         lock(&config.background).tick(&mut worker, &mut host);
+        drop(worker);
+        // What the request workers counted since the last tick (those busy now: at the next one).
+        for w in lock(&config.idle).iter_mut() {
+            w.metrics.flush(&mut host);
+        }
     }
     config.in_tick.store(false, Ordering::Release);
     let deferred = std::mem::take(&mut *lock(&config.deferred));
@@ -189,12 +198,23 @@ fn run_tick(config: &Config) {
 }
 
 fn background_answer(config: &Config, id: u32, response: &CalloutResponse) {
-    let mut host = ConfigHost {
-        env: &config.env,
-        envoy: config.envoy,
-    };
+    let mut host = ConfigHost::config(&config.env, config.envoy);
     let mut worker = lock(&config.worker);
     lock(&config.background).on_callout(&mut worker, &mut host, id, response);
+}
+
+/// An idle worker for a request hook, or a new sibling of the main thread's worker.
+fn take_worker(config: &Config, host: &mut FilterHost<'_>) -> Worker {
+    let idle = lock(&config.idle).pop();
+    match idle {
+        Some(w) => w,
+        None => lock(&config.worker).sibling(host),
+    }
+}
+
+/// Back to the pool once the hook is done with it (a hook that panicked drops its worker instead).
+fn put_back(config: &Config, worker: Worker) {
+    lock(&config.idle).push(worker);
 }
 
 /// # Safety
@@ -296,15 +316,11 @@ fn fail_closed(config: Option<&Config>, envoy: envoy_dynamic_module_type_http_fi
     let fallback = Env::default();
     let env = config.map_or(&fallback, |c| &c.env);
     let mut state = HookState::default();
-    let mut host = FilterHost {
-        env,
-        envoy,
-        state: &mut state,
-    };
+    let mut host = FilterHost::filter(env, envoy, &mut state);
     Request::fail_closed(&mut host, why);
 }
 
-/// Runs one request event (`event` calls the engine) under the engine's lock, then a callout Envoy
+/// Runs one request event (`event` calls the engine) on a pooled worker, then a callout Envoy
 /// answered inside it; `None` when there is no filter or configuration. A panic is caught by the
 /// caller's `catch_unwind`.
 ///
@@ -321,29 +337,15 @@ unsafe fn request_event(
     let config = unsafe { filter.config.as_ref() }?;
     filter.state.in_hook = true;
     filter.state.resume_requested = false;
-    let mut action = {
-        let mut host = FilterHost {
-            env: &config.env,
-            envoy: filter_envoy_ptr,
-            state: &mut filter.state,
-        };
-        let mut worker = lock(&config.worker);
-        let action = event(&mut filter.request, &mut worker, &mut host);
-        // Counted at once: a counter here is an atomic add, not a VM host call worth batching.
-        worker.metrics.flush(&mut host);
-        action
-    };
+    let mut host = FilterHost::filter(&config.env, filter_envoy_ptr, &mut filter.state);
+    let mut worker = take_worker(config, &mut host);
+    let mut action = event(&mut filter.request, &mut worker, &mut host);
     // A callout Envoy answered inside the call that started it.
     if let Some((id, response)) = filter.deferred.take() {
-        let mut host = FilterHost {
-            env: &config.env,
-            envoy: filter_envoy_ptr,
-            state: &mut filter.state,
-        };
-        let mut worker = lock(&config.worker);
         filter.request.on_callout(&mut worker, &mut host, id, &response);
-        worker.metrics.flush(&mut host);
     }
+    // The batched counters (allowed, token cache) go out on the tick, not per request.
+    put_back(config, worker);
     if filter.state.resume_requested {
         action = Action::Continue;
     }
@@ -380,6 +382,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         // SAFETY: Envoy passes the live filter of this stream, on its thread.
         unsafe {
             request_event(filter_envoy_ptr, filter_module_ptr, |request, worker, host| {
+                #[cfg(feature = "test-panic")]
+                crate::test_panic::on_request(host);
                 request.on_request_headers(worker, host, end_of_stream)
             })
         }
@@ -499,18 +503,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
         let response =
             unsafe { callout_response(result, headers, headers_size, body_chunks, body_chunks_size) };
         if filter.state.in_hook {
-            // Inside the request hook that started it (which holds the engine's lock).
+            // Inside the request hook that started it (which runs the engine): handled after it.
             filter.deferred = Some((id, response));
             return Some(());
         }
-        let mut host = FilterHost {
-            env: &config.env,
-            envoy: filter_envoy_ptr,
-            state: &mut filter.state,
-        };
-        let mut worker = lock(&config.worker);
+        let mut host = FilterHost::filter(&config.env, filter_envoy_ptr, &mut filter.state);
+        let mut worker = take_worker(config, &mut host);
         filter.request.on_callout(&mut worker, &mut host, id, &response);
-        worker.metrics.flush(&mut host);
+        put_back(config, worker);
         Some(())
     }));
     if !matches!(handled, Ok(Some(()))) {
@@ -542,11 +542,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
         let Some(config) = (unsafe { filter.config.as_ref() }) else {
             return;
         };
-        let mut host = FilterHost {
-            env: &config.env,
-            envoy: filter_envoy_ptr,
-            state: &mut filter.state,
-        };
+        let mut host = FilterHost::filter(&config.env, filter_envoy_ptr, &mut filter.state);
         filter.request.on_response_headers(&mut host);
     }));
     envoy_dynamic_module_type_on_http_filter_response_headers_status_Continue

@@ -2,8 +2,9 @@
 //! ordinary process memory behind locks: the storage the engine's leases, key sets, revocation list
 //! and DPoP replay store live in.
 //!
-//! [`ConfigHost`] serves the main thread (configuration, the one-second tick, its callouts);
-//! [`FilterHost`] one request on a worker thread.
+//! One host, [`EnvoyHost`], serves both sides; they differ only in the Envoy object counters and
+//! callouts go through ([`Side`]): [`ConfigHost`] the main thread (configuration, the one-second
+//! tick, its callouts), [`FilterHost`] one request on a worker thread.
 
 use crate::abi::*;
 use fapi_engine::host::{Callout, CalloutResponse, Host, Level, RequestHost, SharedError};
@@ -81,44 +82,6 @@ impl Env {
         Ok(())
     }
 
-    /// Counts on the main thread, through the configuration.
-    fn increment_config(
-        &self,
-        config: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
-        name: &str,
-        n: u64,
-    ) {
-        let Some(id) = self.counter_ids.get(name) else {
-            return;
-        };
-        // SAFETY: `config` is the live configuration whose main-thread hook is running; no labels.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                config,
-                *id,
-                std::ptr::null_mut(),
-                0,
-                n,
-            )
-        };
-    }
-
-    fn increment(&self, filter: envoy_dynamic_module_type_http_filter_envoy_ptr, name: &str, n: u64) {
-        let Some(id) = self.counter_ids.get(name) else {
-            return;
-        };
-        // SAFETY: `filter` is the live filter of the hook being run; no labels are passed.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
-                filter,
-                *id,
-                std::ptr::null_mut(),
-                0,
-                n,
-            )
-        };
-    }
-
     /// Defines every counter the engine may report, as `fapi_guard.<name>` (Envoy accepts new
     /// counters only while the configuration loads).
     pub(crate) fn define_counters(&mut self, config: envoy_dynamic_module_type_http_filter_config_envoy_ptr) {
@@ -141,16 +104,6 @@ impl Env {
             }
         }
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn random(buf: &mut [u8]) -> bool {
-    getrandom::getrandom(buf).is_ok()
 }
 
 /// Pseudo-headers and headers of a callout as Envoy's header structs (pointing into `call`).
@@ -214,23 +167,156 @@ fn callout_id(id: u64) -> Option<u32> {
     u32::try_from(id).ok()
 }
 
-/// The main thread's host: the configuration's callouts and counters.
-pub struct ConfigHost<'a> {
-    pub env: &'a Env,
-    pub envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+/// What differs between the main thread and a request: through which Envoy object a counter is
+/// added and a callout is started.
+pub trait Side {
+    /// Adds `n` to the counter Envoy gave `id`.
+    fn increment(&self, id: usize, n: u64);
+    /// Starts a callout; the header structs and body point into module memory alive for the call.
+    fn callout(
+        &self,
+        id: &mut u64,
+        cluster: envoy_dynamic_module_type_module_buffer,
+        headers: &mut [envoy_dynamic_module_type_module_http_header],
+        body: envoy_dynamic_module_type_module_buffer,
+        timeout_ms: u64,
+    ) -> envoy_dynamic_module_type_http_callout_init_result;
 }
 
-impl Host for ConfigHost<'_> {
+/// The main thread: the configuration's counters and callouts (the tick, its answers).
+pub struct ConfigSide(pub envoy_dynamic_module_type_http_filter_config_envoy_ptr);
+
+impl Side for ConfigSide {
+    fn increment(&self, id: usize, n: u64) {
+        // SAFETY: `self.0` is the live configuration whose main-thread hook is running; no labels.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.0,
+                id,
+                std::ptr::null_mut(),
+                0,
+                n,
+            )
+        };
+    }
+
+    fn callout(
+        &self,
+        id: &mut u64,
+        cluster: envoy_dynamic_module_type_module_buffer,
+        headers: &mut [envoy_dynamic_module_type_module_http_header],
+        body: envoy_dynamic_module_type_module_buffer,
+        timeout_ms: u64,
+    ) -> envoy_dynamic_module_type_http_callout_init_result {
+        // SAFETY: `self.0` is the live configuration (the main thread runs its hooks); cluster,
+        // headers and body point into module memory alive for the call, and Envoy copies them into
+        // its request; `id` is a valid out-pointer.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.0,
+                id,
+                cluster,
+                headers.as_mut_ptr(),
+                headers.len(),
+                body,
+                timeout_ms,
+            )
+        }
+    }
+}
+
+/// One request on a worker thread, and what the shell remembers about the hook it is in.
+pub struct FilterSide<'a> {
+    pub envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    pub state: &'a mut HookState,
+}
+
+impl Side for FilterSide<'_> {
+    fn increment(&self, id: usize, n: u64) {
+        // SAFETY: `self.envoy` is the live filter of the hook being run; no labels are passed.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(
+                self.envoy,
+                id,
+                std::ptr::null_mut(),
+                0,
+                n,
+            )
+        };
+    }
+
+    fn callout(
+        &self,
+        id: &mut u64,
+        cluster: envoy_dynamic_module_type_module_buffer,
+        headers: &mut [envoy_dynamic_module_type_module_http_header],
+        body: envoy_dynamic_module_type_module_buffer,
+        timeout_ms: u64,
+    ) -> envoy_dynamic_module_type_http_callout_init_result {
+        // SAFETY: `self.envoy` is the live filter of the running hook; cluster, headers and body
+        // point into module memory alive for the call (Envoy copies them); `id` is a valid
+        // out-pointer.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_http_callout(
+                self.envoy,
+                id,
+                cluster,
+                headers.as_mut_ptr(),
+                headers.len(),
+                body,
+                timeout_ms,
+            )
+        }
+    }
+}
+
+/// fapi-engine's host on Envoy: one implementation for both sides ([`ConfigHost`] on the main
+/// thread, [`FilterHost`] for a request).
+pub struct EnvoyHost<'a, S: Side> {
+    pub env: &'a Env,
+    pub side: S,
+}
+
+pub type ConfigHost<'a> = EnvoyHost<'a, ConfigSide>;
+pub type FilterHost<'a> = EnvoyHost<'a, FilterSide<'a>>;
+
+impl<'a> ConfigHost<'a> {
+    pub fn config(env: &'a Env, envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr) -> Self {
+        EnvoyHost {
+            env,
+            side: ConfigSide(envoy),
+        }
+    }
+}
+
+impl<'a> FilterHost<'a> {
+    pub fn filter(
+        env: &'a Env,
+        envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+        state: &'a mut HookState,
+    ) -> Self {
+        EnvoyHost {
+            env,
+            side: FilterSide { envoy, state },
+        }
+    }
+}
+
+impl<S: Side> Host for EnvoyHost<'_, S> {
     fn now(&self) -> i64 {
-        now()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
     }
 
     fn random(&mut self, buf: &mut [u8]) -> bool {
-        random(buf)
+        getrandom::getrandom(buf).is_ok()
     }
 
     fn counter(&mut self, name: &str, n: u64) {
-        self.env.increment_config(self.envoy, name, n);
+        if let Some(id) = self.env.counter_ids.get(name) {
+            self.side.increment(*id, n);
+        }
     }
 
     fn log(&mut self, level: Level, line: &str) {
@@ -249,20 +335,13 @@ impl Host for ConfigHost<'_> {
         let mut headers = callout_headers(call);
         let body = call.body.as_deref().map_or(NULL_BUFFER, module_buffer);
         let mut id = 0u64;
-        // SAFETY: `self.envoy` is the live configuration (the main thread runs its hooks); the
-        // header structs and body point into `call`, alive for the call, and Envoy copies them
-        // into its request; `id` is a valid out-pointer.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_http_callout(
-                self.envoy,
-                &mut id,
-                module_buffer(call.cluster.as_bytes()),
-                headers.as_mut_ptr(),
-                headers.len(),
-                body,
-                call.timeout_ms,
-            )
-        };
+        let result = self.side.callout(
+            &mut id,
+            module_buffer(call.cluster.as_bytes()),
+            &mut headers,
+            body,
+            call.timeout_ms,
+        );
         (result == envoy_dynamic_module_type_http_callout_init_result_Success)
             .then_some(id)
             .and_then(callout_id)
@@ -277,20 +356,13 @@ pub struct HookState {
     pub resume_requested: bool,
 }
 
-/// One request's host.
-pub struct FilterHost<'a> {
-    pub env: &'a Env,
-    pub envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    pub state: &'a mut HookState,
-}
-
 impl FilterHost<'_> {
     /// The request body bytes Envoy holds so far (buffered and received), without reading them.
     pub fn request_body_size(&self) -> usize {
-        request_body_parts(self.envoy)
+        request_body_parts(self.side.envoy)
             .into_iter()
-            // SAFETY: `self.envoy` is the live filter of the running hook.
-            .map(|kind| unsafe { envoy_dynamic_module_callback_http_get_body_size(self.envoy, kind) })
+            // SAFETY: `self.side.envoy` is the live filter of the running hook.
+            .map(|kind| unsafe { envoy_dynamic_module_callback_http_get_body_size(self.side.envoy, kind) })
             .fold(0usize, usize::saturating_add)
     }
 
@@ -301,12 +373,12 @@ impl FilterHost<'_> {
         value: Option<&str>,
     ) {
         let value = value.map_or(NULL_BUFFER, |v| module_buffer(v.as_bytes()));
-        // SAFETY: `self.envoy` is the live filter of the running hook; key and value point into
-        // module memory alive for the call (no Envoy buffer is passed back: headers were copied by
-        // `request_headers` before any write); a null value removes the header.
+        // SAFETY: `self.side.envoy` is the live filter of the running hook; key and value point
+        // into module memory alive for the call (no Envoy buffer is passed back: header values were
+        // copied out of the lent buffers before any write); a null value removes the header.
         unsafe {
             envoy_dynamic_module_callback_http_set_header(
-                self.envoy,
+                self.side.envoy,
                 kind,
                 module_buffer(name.as_bytes()),
                 value,
@@ -315,92 +387,78 @@ impl FilterHost<'_> {
     }
 }
 
-impl Host for FilterHost<'_> {
-    fn now(&self) -> i64 {
-        now()
+/// Lends `f` every request header as Envoy holds it, without copying.
+///
+/// # Safety
+/// `envoy` must be the live filter of the running hook. `f` must not reach Envoy (no setter may run
+/// while Envoy's buffers are lent: a setter invalidates them); it copies what it keeps.
+unsafe fn lend_request_headers(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    f: &mut dyn FnMut(&str, &[u8]),
+) {
+    let kind = envoy_dynamic_module_type_http_header_type_RequestHeader;
+    // SAFETY: `envoy` is the live filter of the running hook (the caller's contract).
+    let n = unsafe { envoy_dynamic_module_callback_http_get_headers_size(envoy, kind) };
+    let empty = envoy_dynamic_module_type_envoy_http_header {
+        key_ptr: std::ptr::null(),
+        key_length: 0,
+        value_ptr: std::ptr::null(),
+        value_length: 0,
+    };
+    let mut raw = vec![empty; n];
+    // SAFETY: `raw` has room for the `n` headers Envoy just counted; Envoy fills it with pointers
+    // into its header map, valid until the end of the hook or the next setter.
+    let ok = unsafe { envoy_dynamic_module_callback_http_get_headers(envoy, kind, raw.as_mut_ptr()) };
+    if !ok {
+        return;
     }
-
-    fn random(&mut self, buf: &mut [u8]) -> bool {
-        random(buf)
-    }
-
-    fn counter(&mut self, name: &str, n: u64) {
-        self.env.increment(self.envoy, name, n);
-    }
-
-    fn log(&mut self, level: Level, line: &str) {
-        log_line(level, line);
-    }
-
-    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        self.env.shared_get(key)
-    }
-
-    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError> {
-        self.env.shared_set(key, value, cas)
-    }
-
-    fn http_call(&mut self, call: &Callout) -> Option<u32> {
-        let mut headers = callout_headers(call);
-        let body = call.body.as_deref().map_or(NULL_BUFFER, module_buffer);
-        let mut id = 0u64;
-        // SAFETY: `self.envoy` is the live filter of the running hook; headers and body point into
-        // `call`, alive for the call (Envoy copies them); `id` is a valid out-pointer.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_http_callout(
-                self.envoy,
-                &mut id,
-                module_buffer(call.cluster.as_bytes()),
-                headers.as_mut_ptr(),
-                headers.len(),
-                body,
-                call.timeout_ms,
+    for h in &raw {
+        // SAFETY: each pointer/length pair was just filled in by Envoy, and no setter runs while
+        // they are lent (the caller's contract): the slices live only for this iteration.
+        let (k, v) = unsafe {
+            (
+                envoy_bytes(h.key_ptr, h.key_length),
+                envoy_bytes(h.value_ptr, h.value_length),
             )
         };
-        (result == envoy_dynamic_module_type_http_callout_init_result_Success)
-            .then_some(id)
-            .and_then(callout_id)
+        // Names are ASCII in practice: the fast check first, the replacing copy only if needed.
+        match std::str::from_utf8(k) {
+            Ok(name) => f(name, v),
+            Err(_) => f(&String::from_utf8_lossy(k), v),
+        }
     }
+}
+
+/// A view of an Envoy buffer.
+///
+/// # Safety
+/// `ptr` must be null or point to `len` readable bytes that outlive the returned slice's use.
+unsafe fn envoy_bytes<'a>(ptr: *const std::ffi::c_char, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: per the function's contract.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
 }
 
 impl RequestHost for FilterHost<'_> {
     fn request_headers(&mut self) -> Vec<(String, Vec<u8>)> {
-        let kind = envoy_dynamic_module_type_http_header_type_RequestHeader;
-        // SAFETY: `self.envoy` is the live filter of the running hook.
-        let n = unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.envoy, kind) };
-        let empty = envoy_dynamic_module_type_envoy_http_header {
-            key_ptr: std::ptr::null(),
-            key_length: 0,
-            value_ptr: std::ptr::null(),
-            value_length: 0,
-        };
-        let mut raw = vec![empty; n];
-        // SAFETY: `raw` has room for the `n` headers Envoy just counted; Envoy fills it with
-        // pointers into its header map, valid until the end of the hook or the next setter.
-        let ok =
-            unsafe { envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, raw.as_mut_ptr()) };
-        if !ok {
-            return Vec::new();
-        }
-        // Copied now, before the engine writes any header (a setter invalidates Envoy's buffers).
-        raw.iter()
-            .map(|h| {
-                // SAFETY: each pointer/length pair was just filled in by Envoy and no setter has run.
-                let (k, v) = unsafe {
-                    (
-                        copy_envoy(h.key_ptr, h.key_length),
-                        copy_envoy(h.value_ptr, h.value_length),
-                    )
-                };
-                (String::from_utf8_lossy(&k).into_owned(), v)
-            })
-            .collect()
+        let mut out = Vec::new();
+        // SAFETY: the live filter of this hook; the closure only copies (it cannot reach Envoy).
+        unsafe { lend_request_headers(self.side.envoy, &mut |k, v| out.push((k.to_string(), v.to_vec()))) };
+        out
+    }
+
+    fn for_each_request_header(&mut self, f: &mut dyn FnMut(&str, &[u8])) {
+        // SAFETY: the live filter of this hook; `f` cannot reach Envoy (`self` is borrowed by this
+        // call), so no setter runs while the buffers are lent, and it copies what it keeps.
+        unsafe { lend_request_headers(self.side.envoy, f) }
     }
 
     fn request_body(&mut self, size: usize) -> Vec<u8> {
         let mut body = Vec::with_capacity(size);
-        for kind in request_body_parts(self.envoy) {
-            body.extend_from_slice(&body_chunks(self.envoy, kind));
+        for kind in request_body_parts(self.side.envoy) {
+            body.extend_from_slice(&body_chunks(self.side.envoy, kind));
         }
         body.truncate(size);
         body
@@ -411,10 +469,10 @@ impl RequestHost for FilterHost<'_> {
             ptr: std::ptr::null(),
             length: 0,
         };
-        // SAFETY: `self.envoy` is the live filter; `out` is a valid out-pointer.
+        // SAFETY: `self.side.envoy` is the live filter; `out` is a valid out-pointer.
         let ok = unsafe {
             envoy_dynamic_module_callback_http_filter_get_attribute_string(
-                self.envoy,
+                self.side.envoy,
                 envoy_dynamic_module_type_attribute_id_ConnectionSha256PeerCertificateDigest,
                 &mut out,
             )
@@ -461,11 +519,11 @@ impl RequestHost for FilterHost<'_> {
             })
             .collect();
         let details = b"fapi_guard_denied";
-        // SAFETY: `self.envoy` is the live filter; headers, body and details point into module
+        // SAFETY: `self.side.envoy` is the live filter; headers, body and details point into module
         // memory alive for the call, and Envoy copies them into the reply.
         unsafe {
             envoy_dynamic_module_callback_http_send_response(
-                self.envoy,
+                self.side.envoy,
                 u32::from(status),
                 raw.as_mut_ptr(),
                 raw.len(),
@@ -476,13 +534,13 @@ impl RequestHost for FilterHost<'_> {
     }
 
     fn resume_request(&mut self) {
-        if self.state.in_hook {
+        if self.side.state.in_hook {
             // Inside the request hook: the hook returns Continue instead.
-            self.state.resume_requested = true;
+            self.side.state.resume_requested = true;
             return;
         }
-        // SAFETY: `self.envoy` is the live filter, paused by this module's request hook.
-        unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.envoy) };
+        // SAFETY: `self.side.envoy` is the live filter, paused by this module's request hook.
+        unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.side.envoy) };
     }
 }
 

@@ -3,11 +3,14 @@
 //!
 //! [`abi`] declares the FFI (named as in Envoy's header); [`hooks`] are the event hooks Envoy calls,
 //! each passing its event to fapi-engine under `catch_unwind`; [`host`] implements the engine's host
-//! interface on Envoy's callbacks, with one engine state per filter configuration shared by all
-//! workers (process memory behind locks); [`compat`] refuses to start on an Envoy that does not
-//! export what this build calls. No security rule is here.
+//! interface on Envoy's callbacks; per filter configuration, engine workers for the request hooks
+//! share one key set, one token cache and one DPoP replay store (process memory, locks held only for
+//! a table operation); [`compat`] refuses to start on an Envoy that does not export what this build
+//! calls. No security rule is here.
 
 pub mod abi;
 pub mod compat;
 pub mod hooks;
 pub mod host;
+#[cfg(feature = "test-panic")]
+pub mod test_panic;
