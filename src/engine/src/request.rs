@@ -264,7 +264,9 @@ impl Request {
     fn decide_and_act<H: RequestHost + ?Sized>(&mut self, w: &mut Worker, host: &mut H) -> Action {
         let now = host.now();
         if let Some(allow) = w.cached_allow(host, &self.facts, now) {
+            // Never a body-bound rule's allow (core's `decision_cacheable`): nothing to wait for.
             self.forward(w, host, &allow);
+            w.metrics.decision(host, "allowed");
             return Action::Continue;
         }
         // Before the body: a rule that binds it admits with `awaiting_body` (see `admit`).
