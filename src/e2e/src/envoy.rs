@@ -131,6 +131,17 @@ impl EnvoyConfig {
                                 },
                                 "http_filters": [
                                     guard,
+                                    // As in envoy/front-proxy.yaml.in: after fapi-guard, the buffer
+                                    // filter holds an admitted request's headers until its whole body
+                                    // has passed fapi-guard (the wasm plugin cannot hold them itself
+                                    // while it reads the body; see docs/policy.md).
+                                    {
+                                        "name": "envoy.filters.http.buffer",
+                                        "typed_config": {
+                                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                                            "max_request_bytes": 1_048_576
+                                        }
+                                    },
                                     {
                                         "name": "envoy.filters.http.router",
                                         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}

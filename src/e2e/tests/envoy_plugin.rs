@@ -966,6 +966,14 @@ impl World {
     }
 
     /// How many requests for `path` reached the upstream.
+    /// Requests Envoy's router started towards the upstream (its own counter: headers sent counts,
+    /// whether or not a body followed).
+    fn upstream_requests_started(&self) -> u64 {
+        let name = "cluster.upstream.upstream_rq_total";
+        let stats = self.envoy.stats(name).expect("admin stats");
+        stats.get(name).copied().unwrap_or(0)
+    }
+
     fn upstream_count(&self, path: &str) -> usize {
         self.upstream_seen
             .lock()
@@ -992,6 +1000,7 @@ fn rar_once(w: &mut World) {
         "the body reaches the upstream whole"
     );
     assert_eq!(w.upstream_count("/rar/transfers"), before + 1);
+    let started = w.upstream_requests_started();
     // The same token and body again, until each worker refused it (the once store is shared).
     w.on_every_worker(3, 40, |_| {
         let resp = w.refused(
@@ -1010,11 +1019,17 @@ fn rar_once(w: &mut World) {
         before + 1,
         "a refused request never reaches the upstream"
     );
+    assert_eq!(
+        w.upstream_requests_started(),
+        started,
+        "not even the headers of a refused transfer went upstream"
+    );
 }
 
 fn rar_refusals(w: &mut World) {
     let t = w.rar_token();
     let before = w.upstream_count("/rar/transfers");
+    let started = w.upstream_requests_started();
     let mismatches = [
         transfer_body(500_000, "hanako-1", "taro-1"),
         transfer_body(5000, "mallory-1", "taro-1"),
@@ -1049,6 +1064,11 @@ fn rar_refusals(w: &mut World) {
         before,
         "nothing refused reached the upstream"
     );
+    assert_eq!(
+        w.upstream_requests_started(),
+        started,
+        "not even the headers of a refused transfer went upstream"
+    );
     // The mismatch log line names the field, never a value of the body or the token.
     let log = w.envoy.log();
     assert!(log.contains("\"field\":\"/amount\""), "{}", tail(&log, 10));
@@ -1064,6 +1084,7 @@ fn rar_too_large(w: &mut World) {
     big.pop();
     big.extend_from_slice(format!(",\"pad\":\"{}\"}}", "x".repeat(RAR_MAX_BODY)).as_bytes());
     let before_stat = w.stat("denied.body_too_large");
+    let started = w.upstream_requests_started();
     let resp = w.send(&w.a, &rar_post(&t, &big));
     assert_eq!(resp.status, 413, "{:?} {}", resp.headers, resp.text());
     assert_eq!(resp.json().expect("JSON error")["error"], "invalid_request");
@@ -1072,6 +1093,11 @@ fn rar_too_large(w: &mut World) {
         w.upstream_count("/rar/transfers"),
         before,
         "the upstream saw nothing"
+    );
+    assert_eq!(
+        w.upstream_requests_started(),
+        started,
+        "no upstream request was started"
     );
     // The consent is untouched.
     w.admitted(&w.a, &rar_post(&t, &transfer_body(5000, "hanako-1", "taro-1")));
