@@ -13,9 +13,8 @@ use fapi_core::sign::{random_id, SigningKey};
 use fapi_e2e::client::{HttpsClient, Req, Resp, TlsVersion};
 use fapi_e2e::pki::TestPki;
 use fapi_e2e::process::Process;
-use fapi_e2e::util::{free_port, unix_now, wait_until, ScratchDir};
+use fapi_e2e::util::{free_port, unix_now, ScratchDir};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 mod common;
 
@@ -52,10 +51,14 @@ fn start() -> Server {
     std::fs::write(
         &config,
         format!(
-            "issuer = \"{issuer}\"\nmtls_base = \"https://127.0.0.1:{mtls}\"\n[listen]\nhttps = \"127.0.0.1:{https}\"\nmtls = \"127.0.0.1:{mtls}\"\nhttp = \"127.0.0.1:{http}\"\n\
-             [tls]\ncert = \"{}\"\nkey = \"{}\"\n[database]\nurl = \"{db_url}\"\n[keys]\ndir = \"keys\"\nalg = \"ES256\"\n",
-            pki.server.cert_pem.display(),
-            pki.server.key_pem.display(),
+            "{}[keys]\ndir = \"keys\"\nalg = \"ES256\"\n",
+            common::config_head(
+                &issuer,
+                &format!("https://127.0.0.1:{mtls}"),
+                (https, mtls, http),
+                &pki,
+                &db_url,
+            ),
         ),
     )
     .unwrap();
@@ -113,14 +116,7 @@ fn start() -> Server {
     )
     .unwrap();
     let browser = HttpsClient::new(https, &pki.ca_der, None, TlsVersion::Default).unwrap();
-    wait_until(Duration::from_secs(20), "fapi-as to listen", || {
-        match browser.send(&Req::get("/health")) {
-            Ok(r) if r.status == 200 => Ok(Some(())),
-            Ok(r) => Err(format!("status {}", r.status)),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", proc.log()));
+    common::wait_healthy(&browser, &proc);
     let identity = pki.client("fintech").unwrap();
     let mtls_client = HttpsClient::new(mtls, &pki.ca_der, Some(identity), TlsVersion::Default).unwrap();
     Server {

@@ -81,6 +81,40 @@ pub fn try_run(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// The part of a test server's `fapi-as.toml` every suite writes alike: issuer, mTLS base, the three
+/// listeners on loopback (`ports`: https, mtls, http), the server certificate and the database. A suite
+/// appends its `[keys]` and its own sections.
+pub fn config_head(
+    issuer: &str,
+    mtls_base: &str,
+    (https, mtls, http): (u16, u16, u16),
+    pki: &fapi_e2e::pki::TestPki,
+    db_url: &str,
+) -> String {
+    format!(
+        "issuer = \"{issuer}\"\nmtls_base = \"{mtls_base}\"\n\
+         [listen]\nhttps = \"127.0.0.1:{https}\"\nmtls = \"127.0.0.1:{mtls}\"\nhttp = \"127.0.0.1:{http}\"\n\
+         [tls]\ncert = \"{}\"\nkey = \"{}\"\n[database]\nurl = \"{db_url}\"\n",
+        pki.server.cert_pem.display(),
+        pki.server.key_pem.display(),
+    )
+}
+
+/// Waits (20 s at most) until the server started as `proc` answers `/health` with 200 through
+/// `client`; panics with its log otherwise.
+pub fn wait_healthy(client: &HttpsClient, proc: &fapi_e2e::process::Process) {
+    fapi_e2e::util::wait_until(
+        std::time::Duration::from_secs(20),
+        "fapi-as to listen",
+        || match client.send(&Req::get("/health")) {
+            Ok(r) if r.status == 200 => Ok(Some(())),
+            Ok(r) => Err(format!("status {}", r.status)),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", proc.log()));
+}
+
 // Form and query helpers: the harness's (fapi_e2e::fapi_as), under the names these tests use.
 // Each test binary uses some of them (like the rest of this module, see its dead_code allowance).
 #[allow(unused_imports)]
