@@ -199,16 +199,7 @@ fn start_flow(srv: &Server, b: &mut Browser, challenge: &str, details: &str, sta
 /// page.
 fn sign_in_strongly(b: &mut Browser) -> Resp {
     let page = b.get("/login");
-    let r = b.post(
-        "/login",
-        &[
-            ("csrf", &csrf(&page)),
-            ("username", "taro"),
-            ("password", PASSWORD),
-        ],
-    );
-    assert_eq!(location(&r), "/login");
-    let page = b.get("/login");
+    let page = b.sign_in_password(&page, "taro");
     assert!(
         page.text().contains("name=\"code\""),
         "a transfer needs the TOTP step: {}",

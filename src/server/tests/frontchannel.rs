@@ -305,16 +305,7 @@ fn authorization_code_flow_with_totp_consent_jarm_and_apps() {
     assert!(r.header("location").is_none());
 
     // Password, then the TOTP step that acr_values asks for.
-    let r = b.post(
-        "/login",
-        &[
-            ("csrf", &csrf(&page)),
-            ("username", "taro"),
-            ("password", PASSWORD),
-        ],
-    );
-    assert_eq!(location(&r), "/login");
-    let page = b.get("/login");
+    let page = b.sign_in_password(&page, "taro");
     assert!(
         page.text().contains("name=\"code\""),
         "TOTP step expected: {}",

@@ -166,6 +166,21 @@ impl Browser {
         self.send(Req::get(path))
     }
 
+    /// Posts the sign-in form of `page` for `username` with the demo password; after its redirect
+    /// back to /login, the page that follows (the TOTP step, consent, or the form again).
+    pub fn sign_in_password(&mut self, page: &Resp, username: &str) -> Resp {
+        let r = self.post(
+            "/login",
+            &[
+                ("csrf", &csrf(page)),
+                ("username", username),
+                ("password", PASSWORD),
+            ],
+        );
+        assert_eq!(location(&r), "/login", "{}", r.text());
+        self.get("/login")
+    }
+
     pub fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Resp {
         self.send(form_post(path, pairs))
     }
