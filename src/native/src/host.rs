@@ -150,9 +150,8 @@ pub unsafe fn callout_response(
         // SAFETY: the caller guarantees `body_size` valid chunks.
         for chunk in unsafe { std::slice::from_raw_parts(body, body_size) } {
             // SAFETY: each chunk points to `length` bytes Envoy keeps during the hook.
-            response
-                .body
-                .extend(unsafe { copy_envoy(chunk.ptr, chunk.length) });
+            let bytes = unsafe { copy_envoy(chunk.ptr, chunk.length) };
+            response.body.extend(bytes);
             if response.body.len() > fapi_core::revocation::MAX_FEED_PAGE {
                 // Larger than any answer the engine accepts: make it unreadable (fail closed).
                 response.body.truncate(fapi_core::revocation::MAX_FEED_PAGE + 1);
@@ -208,9 +207,8 @@ impl Side for ConfigSide {
         body: envoy_dynamic_module_type_module_buffer,
         timeout_ms: u64,
     ) -> envoy_dynamic_module_type_http_callout_init_result {
-        // SAFETY: `self.0` is the live configuration (the main thread runs its hooks); cluster,
-        // headers and body point into module memory alive for the call, and Envoy copies them into
-        // its request; `id` is a valid out-pointer.
+        // SAFETY: `self.0` is the live configuration on its main thread; cluster, headers, body live
+        // for the call (Envoy copies them); `id` is a valid out-pointer.
         unsafe {
             envoy_dynamic_module_callback_http_filter_config_http_callout(
                 self.0,
@@ -253,9 +251,8 @@ impl Side for FilterSide<'_> {
         body: envoy_dynamic_module_type_module_buffer,
         timeout_ms: u64,
     ) -> envoy_dynamic_module_type_http_callout_init_result {
-        // SAFETY: `self.envoy` is the live filter of the running hook; cluster, headers and body
-        // point into module memory alive for the call (Envoy copies them); `id` is a valid
-        // out-pointer.
+        // SAFETY: `self.envoy` is the live filter of the running hook; cluster, headers, body live
+        // for the call (Envoy copies them); `id` is a valid out-pointer.
         unsafe {
             envoy_dynamic_module_callback_http_filter_http_callout(
                 self.envoy,
@@ -373,9 +370,9 @@ impl FilterHost<'_> {
         value: Option<&str>,
     ) {
         let value = value.map_or(NULL_BUFFER, |v| module_buffer(v.as_bytes()));
-        // SAFETY: `self.side.envoy` is the live filter of the running hook; key and value point
-        // into module memory alive for the call (no Envoy buffer is passed back: header values were
-        // copied out of the lent buffers before any write); a null value removes the header.
+        // Header values were copied out of Envoy's lent buffers before any write: none is passed back.
+        // SAFETY: the live filter of the running hook; key and value are module memory alive for the
+        // call; a null value removes the header.
         unsafe {
             envoy_dynamic_module_callback_http_set_header(
                 self.side.envoy,
